@@ -1,0 +1,141 @@
+//! The SQLite schema of a v1 `.c1z` (baton-sdk §4.2): seven `v1_` tables and their indexes,
+//! with the exact names the Go SDK uses (including the two index names on `v1_resources`
+//! that are swapped relative to their columns), so the Go side's `if not exists` DDL is a
+//! no-op on our files.
+
+/// Table names.
+pub const RESOURCE_TYPES: &str = "v1_resource_types";
+pub const RESOURCES: &str = "v1_resources";
+pub const ENTITLEMENTS: &str = "v1_entitlements";
+pub const GRANTS: &str = "v1_grants";
+pub const SYNC_RUNS: &str = "v1_sync_runs";
+pub const ASSETS: &str = "v1_assets";
+pub const CONNECTOR_SESSIONS: &str = "v1_connector_sessions";
+
+/// All seven tables, in creation order.
+pub const ALL_TABLES: [&str; 7] = [
+    RESOURCE_TYPES,
+    RESOURCES,
+    ENTITLEMENTS,
+    GRANTS,
+    SYNC_RUNS,
+    ASSETS,
+    CONNECTOR_SESSIONS,
+];
+
+/// Tables a reader requires.
+pub const REQUIRED_TABLES: [&str; 5] = [RESOURCE_TYPES, RESOURCES, ENTITLEMENTS, GRANTS, SYNC_RUNS];
+
+/// The DDL run on a new database (one statement per entry).
+pub const DDL: &[&str] = &[
+    // v1_resource_types
+    "create table if not exists v1_resource_types (
+        id integer primary key,
+        external_id text not null,
+        data blob not null,
+        sync_id text not null,
+        discovered_at datetime not null
+    )",
+    "create unique index if not exists idx_resource_types_external_sync_v1
+        on v1_resource_types (external_id, sync_id)",
+    // v1_resources
+    "create table if not exists v1_resources (
+        id integer primary key,
+        resource_type_id text not null,
+        external_id text not null,
+        parent_resource_type_id text,
+        parent_resource_id text,
+        data blob not null,
+        sync_id text not null,
+        discovered_at datetime not null
+    )",
+    "create index if not exists idx_resources_resource_type_id_v1
+        on v1_resources (resource_type_id)",
+    // The next two names are swapped relative to their columns, exactly as in the Go DDL.
+    "create index if not exists idx_resources_external_sync_v1
+        on v1_resources (parent_resource_type_id, parent_resource_id)",
+    "create unique index if not exists idx_resources_parent_resource_id_v1
+        on v1_resources (external_id, sync_id)",
+    // v1_entitlements
+    "create table if not exists v1_entitlements (
+        id integer primary key,
+        resource_type_id text not null,
+        resource_id text not null,
+        external_id text not null,
+        data blob not null,
+        sync_id text not null,
+        discovered_at datetime not null
+    )",
+    "create index if not exists idx_entitlements_resource_id_v1
+        on v1_entitlements (resource_type_id, resource_id)",
+    "create unique index if not exists idx_entitlements_external_sync_v1
+        on v1_entitlements (external_id, sync_id)",
+    // v1_grants
+    "create table if not exists v1_grants (
+        id integer primary key,
+        resource_type_id text not null,
+        resource_id text not null,
+        entitlement_id text not null,
+        principal_resource_type_id text not null,
+        principal_resource_id text not null,
+        external_id text not null,
+        expansion blob,
+        needs_expansion integer not null default 0,
+        data blob not null,
+        sync_id text not null,
+        discovered_at datetime not null
+    )",
+    "create index if not exists idx_grants_resource_type_id_resource_id_v1
+        on v1_grants (resource_type_id, resource_id)",
+    "create index if not exists idx_grants_principal_id_v1
+        on v1_grants (principal_resource_type_id, principal_resource_id)",
+    "create index if not exists idx_grants_entitlement_id_principal_id_v1
+        on v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id)",
+    "create unique index if not exists idx_grants_external_sync_v1
+        on v1_grants (external_id, sync_id)",
+    "create index if not exists idx_grants_entitlement_sync_grant_v1
+        on v1_grants (entitlement_id, sync_id, id)",
+    "create index if not exists idx_grants_sync_expansion_v1
+        on v1_grants (sync_id) where expansion is not null",
+    "create index if not exists idx_grants_sync_needs_expansion_v1
+        on v1_grants (sync_id) where needs_expansion = 1",
+    // v1_sync_runs
+    "create table if not exists v1_sync_runs (
+        id integer primary key,
+        sync_id text not null,
+        started_at datetime not null,
+        ended_at datetime,
+        sync_token text not null,
+        sync_type text not null default 'full',
+        parent_sync_id text not null default '',
+        linked_sync_id text not null default '',
+        supports_diff integer not null default 0,
+        grants_backfilled integer not null default 0,
+        stats text,
+        ingest_invariant_generation text not null default '',
+        ingest_invariant_coverage text not null default '',
+        ingest_invariant_mode text not null default ''
+    )",
+    "create unique index if not exists idx_sync_runs_sync_id_v1
+        on v1_sync_runs (sync_id)",
+    // v1_assets
+    "create table if not exists v1_assets (
+        id integer primary key,
+        external_id text not null,
+        content_type text not null,
+        data blob not null,
+        sync_id text not null,
+        discovered_at datetime not null
+    )",
+    "create unique index if not exists idx_assets_external_sync_v1
+        on v1_assets (external_id, sync_id)",
+    // v1_connector_sessions
+    "create table if not exists v1_connector_sessions (
+        id integer primary key,
+        sync_id text not null,
+        key text not null,
+        value blob not null
+    )",
+    "create unique index if not exists idx_session_store_sync_key_v1
+        on v1_connector_sessions (sync_id, key)",
+];

@@ -1,0 +1,215 @@
+//! `list-grants`: workspace membership (from the user list), role assignments of users and of
+//! groups (from the permissions recorded in the session), and group membership.
+//!
+//! A group's role assignments are granted to the group and marked expandable to the group's
+//! members, so that each member is seen holding the role too.
+
+use crate::bindings::*;
+use crate::catalog::RoleCatalog;
+use crate::connector::{Connector, keys};
+use crate::env::{Env, LogLevel};
+use crate::errors::to_connector_error;
+use crate::ids::*;
+use crate::resources::{path_segment, rid};
+use crate::segment::model::{EmailsPage, GroupData, Permission, UserData, UsersPage};
+use std::collections::HashSet;
+
+/// Grants for a principal's permissions. WORKSPACE-wide permissions are membership of the
+/// role; scoped ones are the role's entitlement on that source, warehouse, function or space.
+pub(crate) fn permission_grants(
+    catalog: &RoleCatalog,
+    permissions: &[Permission],
+    principal: &ResourceId,
+    expandable: Option<&GrantExpandable>,
+    log: &dyn Fn(&str),
+) -> Vec<Grant> {
+    let mut seen = HashSet::new();
+    let mut grants = vec![];
+    for permission in permissions {
+        for resource in &permission.resources {
+            let (entitlement_resource, slug) = if resource.kind.eq_ignore_ascii_case("WORKSPACE") {
+                (rid(ROLE, &permission.role_id), MEMBER.to_string())
+            } else if let Some(scope) = Scope::from_api_type(&resource.kind) {
+                (
+                    rid(scope.resource_type(), &resource.id),
+                    catalog.slug(&permission.role_id, &permission.role_name),
+                )
+            } else {
+                log(&format!(
+                    "permission on unknown resource type {:?} ignored",
+                    resource.kind
+                ));
+                continue;
+            };
+            let entitlement = entitlement_id(
+                &entitlement_resource.resource_type,
+                &entitlement_resource.resource,
+                &slug,
+            );
+            let id = grant_id(&entitlement, &principal.resource_type, &principal.resource);
+            if seen.insert(id.clone()) {
+                grants.push(Grant {
+                    id,
+                    entitlement_id: entitlement,
+                    entitlement_resource,
+                    principal: principal.clone(),
+                    expandable: expandable.cloned(),
+                });
+            }
+        }
+    }
+    grants
+}
+
+pub(crate) fn member_grant(on: &ResourceId, principal: ResourceId) -> Grant {
+    let entitlement = entitlement_id(&on.resource_type, &on.resource, MEMBER);
+    Grant {
+        id: grant_id(&entitlement, &principal.resource_type, &principal.resource),
+        entitlement_id: entitlement,
+        entitlement_resource: on.clone(),
+        principal,
+        expandable: None,
+    }
+}
+
+fn grant_page(items: Vec<Grant>, next: Option<String>) -> GrantPage {
+    GrantPage {
+        items,
+        next_page_token: next.unwrap_or_default(),
+        warnings: vec![],
+    }
+}
+
+impl<E: Env> Connector<'_, E> {
+    pub fn list_grants(
+        &self,
+        resource: &Resource,
+        token: &str,
+    ) -> Result<GrantPage, ConnectorError> {
+        match resource.id.resource_type.as_str() {
+            WORKSPACE => {
+                let users = self.user_ids()?;
+                let items = users
+                    .into_iter()
+                    .map(|id| member_grant(&resource.id, rid(USER, &id)))
+                    .collect();
+                Ok(grant_page(items, None))
+            }
+            USER => {
+                let permissions = self.user_permissions(&resource.id.resource)?;
+                let catalog = self.role_catalog()?;
+                Ok(grant_page(
+                    permission_grants(&catalog, &permissions, &resource.id, None, &|m| {
+                        self.debug(m)
+                    }),
+                    None,
+                ))
+            }
+            GROUP => self.group_grants(&resource.id, token),
+            _ => Ok(grant_page(vec![], None)),
+        }
+    }
+
+    fn debug(&self, message: &str) {
+        self.log(LogLevel::Debug, message);
+    }
+
+    /// Every user id: from the session when the user listing completed, else from the API.
+    fn user_ids(&self) -> Result<Vec<String>, ConnectorError> {
+        if self.cache_get::<bool>(keys::USERS_COMPLETE).is_some() {
+            let mut ids: Vec<String> = self
+                .env
+                .session_get_prefix(keys::USER_PERMISSIONS)
+                .into_iter()
+                .map(|(k, _)| k[keys::USER_PERMISSIONS.len()..].to_string())
+                .collect();
+            ids.sort();
+            return Ok(ids);
+        }
+        let users = self
+            .api
+            .all::<UsersPage>("/users", "")
+            .map_err(|e| to_connector_error(&e))?;
+        Ok(users.into_iter().map(|u| u.id).collect())
+    }
+
+    pub(crate) fn user_permissions(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<Permission>, ConnectorError> {
+        if let Some(p) = self.cache_get(&format!("{}{user_id}", keys::USER_PERMISSIONS)) {
+            return Ok(p);
+        }
+        let data: UserData = self
+            .api
+            .get(&format!("/users/{}", path_segment(user_id)))
+            .map_err(|e| to_connector_error(&e))?;
+        Ok(data.user.permissions.unwrap_or_default())
+    }
+
+    pub(crate) fn group_permissions(
+        &self,
+        group_id: &str,
+    ) -> Result<Vec<Permission>, ConnectorError> {
+        if let Some(p) = self.cache_get(&format!("{}{group_id}", keys::GROUP_PERMISSIONS)) {
+            return Ok(p);
+        }
+        let data: GroupData = self
+            .api
+            .get(&format!("/groups/{}", path_segment(group_id)))
+            .map_err(|e| to_connector_error(&e))?;
+        Ok(data.user_group.permissions.unwrap_or_default())
+    }
+
+    /// Page token: empty (role assignments, then the first page of user members),
+    /// `users|<cursor>`, then `invites|<cursor>` (pending invitations in the group).
+    fn group_grants(&self, group: &ResourceId, token: &str) -> Result<GrantPage, ConnectorError> {
+        let (phase, cursor) = token.split_once('|').unwrap_or(("users", ""));
+        let cursor = (!cursor.is_empty()).then_some(cursor);
+        let mut items = vec![];
+        if token.is_empty() {
+            let catalog = self.role_catalog()?;
+            let expandable = GrantExpandable {
+                entitlement_ids: vec![entitlement_id(GROUP, &group.resource, MEMBER)],
+                shallow: true,
+                resource_type_ids: vec![USER.into()],
+            };
+            let permissions = self.group_permissions(&group.resource)?;
+            items = permission_grants(&catalog, &permissions, group, Some(&expandable), &|m| {
+                self.debug(m)
+            });
+        }
+        let id = path_segment(&group.resource);
+        let err = |e| to_connector_error(&e);
+        match phase {
+            "users" => {
+                let p = self
+                    .api
+                    .page::<UsersPage>(&format!("/groups/{id}/users"), "", cursor)
+                    .map_err(err)?;
+                items.extend(
+                    p.items
+                        .iter()
+                        .map(|u| member_grant(group, rid(USER, &u.id))),
+                );
+                let next = Some(
+                    p.next
+                        .map(|c| format!("users|{c}"))
+                        .unwrap_or_else(|| "invites|".into()),
+                );
+                Ok(grant_page(items, next))
+            }
+            "invites" => {
+                let p = self
+                    .api
+                    .page::<EmailsPage>(&format!("/groups/{id}/invites"), "", cursor)
+                    .map_err(err)?;
+                items.extend(p.items.iter().map(|e| member_grant(group, rid(INVITE, e))));
+                Ok(grant_page(items, p.next.map(|c| format!("invites|{c}"))))
+            }
+            _ => Err(ConnectorError::InvalidArgument(format!(
+                "page token {token:?} was not issued by this connector"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! Resource types and `list-resources`: the workspace is the root; every other type is listed
+//! once, as its child. Listing users and groups also records their permissions in the session,
+//! so that entitlements and grants later need no further requests.
+
+use crate::bindings::*;
+use crate::connector::{Connector, keys};
+use crate::env::{Env, LogLevel};
+use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
+use crate::ids::*;
+use crate::segment::api::{ApiError, Page, encode};
+use crate::segment::model::*;
+
+/// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
+/// one answers 422 for it, and it is skipped.
+pub const FUNCTION_TYPES: [&str; 5] = [
+    "SOURCE",
+    "DESTINATION",
+    "INSERT_DESTINATION",
+    "INSERT_SOURCE",
+    "INSERT_TRANSFORMATION",
+];
+
+pub fn resource_types() -> Vec<ResourceType> {
+    let t = |id: &str, name: &str, description: &str, traits: &[TraitKind], hints: SyncHints| {
+        ResourceType {
+            id: id.into(),
+            display_name: name.into(),
+            description: description.into(),
+            traits: traits.to_vec(),
+            hints,
+        }
+    };
+    let none = SyncHints::empty();
+    vec![
+        t(WORKSPACE, "Workspace", "A Segment workspace", &[], none),
+        t(
+            USER,
+            "User",
+            "A Segment workspace user",
+            &[TraitKind::User],
+            SyncHints::SKIP_ENTITLEMENTS,
+        ),
+        t(
+            GROUP,
+            "Group",
+            "A Segment user group",
+            &[TraitKind::Group],
+            none,
+        ),
+        // Role assignments are listed from users and groups, never from the role.
+        t(
+            ROLE,
+            "Role",
+            "A Segment IAM role",
+            &[TraitKind::Role],
+            SyncHints::SKIP_GRANTS,
+        ),
+        t(
+            INVITE,
+            "Invite",
+            "A pending workspace invitation",
+            &[TraitKind::User],
+            SyncHints::SKIP_ENTITLEMENTS
+                | SyncHints::SKIP_GRANTS
+                | SyncHints::SKIP_SYNC_ANOMALY_DETECTION,
+        ),
+        t(
+            SOURCE,
+            "Source",
+            "A Segment data source",
+            &[TraitKind::App],
+            SyncHints::SKIP_GRANTS,
+        ),
+        t(
+            WAREHOUSE,
+            "Warehouse",
+            "A Segment data warehouse",
+            &[TraitKind::App],
+            SyncHints::SKIP_GRANTS,
+        ),
+        t(
+            FUNCTION,
+            "Function",
+            "A Segment function",
+            &[TraitKind::App],
+            SyncHints::SKIP_GRANTS,
+        ),
+        t(
+            SPACE,
+            "Space",
+            "A Segment space (Unify and Engage)",
+            &[TraitKind::App],
+            SyncHints::SKIP_GRANTS,
+        ),
+    ]
+}
+
+const CHILD_TYPES: [&str; 8] = [
+    USER, GROUP, ROLE, INVITE, SOURCE, WAREHOUSE, FUNCTION, SPACE,
+];
+
+pub(crate) fn text(key: &str, value: &str) -> ProfileField {
+    ProfileField {
+        key: key.into(),
+        value: ProfileValue::Text(value.into()),
+    }
+}
+
+fn boolean(key: &str, value: bool) -> ProfileField {
+    ProfileField {
+        key: key.into(),
+        value: ProfileValue::Boolean(value),
+    }
+}
+
+fn number(key: &str, value: f64) -> ProfileField {
+    ProfileField {
+        key: key.into(),
+        value: ProfileValue::Number(value),
+    }
+}
+
+pub(crate) fn rid(resource_type: &str, id: &str) -> ResourceId {
+    ResourceId {
+        resource_type: resource_type.into(),
+        resource: id.into(),
+    }
+}
+
+fn resource(id: ResourceId, parent: &ResourceId, display_name: String) -> Resource {
+    Resource {
+        id,
+        parent: Some(parent.clone()),
+        display_name,
+        description: String::new(),
+        traits: vec![],
+        profile: vec![],
+        status: ResourceStatus::Enabled,
+        child_resource_types: vec![],
+        hints: SyncHints::empty(),
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn enabled(on: bool) -> ResourceStatus {
+    if on {
+        ResourceStatus::Enabled
+    } else {
+        ResourceStatus::Disabled
+    }
+}
+
+pub fn workspace_resource(ws: &Workspace) -> Resource {
+    Resource {
+        id: rid(WORKSPACE, &ws.id),
+        parent: None,
+        display_name: non_empty(&ws.name).unwrap_or(&ws.id).into(),
+        description: String::new(),
+        traits: vec![],
+        profile: vec![
+            text("id", &ws.id),
+            text("name", &ws.name),
+            text("slug", &ws.slug),
+        ],
+        status: ResourceStatus::Enabled,
+        child_resource_types: CHILD_TYPES.iter().map(|s| s.to_string()).collect(),
+        hints: SyncHints::empty(),
+    }
+}
+
+pub fn user_resource(u: &User, ws: &ResourceId) -> Resource {
+    let profile = vec![
+        text("id", &u.id),
+        text("name", &u.name),
+        text("email", &u.email),
+    ];
+    let mut r = resource(
+        rid(USER, &u.id),
+        ws,
+        non_empty(&u.name).unwrap_or(&u.email).into(),
+    );
+    r.traits = vec![ResourceTrait::User(UserTrait {
+        emails: non_empty(&u.email)
+            .map(|e| Email {
+                address: e.into(),
+                is_primary: true,
+            })
+            .into_iter()
+            .collect(),
+        login: u.email.clone(),
+        login_aliases: vec![],
+        account_type: AccountType::Human,
+        // Segment has no inactive users: removing someone deletes the user.
+        status: ResourceStatus::Enabled,
+        profile: profile.clone(),
+    })];
+    r.profile = profile;
+    r
+}
+
+pub fn invite_resource(email: &str, ws: Option<&ResourceId>) -> Resource {
+    let profile = vec![text("email", email)];
+    Resource {
+        id: rid(INVITE, email),
+        parent: ws.cloned(),
+        display_name: format!("(Invitation) {email}"),
+        description: "Invited to the workspace; disabled until the invitation is accepted".into(),
+        traits: vec![ResourceTrait::User(UserTrait {
+            emails: vec![Email {
+                address: email.into(),
+                is_primary: true,
+            }],
+            login: email.into(),
+            login_aliases: vec![],
+            account_type: AccountType::Human,
+            status: ResourceStatus::Disabled,
+            profile: profile.clone(),
+        })],
+        profile,
+        status: ResourceStatus::Disabled,
+        child_resource_types: vec![],
+        hints: SyncHints::empty(),
+    }
+}
+
+fn group_resource(g: &Group, ws: &ResourceId) -> Resource {
+    let members = g.member_count.unwrap_or(0.0).max(0.0);
+    let profile = vec![
+        text("id", &g.id),
+        text("name", &g.name),
+        number("member_count", members),
+    ];
+    let mut r = resource(
+        rid(GROUP, &g.id),
+        ws,
+        non_empty(&g.name).unwrap_or(&g.id).into(),
+    );
+    r.traits = vec![ResourceTrait::Group(GroupTrait {
+        profile: profile.clone(),
+    })];
+    r.profile = profile;
+    r
+}
+
+fn role_resource(role: &Role, ws: &ResourceId) -> Resource {
+    let profile = vec![text("id", &role.id), text("name", &role.name)];
+    let mut r = resource(
+        rid(ROLE, &role.id),
+        ws,
+        non_empty(&role.name).unwrap_or(&role.id).into(),
+    );
+    r.description = role.description.clone();
+    r.traits = vec![ResourceTrait::Role(RoleTrait {
+        profile: profile.clone(),
+    })];
+    r.profile = profile;
+    r
+}
+
+fn app(
+    id: ResourceId,
+    ws: &ResourceId,
+    display_name: &str,
+    status: ResourceStatus,
+    profile: Vec<ProfileField>,
+) -> Resource {
+    let mut r = resource(id, ws, display_name.into());
+    r.status = status;
+    r.traits = vec![ResourceTrait::App(AppTrait {
+        help_url: String::new(),
+        profile: profile.clone(),
+    })];
+    r.profile = profile;
+    r
+}
+
+fn source_resource(s: &Source, ws: &ResourceId) -> Resource {
+    let name = non_empty(&s.name).or(non_empty(&s.slug)).unwrap_or(&s.id);
+    let profile = vec![
+        text("id", &s.id),
+        text("slug", &s.slug),
+        text("name", &s.name),
+        text("workspace_id", &s.workspace_id),
+        boolean("enabled", s.enabled),
+    ];
+    app(rid(SOURCE, &s.id), ws, name, enabled(s.enabled), profile)
+}
+
+fn warehouse_resource(w: &Warehouse, ws: &ResourceId) -> Resource {
+    let meta = w.metadata.clone().unwrap_or_default();
+    let mut profile = vec![
+        text("id", &w.id),
+        text("workspace_id", &w.workspace_id),
+        boolean("enabled", w.enabled),
+    ];
+    for (k, v) in [
+        ("slug", &meta.slug),
+        ("name", &meta.name),
+        ("description", &meta.description),
+    ] {
+        if !v.is_empty() {
+            profile.push(text(k, v));
+        }
+    }
+    app(
+        rid(WAREHOUSE, &w.id),
+        ws,
+        non_empty(&meta.name).unwrap_or(&w.id),
+        enabled(w.enabled),
+        profile,
+    )
+}
+
+fn function_resource(f: &Function, id: &str, ws: &ResourceId) -> Resource {
+    let s = |v: &Option<String>| v.clone().unwrap_or_default();
+    let profile = vec![
+        text("id", id),
+        text("workspace_id", &s(&f.workspace_id)),
+        text("display_name", &s(&f.display_name)),
+        text("description", &s(&f.description)),
+        text("resource_type", &s(&f.resource_type)),
+    ];
+    let name = f.display_name.as_deref().and_then(non_empty).unwrap_or(id);
+    let mut r = app(
+        rid(FUNCTION, id),
+        ws,
+        name,
+        ResourceStatus::Enabled,
+        profile,
+    );
+    r.description = s(&f.description);
+    r
+}
+
+fn space_resource(s: &Space, ws: &ResourceId) -> Resource {
+    let profile = vec![
+        text("id", &s.id),
+        text("name", &s.name),
+        text("slug", &s.slug),
+    ];
+    let name = non_empty(&s.name).or(non_empty(&s.slug)).unwrap_or(&s.id);
+    app(
+        rid(SPACE, &s.id),
+        ws,
+        name,
+        ResourceStatus::Enabled,
+        profile,
+    )
+}
+
+fn page(items: Vec<Resource>, next: Option<String>, warnings: Vec<String>) -> ResourcePage {
+    ResourcePage {
+        items,
+        next_page_token: next.unwrap_or_default(),
+        warnings,
+    }
+}
+
+fn cursor(token: &str) -> Option<&str> {
+    non_empty(token)
+}
+
+pub(crate) fn path_segment(id: &str) -> String {
+    encode(id)
+}
+
+/// A page of users with their permissions filled in.
+pub(crate) struct UsersLoad {
+    pub users: Vec<User>,
+    pub next: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl<E: Env> Connector<'_, E> {
+    pub fn list_resources(
+        &self,
+        resource_type: &str,
+        parent: Option<&ResourceId>,
+        token: &str,
+    ) -> Result<ResourcePage, ConnectorError> {
+        if resource_type == WORKSPACE {
+            if parent.is_some() {
+                return Ok(page(vec![], None, vec![]));
+            }
+            return Ok(page(
+                vec![workspace_resource(&self.workspace()?)],
+                None,
+                vec![],
+            ));
+        }
+        if !CHILD_TYPES.contains(&resource_type) {
+            return Err(ConnectorError::InvalidArgument(format!(
+                "unknown resource type {resource_type:?}"
+            )));
+        }
+        // Every other type is a child of the workspace: listed once, under it, and never at
+        // the top level (which would fetch everything twice).
+        let Some(ws) = parent.filter(|p| p.resource_type == WORKSPACE) else {
+            return Ok(page(vec![], None, vec![]));
+        };
+        let err = |e: ApiError| to_connector_error(&e);
+        match resource_type {
+            USER => {
+                let load = self.load_users_page(cursor(token))?;
+                let items = load.users.iter().map(|u| user_resource(u, ws)).collect();
+                Ok(page(items, load.next, load.warnings))
+            }
+            GROUP => self.list_groups(ws, token),
+            ROLE => {
+                let catalog = self.role_catalog()?;
+                Ok(page(
+                    catalog
+                        .roles()
+                        .iter()
+                        .map(|r| role_resource(r, ws))
+                        .collect(),
+                    None,
+                    vec![],
+                ))
+            }
+            INVITE => {
+                let p = self
+                    .api
+                    .page::<InvitesPage>("/invites", "", cursor(token))
+                    .map_err(err)?;
+                Ok(page(
+                    p.items
+                        .iter()
+                        .map(|e| invite_resource(e, Some(ws)))
+                        .collect(),
+                    p.next,
+                    vec![],
+                ))
+            }
+            SOURCE => {
+                let p = self
+                    .api
+                    .page::<SourcesPage>("/sources", "", cursor(token))
+                    .map_err(err)?;
+                Ok(page(
+                    p.items.iter().map(|s| source_resource(s, ws)).collect(),
+                    p.next,
+                    vec![],
+                ))
+            }
+            WAREHOUSE => self.optional_list::<WarehousesPage>(
+                "/warehouses",
+                token,
+                ("Warehouses", "warehouses and the roles scoped to them"),
+                |w| warehouse_resource(w, ws),
+            ),
+            SPACE => self.optional_list::<SpacesPage>(
+                "/spaces",
+                token,
+                ("Spaces", "spaces and the roles scoped to them"),
+                |s| space_resource(s, ws),
+            ),
+            FUNCTION => self.list_functions(ws, token),
+            _ => unreachable!("checked against CHILD_TYPES above"),
+        }
+    }
+
+    /// A collection the workspace's plan may lack: on the first page, such an answer is a
+    /// warning and an empty list, not a failure.
+    fn optional_list<P>(
+        &self,
+        path: &str,
+        token: &str,
+        (feature, missing): (&str, &str),
+        map: impl Fn(&P::Item) -> Resource,
+    ) -> Result<ResourcePage, ConnectorError>
+    where
+        P: ListPage + serde::de::DeserializeOwned,
+    {
+        match self.api.page::<P>(path, "", cursor(token)) {
+            Ok(p) => Ok(page(p.items.iter().map(map).collect(), p.next, vec![])),
+            Err(e) if token.is_empty() && is_missing_feature(&e) => Ok(page(
+                vec![],
+                None,
+                vec![missing_feature_warning(feature, missing, &e)],
+            )),
+            Err(e) => Err(to_connector_error(&e)),
+        }
+    }
+
+    /// Functions are listed per `resourceType`; the page token is `<type index>|<cursor>`.
+    fn list_functions(&self, ws: &ResourceId, token: &str) -> Result<ResourcePage, ConnectorError> {
+        let (index, cursor) = match token.split_once('|') {
+            Some((i, c)) => (
+                i.parse::<usize>().map_err(|_| bad_token(token))?,
+                non_empty(c),
+            ),
+            None if token.is_empty() => (0, None),
+            None => return Err(bad_token(token)),
+        };
+        let Some(kind) = FUNCTION_TYPES.get(index) else {
+            return Err(bad_token(token));
+        };
+        let next_type = || (index + 1 < FUNCTION_TYPES.len()).then(|| format!("{}|", index + 1));
+        let query = format!("resourceType={kind}");
+        match self.api.page::<FunctionsPage>("/functions", &query, cursor) {
+            Ok(p) => {
+                let items = p
+                    .items
+                    .iter()
+                    .filter_map(|f| {
+                        Some(function_resource(
+                            f,
+                            f.id.as_deref().and_then(non_empty)?,
+                            ws,
+                        ))
+                    })
+                    .collect();
+                let next = p.next.map(|c| format!("{index}|{c}")).or_else(next_type);
+                Ok(page(items, next, vec![]))
+            }
+            Err(e) if index == 0 && cursor.is_none() && is_missing_feature(&e) => Ok(page(
+                vec![],
+                None,
+                vec![missing_feature_warning(
+                    "Functions",
+                    "functions and the roles scoped to them",
+                    &e,
+                )],
+            )),
+            Err(e) if e.status() == Some(422) => {
+                let warning = format!(
+                    "Functions of resourceType {kind} were skipped: this workspace's API version does not \
+                     accept that type ({e})"
+                );
+                Ok(page(vec![], next_type(), vec![warning]))
+            }
+            Err(e) => Err(to_connector_error(&e)),
+        }
+    }
+
+    fn list_groups(&self, ws: &ResourceId, token: &str) -> Result<ResourcePage, ConnectorError> {
+        match self.load_groups_page(cursor(token)) {
+            Ok(p) => Ok(page(
+                p.items.iter().map(|g| group_resource(g, ws)).collect(),
+                p.next,
+                vec![],
+            )),
+            Err(GroupsError::Missing(warning)) => Ok(page(vec![], None, vec![warning])),
+            Err(GroupsError::Failed(e)) => Err(e),
+        }
+    }
+
+    /// One page of `GET /users`, each user with permissions (from the list when it carries them,
+    /// otherwise from `GET /users/{id}`, several in flight), recorded in the session.
+    pub(crate) fn load_users_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<UsersLoad, ConnectorError> {
+        let p = self
+            .api
+            .page::<UsersPage>("/users", "", cursor)
+            .map_err(|e| to_connector_error(&e))?;
+        let mut users = p.items;
+        let mut warnings = vec![];
+        let missing: Vec<usize> = (0..users.len())
+            .filter(|&i| users[i].permissions.is_none())
+            .collect();
+        let paths: Vec<String> = missing
+            .iter()
+            .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
+            .collect();
+        let mut gone = vec![];
+        for (i, result) in missing
+            .into_iter()
+            .zip(self.api.get_all::<UserData>(&paths))
+        {
+            match result {
+                Ok(d) => users[i].permissions = Some(d.user.permissions.unwrap_or_default()),
+                Err(e) if e.is_not_found() => {
+                    warnings.push(format!(
+                        "user {} left the workspace during the sync ({e}); skipped",
+                        users[i].id
+                    ));
+                    gone.push(i);
+                }
+                Err(e) => return Err(to_connector_error(&e)),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            users.remove(i);
+        }
+        for u in &users {
+            self.cache_put(
+                &format!("{}{}", keys::USER_PERMISSIONS, u.id),
+                &u.permissions.clone().unwrap_or_default(),
+            );
+        }
+        if p.next.is_none() {
+            self.cache_put(keys::USERS_COMPLETE, &true);
+        }
+        Ok(UsersLoad {
+            users,
+            next: p.next,
+            warnings,
+        })
+    }
+
+    /// One page of `GET /groups` (whose items carry their permissions), recorded in the session.
+    pub(crate) fn load_groups_page(
+        &self,
+        cursor: Option<&str>,
+    ) -> Result<Page<Group>, GroupsError> {
+        let mut p = match self.api.page::<GroupsPage>("/groups", "", cursor) {
+            Ok(p) => p,
+            Err(e) if cursor.is_none() && is_missing_feature(&e) => {
+                self.cache_put(keys::GROUPS_COMPLETE, &true);
+                return Err(GroupsError::Missing(missing_feature_warning(
+                    "User groups",
+                    "groups, their members and their role assignments",
+                    &e,
+                )));
+            }
+            Err(e) => return Err(GroupsError::Failed(to_connector_error(&e))),
+        };
+        for g in p.items.iter_mut().filter(|g| g.permissions.is_none()) {
+            let path = format!("/groups/{}", path_segment(&g.id));
+            match self.api.get::<GroupData>(&path) {
+                Ok(d) => g.permissions = Some(d.user_group.permissions.unwrap_or_default()),
+                Err(e) if e.is_not_found() => g.permissions = Some(vec![]),
+                Err(e) => return Err(GroupsError::Failed(to_connector_error(&e))),
+            }
+        }
+        for g in &p.items {
+            self.cache_put(
+                &format!("{}{}", keys::GROUP_PERMISSIONS, g.id),
+                &g.permissions.clone().unwrap_or_default(),
+            );
+        }
+        if p.next.is_none() {
+            self.cache_put(keys::GROUPS_COMPLETE, &true);
+        }
+        Ok(p)
+    }
+
+    pub(crate) fn warn(&self, message: &str) {
+        self.log(LogLevel::Warn, message);
+    }
+}
+
+pub(crate) enum GroupsError {
+    /// The workspace has no user groups (plan or token); the warning says so.
+    Missing(String),
+    Failed(ConnectorError),
+}
+
+fn bad_token(token: &str) -> ConnectorError {
+    ConnectorError::InvalidArgument(format!(
+        "page token {token:?} was not issued by this connector"
+    ))
+}

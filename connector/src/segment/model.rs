@@ -1,0 +1,269 @@
+//! The Segment Public API's JSON shapes, as far as the connector reads or writes them.
+//!
+//! Optional and defaulted wherever the API documents a field as optional or has been seen to
+//! omit it, so that a response with fewer fields still decodes; unknown fields are ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// `data.pagination` of every list response.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pagination {
+    #[serde(default)]
+    pub current: Option<String>,
+    #[serde(default)]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workspace {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub slug: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One resource a permission applies to. `type` is WORKSPACE, SOURCE, WAREHOUSE, FUNCTION or SPACE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionResource {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+}
+
+/// A role held on one or more resources (Segment's "policy"), as read from a user or group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Permission {
+    pub role_id: String,
+    #[serde(default)]
+    pub role_name: String,
+    #[serde(default)]
+    pub resources: Vec<PermissionResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+    /// Present on `GET /users/{id}`; optional (and usually absent) on `GET /users`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<Permission>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub member_count: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<Permission>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    pub id: String,
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub workspace_id: String,
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct WarehouseMetadata {
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Warehouse {
+    pub id: String,
+    #[serde(default)]
+    pub workspace_id: String,
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub metadata: Option<WarehouseMetadata>,
+}
+
+/// Every field of a function list item is optional in the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Function {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub resource_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Space {
+    pub id: String,
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `data` of the list endpoints; the item key differs per endpoint.
+#[derive(Debug, Deserialize)]
+pub struct UsersPage {
+    pub users: Vec<User>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupsPage {
+    pub user_groups: Vec<Group>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RolesPage {
+    pub roles: Vec<Role>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InvitesPage {
+    pub invites: Vec<String>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmailsPage {
+    pub emails: Vec<String>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SourcesPage {
+    pub sources: Vec<Source>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WarehousesPage {
+    pub warehouses: Vec<Warehouse>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionsPage {
+    pub functions: Vec<Function>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SpacesPage {
+    pub spaces: Vec<Space>,
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WorkspaceData {
+    pub workspace: Workspace,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserData {
+    pub user: User,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupData {
+    pub user_group: Group,
+}
+
+/// A list page in a form the pagination loop can use whatever the endpoint.
+pub trait ListPage {
+    type Item;
+    fn into_parts(self) -> (Vec<Self::Item>, Option<Pagination>);
+}
+
+macro_rules! list_page {
+    ($page:ty, $item:ty, $field:ident) => {
+        impl ListPage for $page {
+            type Item = $item;
+            fn into_parts(self) -> (Vec<$item>, Option<Pagination>) {
+                (self.$field, self.pagination)
+            }
+        }
+    };
+}
+
+list_page!(UsersPage, User, users);
+list_page!(GroupsPage, Group, user_groups);
+list_page!(RolesPage, Role, roles);
+list_page!(InvitesPage, String, invites);
+list_page!(EmailsPage, String, emails);
+list_page!(SourcesPage, Source, sources);
+list_page!(WarehousesPage, Warehouse, warehouses);
+list_page!(FunctionsPage, Function, functions);
+list_page!(SpacesPage, Space, spaces);
+
+/// `{"errors": [...]}`: Segment's error envelope.
+#[derive(Debug, Deserialize)]
+pub struct ErrorEnvelope {
+    #[serde(default)]
+    pub errors: Vec<ApiErrorItem>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiErrorItem {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+}

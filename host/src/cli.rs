@@ -1,0 +1,121 @@
+//! The command line, with the flags and `BATON_*` variables of Baton connectors.
+
+use crate::logging::{LogFormat, LogLevel};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.segmentapis.com";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "baton-segment",
+    version,
+    about = "Sync a Twilio Segment workspace into a Baton .c1z file, through a sandboxed WebAssembly connector",
+    long_about = "Sync a Twilio Segment workspace (users, user groups, roles, invitations, sources, warehouses, \
+                  functions, spaces, and who holds what) into a Baton .c1z file.\n\n\
+                  The Segment logic runs as a WebAssembly component in a wasmtime sandbox: it can reach only \
+                  the Segment API origin, and the token is added to its requests by the host, so the component \
+                  never sees it.\n\n\
+                  Without a subcommand, baton-segment syncs into --file. The subcommands read a .c1z file.",
+    after_help = "Every flag can also be set with the environment variable shown ([env: ...]). \
+                  Try `baton-segment --demo` for a sync of a built-in demo workspace."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub sync: SyncArgs,
+
+    /// The .c1z file to sync into or read from
+    #[arg(
+        short = 'f',
+        long,
+        env = "BATON_FILE",
+        default_value = "sync.c1z",
+        global = true
+    )]
+    pub file: PathBuf,
+
+    /// Log level
+    #[arg(long, env = "BATON_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info, global = true)]
+    pub log_level: LogLevel,
+
+    /// Log format [default: console when stderr is a terminal, otherwise json]
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Segment Public API token (created by a Workspace Owner in Settings → Access Management → Tokens)
+    #[arg(long, env = "BATON_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Segment API base URL; https://eu1.api.segmentapis.com for EU workspaces
+    #[arg(long, env = "BATON_BASE_URL", default_value = DEFAULT_BASE_URL)]
+    pub base_url: String,
+
+    /// Sync the built-in demo workspace (served by an in-process fake Segment API) instead of a real one
+    #[arg(long, env = "BATON_DEMO")]
+    pub demo: bool,
+
+    /// Segment requests in flight at once (and connector instances working at once)
+    #[arg(long, env = "BATON_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+
+    /// HTTP timeout in seconds: the longest wait for Segment's answer to one request
+    #[arg(long, env = "BATON_HTTP_TIMEOUT_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1800))]
+    pub http_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Console,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Output format
+    #[arg(short = 'o', long, value_enum, default_value_t = OutputFormat::Console)]
+    pub output_format: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the resource types in a .c1z
+    ResourceTypes(#[command(flatten)] InspectArgs),
+    /// List the resources in a .c1z
+    Resources {
+        #[command(flatten)]
+        inspect: InspectArgs,
+        /// Only resources of this type
+        #[arg(short = 't', long)]
+        resource_type: Option<String>,
+    },
+    /// List the entitlements in a .c1z
+    Entitlements {
+        #[command(flatten)]
+        inspect: InspectArgs,
+        /// Only entitlements on resources of this type
+        #[arg(short = 't', long)]
+        resource_type: Option<String>,
+    },
+    /// List the grants in a .c1z
+    Grants {
+        #[command(flatten)]
+        inspect: InspectArgs,
+        /// Only grants on resources of this type
+        #[arg(short = 't', long)]
+        resource_type: Option<String>,
+        /// Only grants on this resource id
+        #[arg(short = 'r', long)]
+        resource: Option<String>,
+        /// Only grants of this entitlement id
+        #[arg(short = 'e', long)]
+        entitlement: Option<String>,
+    },
+    /// Counts per resource type, entitlements and grants in a .c1z
+    Stats(#[command(flatten)] InspectArgs),
+}

@@ -1,0 +1,149 @@
+//! The component's side of the host: generated bindings for `wit/connector.wit`, the store's
+//! data, and the host imports (log, config, session).
+
+use crate::limits::GuestLimits;
+use crate::sandbox::{RunNetwork, SandboxHooks};
+use crate::session::SessionStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "baton-connector",
+    exports: { default: async },
+    additional_derives: [PartialEq],
+});
+
+use baton::connector::host::LogLevel;
+pub use baton::connector::types::*;
+pub use exports::baton::connector::connector::GrantRecord;
+
+/// The component built from `connector/` by this crate's build script.
+pub const SEGMENT_CONNECTOR_WASM: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/segment_connector.wasm"));
+
+/// What the instances of one run share: their configuration, session store and network.
+#[derive(Debug)]
+pub struct RunContext {
+    /// Names the run in logs (a tenant id, or "sync").
+    pub label: String,
+    /// Settings the component reads with `config` (never secrets).
+    pub config: BTreeMap<String, String>,
+    pub session: SessionStore,
+    pub network: Arc<RunNetwork>,
+}
+
+/// The data of one store (one component instance).
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: SandboxHooks,
+    pub(crate) limits: GuestLimits,
+    pub(crate) run: Arc<RunContext>,
+    /// What the guest wrote to stderr (a panic message, say), kept for error reports.
+    pub(crate) stderr: MemoryOutputPipe,
+    /// Epoch ticks of guest execution in the current call, against `cpu_budget_ticks`.
+    pub(crate) cpu_ticks: u64,
+    pub(crate) cpu_budget_ticks: u64,
+}
+
+/// Longest log line a component may write; the rest is cut.
+const MAX_LOG_LINE: usize = 4096;
+
+impl HostState {
+    pub fn new(run: Arc<RunContext>, limits: GuestLimits, cpu_budget_ticks: u64) -> HostState {
+        let stderr = MemoryOutputPipe::new(16 * 1024);
+        // No preopens, no environment, no arguments, no sockets: stdout/stderr are captured.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: SandboxHooks::new(run.network.clone()),
+            limits,
+            run,
+            stderr,
+            cpu_ticks: 0,
+            cpu_budget_ticks,
+        }
+    }
+
+    pub(crate) fn random(&mut self) -> &mut wasmtime_wasi::random::WasiRandomCtx {
+        self.wasi.random()
+    }
+
+    /// The last thing the guest wrote to stderr, for an error message.
+    pub fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        let start = text.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
+        text[start..].to_string()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+impl baton::connector::types::Host for HostState {}
+
+impl baton::connector::host::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_LINE {
+            let cut = (0..=MAX_LOG_LINE)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            message.truncate(cut);
+            message.push_str(" …");
+        }
+        let run = &self.run.label;
+        match level {
+            LogLevel::Trace => tracing::trace!(target: "connector", run = %run, "{message}"),
+            LogLevel::Debug => tracing::debug!(target: "connector", run = %run, "{message}"),
+            LogLevel::Info => tracing::info!(target: "connector", run = %run, "{message}"),
+            LogLevel::Warn => tracing::warn!(target: "connector", run = %run, "{message}"),
+            LogLevel::Error => tracing::error!(target: "connector", run = %run, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.run.config.get(&key).cloned()
+    }
+
+    fn session_get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.run.session.get(&key)
+    }
+
+    fn session_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.run.session.set(key, value)
+    }
+
+    fn session_get_prefix(&mut self, prefix: String) -> Vec<(String, Vec<u8>)> {
+        self.run.session.get_prefix(&prefix)
+    }
+}

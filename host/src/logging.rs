@@ -1,0 +1,60 @@
+//! Logs go to stderr, as console text or JSON lines. Nothing secret is ever logged: the token
+//! lives in a `Secret` whose `Debug` is redacted, and is never formatted into a message.
+
+use clap::ValueEnum;
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Console,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Console when stderr is a terminal, JSON otherwise (as Baton connectors do).
+pub fn default_format() -> LogFormat {
+    if std::io::stderr().is_terminal() {
+        LogFormat::Console
+    } else {
+        LogFormat::Json
+    }
+}
+
+pub fn init(level: LogLevel, format: LogFormat) {
+    // Our own crates log at the chosen level; dependencies only from `warn` unless debugging.
+    let deps = if level == LogLevel::Debug {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::new(format!(
+        "{deps},baton_segment={l},connector={l},sandbox={l},fakes=warn",
+        l = level.directive()
+    ));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Console => builder.compact().without_time().try_init(),
+    };
+}

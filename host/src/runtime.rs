@@ -1,0 +1,373 @@
+//! The wasmtime side: one engine (async, epoch interruption with a ticker thread, pooling
+//! allocator), the component compiled once with its imports resolved once (`InstancePre`), and
+//! a fresh store per instance with memory, CPU and wall-time limits.
+
+use crate::component::{
+    AccountInfo, BatonConnector, BatonConnectorPre, ConnectorError, ConnectorMetadata,
+    CreateAccountOutcome, DeleteOutcome, Entitlement, EntitlementPage, GrantOutcome, GrantPage,
+    GrantRecord, HostState, Resource, ResourceId, ResourcePage, ResourceType, RevokeOutcome,
+    RunContext,
+};
+use crate::limits::{GuestLimits, MEMORY_LIMIT_MESSAGE};
+use anyhow::Context as _;
+
+/// `anyhow`'s `context` for wasmtime's own error type.
+trait WasmtimeContext<T> {
+    fn wctx(self, what: &'static str) -> anyhow::Result<T>;
+}
+
+impl<T> WasmtimeContext<T> for wasmtime::Result<T> {
+    fn wctx(self, what: &'static str) -> anyhow::Result<T> {
+        self.map_err(anyhow::Error::from).context(what)
+    }
+}
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+
+/// How often the epoch advances: the granularity of CPU limits and of yielding to other work.
+pub const TICK: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone)]
+pub struct RuntimeLimits {
+    /// Instances alive at once (the size of the pool).
+    pub max_instances: u32,
+    /// Linear memory per instance, over all its memories.
+    pub memory_bytes: usize,
+    /// Guest execution time per call (not counting time waiting on the host).
+    pub cpu_per_call: Duration,
+    /// Time per call, including waiting for HTTP.
+    pub wall_per_call: Duration,
+}
+
+impl Default for RuntimeLimits {
+    fn default() -> Self {
+        RuntimeLimits {
+            max_instances: 32,
+            memory_bytes: 256 << 20,
+            cpu_per_call: Duration::from_secs(30),
+            wall_per_call: Duration::from_secs(600),
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    pre: BatonConnectorPre<HostState>,
+    limits: RuntimeLimits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(limits: &RuntimeLimits) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    // Fiber stacks are reused across instances: zero them so nothing of one run's stack is
+    // visible to the next.
+    config.async_stack_zeroing(true);
+    config.max_wasm_stack(512 << 10);
+    config.async_stack_size(2 << 20);
+    let mut pool = PoolingAllocationConfig::default();
+    let n = limits.max_instances.max(1);
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 2)
+        .total_tables(n * 8)
+        .total_stacks(n)
+        .max_memories_per_component(2)
+        .max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Links the interfaces the sandbox grants and nothing else: WASI io, clocks, random and cli
+/// (whose stdio is captured), `wasi:http` through the sandbox's hooks, and the contract's host
+/// interface. No filesystem, no sockets.
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    use wasmtime_wasi::cli::WasiCli;
+    use wasmtime_wasi::cli::WasiCliView;
+    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let mut l = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut l)?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
+    BatonConnector::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
+    Ok(l)
+}
+
+impl Runtime {
+    /// Compiles `wasm` (a component implementing `wit/connector.wit`) and resolves its imports.
+    pub fn new(wasm: &[u8], limits: RuntimeLimits) -> anyhow::Result<Runtime> {
+        let engine = Engine::new(&engine_config(&limits)).wctx("creating the wasmtime engine")?;
+        let component = Component::new(&engine, wasm).wctx("compiling the connector component")?;
+        let linker = linker(&engine).wctx("linking the sandbox interfaces")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .wctx("the component needs imports this host does not grant")?;
+        let pre = BatonConnectorPre::new(pre)
+            .wctx("the component does not implement the baton:connector world")?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(&engine, ticker_stop.clone());
+        Ok(Runtime {
+            engine,
+            pre,
+            limits,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> &RuntimeLimits {
+        &self.limits
+    }
+
+    /// A fresh instance for `run`.
+    pub async fn instantiate(&self, run: Arc<RunContext>) -> anyhow::Result<ConnectorInstance> {
+        let cpu_ticks = (self.limits.cpu_per_call.as_millis() / TICK.as_millis()).max(1) as u64;
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(run, GuestLimits::new(self.limits.memory_bytes), cpu_ticks),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > state.cpu_budget_ticks {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.set_epoch_deadline(1);
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .wctx("instantiating the connector component")?;
+        Ok(ConnectorInstance {
+            store,
+            bindings,
+            wall: self.limits.wall_per_call,
+            broken: false,
+        })
+    }
+}
+
+fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// Why a call did not return: the instance is unusable afterwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    Trapped { call: &'static str, reason: String },
+    TimedOut { call: &'static str, after: Duration },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Trapped { call, reason } => {
+                write!(f, "the connector component stopped during {call}: {reason}")
+            }
+            CallError::TimedOut { call, after } => {
+                write!(
+                    f,
+                    "the connector component did not finish {call} within {} s",
+                    after.as_secs()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+pub type CallResult<T> = Result<Result<T, ConnectorError>, CallError>;
+
+/// One live component instance with its own store.
+pub struct ConnectorInstance {
+    store: Store<HostState>,
+    bindings: BatonConnector,
+    wall: Duration,
+    broken: bool,
+}
+
+macro_rules! call {
+    ($self:ident, $name:literal, $method:ident ( $($arg:expr),* )) => {{
+        if $self.broken {
+            return Err(CallError::Trapped { call: $name, reason: "the instance already failed".into() });
+        }
+        $self.store.data_mut().cpu_ticks = 0;
+        $self.store.set_epoch_deadline(1);
+        let exports = $self.bindings.baton_connector_connector();
+        let outcome = tokio::time::timeout($self.wall, exports.$method(&mut $self.store $(, $arg)*)).await;
+        $self.settle($name, outcome)
+    }};
+}
+
+impl ConnectorInstance {
+    fn settle<T>(
+        &mut self,
+        call: &'static str,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, CallError> {
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.broken = true;
+                Err(CallError::Trapped {
+                    call,
+                    reason: self.describe(&error),
+                })
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(CallError::TimedOut {
+                    call,
+                    after: self.wall,
+                })
+            }
+        }
+    }
+
+    fn describe(&self, error: &wasmtime::Error) -> String {
+        let state = self.store.data();
+        let text = format!("{error:#}");
+        let mut reason = if text.contains(MEMORY_LIMIT_MESSAGE) {
+            error.root_cause().to_string()
+        } else {
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) if state.cpu_ticks > state.cpu_budget_ticks => format!(
+                    "it used more than its CPU budget of {} s for one call",
+                    state.cpu_budget_ticks * TICK.as_millis() as u64 / 1000
+                ),
+                Some(Trap::StackOverflow) => "it overflowed its call stack".into(),
+                Some(Trap::MemoryOutOfBounds) => {
+                    "it accessed memory out of bounds (often a stack overflow inside the component)"
+                        .into()
+                }
+                Some(Trap::UnreachableCodeReached) => "it panicked or aborted".into(),
+                Some(trap) => format!("it trapped ({trap})"),
+                None => text,
+            }
+        };
+        let stderr = state.stderr_tail();
+        if !stderr.is_empty() {
+            reason.push_str(&format!("; it printed: {stderr}"));
+        }
+        reason
+    }
+
+    /// Whether the instance failed and must be dropped.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.store.data().limits.peak_bytes()
+    }
+
+    pub async fn metadata(&mut self) -> Result<ConnectorMetadata, CallError> {
+        call!(self, "metadata", call_metadata())
+    }
+
+    pub async fn validate(&mut self) -> CallResult<()> {
+        call!(self, "validate", call_validate())
+    }
+
+    pub async fn resource_types(&mut self) -> CallResult<Vec<ResourceType>> {
+        call!(self, "resource-types", call_resource_types())
+    }
+
+    pub async fn list_resources(
+        &mut self,
+        resource_type: &str,
+        parent: Option<&ResourceId>,
+        token: &str,
+    ) -> CallResult<ResourcePage> {
+        call!(
+            self,
+            "list-resources",
+            call_list_resources(resource_type, parent, token)
+        )
+    }
+
+    pub async fn list_entitlements(
+        &mut self,
+        resource: &Resource,
+        token: &str,
+    ) -> CallResult<EntitlementPage> {
+        call!(
+            self,
+            "list-entitlements",
+            call_list_entitlements(resource, token)
+        )
+    }
+
+    pub async fn list_grants(&mut self, resource: &Resource, token: &str) -> CallResult<GrantPage> {
+        call!(self, "list-grants", call_list_grants(resource, token))
+    }
+
+    pub async fn grant(
+        &mut self,
+        principal: &Resource,
+        entitlement: &Entitlement,
+    ) -> CallResult<GrantOutcome> {
+        call!(self, "grant", call_grant(principal, entitlement))
+    }
+
+    pub async fn revoke(&mut self, grant: &GrantRecord) -> CallResult<RevokeOutcome> {
+        call!(self, "revoke", call_revoke(grant))
+    }
+
+    pub async fn create_account(
+        &mut self,
+        account: &AccountInfo,
+    ) -> CallResult<CreateAccountOutcome> {
+        call!(self, "create-account", call_create_account(account))
+    }
+
+    pub async fn delete_resource(
+        &mut self,
+        id: &ResourceId,
+        parent: Option<&ResourceId>,
+    ) -> CallResult<DeleteOutcome> {
+        call!(self, "delete-resource", call_delete_resource(id, parent))
+    }
+}

@@ -1,0 +1,369 @@
+//! The HTTP sandbox: the only network a component has.
+//!
+//! * Deny by default: a request goes out only if its origin (scheme, host, port) is on the
+//!   run's allowlist; anything else gets `HttpRequestDenied` and nothing leaves the host.
+//! * Credentials stay on the host: `Authorization` is a forbidden header for the guest, and the
+//!   host adds the token to requests bound for the credential's origin, after the guest's
+//!   request was built.
+//! * Limits: clamped timeouts, a response size cap, requests in flight per run, an optional
+//!   request budget per run.
+//! * Segment's rate limits are honoured here: a 429 is answered by waiting as Segment says and
+//!   sending again; reads that fail with a 5xx or a lost connection are retried with backoff.
+
+mod body;
+pub mod origin;
+pub mod retry;
+pub mod stats;
+
+use body::CappedBody;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full, Limited};
+pub use origin::Origin;
+use retry::{RateGate, RetryPolicy, rate_limit_wait};
+pub use stats::{NetSnapshot, NetStats};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Semaphore;
+use wasmtime_wasi_http::{
+    DEFAULT_FORBIDDEN_HEADERS, Error, ForbiddenHeaderFilter, RequestOptions, WasiBody,
+    WasiHttpHooks,
+};
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(Arc::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// A credential the host adds to requests bound for one origin.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub origin: Origin,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub bearer_token: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    pub allowed: Vec<Origin>,
+    pub credential: Option<Credential>,
+    pub max_response_bytes: u64,
+    pub max_request_bytes: u64,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub between_bytes_timeout: Duration,
+    /// Requests of the run in flight at once (over all its instances).
+    pub max_in_flight: usize,
+    /// Requests the run may make in total; `None` for no limit.
+    pub request_budget: Option<u64>,
+    pub retry: RetryPolicy,
+}
+
+impl HttpPolicy {
+    /// Only `base_url`'s origin is reachable, and the token goes there.
+    pub fn for_base_url(base_url: &str, token: Option<Secret>) -> Result<HttpPolicy, String> {
+        let origin = Origin::parse(base_url)?;
+        Ok(HttpPolicy {
+            allowed: vec![origin.clone()],
+            credential: token.map(|bearer_token| Credential {
+                origin,
+                bearer_token,
+            }),
+            max_response_bytes: 32 * 1024 * 1024,
+            max_request_bytes: 4 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(60),
+            between_bytes_timeout: Duration::from_secs(30),
+            max_in_flight: 8,
+            request_budget: None,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn allows(&self, origin: &Origin) -> bool {
+        self.allowed.iter().any(|o| o == origin)
+    }
+
+    /// The guest's timeouts, never above the host's.
+    fn clamp(&self, guest: Option<RequestOptions>) -> RequestOptions {
+        let guest = guest.unwrap_or_default();
+        let min = |g: Option<Duration>, cap: Duration| Some(g.map_or(cap, |g| g.min(cap)));
+        RequestOptions {
+            connect_timeout: min(guest.connect_timeout, self.connect_timeout),
+            first_byte_timeout: min(guest.first_byte_timeout, self.first_byte_timeout),
+            between_bytes_timeout: min(guest.between_bytes_timeout, self.between_bytes_timeout),
+        }
+    }
+}
+
+/// The network of one run (a sync or a task), shared by all its component instances.
+#[derive(Debug)]
+pub struct RunNetwork {
+    pub policy: HttpPolicy,
+    pub stats: Arc<NetStats>,
+    slots: Arc<Semaphore>,
+    gate: RateGate,
+    started: AtomicU64,
+}
+
+impl RunNetwork {
+    pub fn new(policy: HttpPolicy) -> Arc<RunNetwork> {
+        Arc::new(RunNetwork {
+            slots: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
+            policy,
+            stats: Arc::new(NetStats::default()),
+            gate: RateGate::default(),
+            started: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The `wasi:http` hooks of one store.
+pub struct SandboxHooks {
+    net: Arc<RunNetwork>,
+}
+
+impl SandboxHooks {
+    pub fn new(net: Arc<RunNetwork>) -> SandboxHooks {
+        SandboxHooks { net }
+    }
+}
+
+fn forbidden(name: &HeaderName) -> bool {
+    *name == http::header::AUTHORIZATION
+        || *name == http::header::PROXY_AUTHORIZATION
+        || DEFAULT_FORBIDDEN_HEADERS.contains(name)
+}
+
+type Sent = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for SandboxHooks {
+    fn is_forbidden_header(&mut self, name: &HeaderName) -> bool {
+        forbidden(name)
+    }
+
+    fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
+        Arc::new(forbidden)
+    }
+
+    /// The guest must say which scheme it wants; nothing is assumed.
+    fn default_scheme(&mut self) -> Option<http::uri::Scheme> {
+        None
+    }
+
+    fn send_request(
+        &mut self,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let net = self.net.clone();
+        // Decided here, synchronously: a denied request never reaches the network.
+        let origin = match Origin::of_uri(request.uri()) {
+            Some(origin) if net.policy.allows(&origin) => origin,
+            other => {
+                NetStats::add(&net.stats.denied, 1);
+                let target = other.map_or_else(
+                    || "a URL without a usable origin".to_string(),
+                    |o| o.to_string(),
+                );
+                tracing::warn!(target: "sandbox", "denied a request to {target}: not on the allowlist");
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
+        };
+        let n = net.started.fetch_add(1, Ordering::Relaxed) + 1;
+        if net.policy.request_budget.is_some_and(|budget| n > budget) {
+            NetStats::add(&net.stats.denied, 1);
+            tracing::warn!(target: "sandbox", "denied a request: the run's budget of {} requests is spent", net.policy.request_budget.unwrap_or(0));
+            return Box::new(async { Err(Error::ConnectionLimitReached) });
+        }
+        NetStats::add(&net.stats.requests, 1);
+        let options = net.policy.clamp(options);
+        Box::new(send(net, request, origin, options))
+    }
+}
+
+/// Sends one guest request, retrying as the policy allows, and returns the response with a
+/// capped body.
+async fn send(
+    net: Arc<RunNetwork>,
+    request: Request<WasiBody>,
+    origin: Origin,
+    options: RequestOptions,
+) -> Sent {
+    let (mut parts, body) = request.into_parts();
+    let limit = net.policy.max_request_bytes;
+    let body: Bytes = Limited::new(body, limit as usize)
+        .collect()
+        .await
+        .map_err(|_| Error::HttpRequestBodySize(Some(limit)))?
+        .to_bytes();
+    // Whatever the guest managed to put there, credentials come from the host only.
+    parts.headers.remove(http::header::AUTHORIZATION);
+    parts.headers.remove(http::header::PROXY_AUTHORIZATION);
+    if let Some(credential) = net
+        .policy
+        .credential
+        .as_ref()
+        .filter(|c| c.origin == origin)
+    {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", credential.bearer_token.expose()))
+                .map_err(|_| Error::ConfigurationError)?;
+        value.set_sensitive(true);
+        parts.headers.insert(http::header::AUTHORIZATION, value);
+    }
+    let permit = net
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::InternalError(Some("run closed".into())))?;
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let what = format!("{} {}", parts.method, parts.uri.path());
+    let policy = &net.policy.retry;
+    let mut attempt: u32 = 0;
+    loop {
+        net.gate.wait().await;
+        let mut request = Request::from_parts(
+            parts.clone(),
+            Full::new(body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        *request.uri_mut() = parts.uri.clone();
+        match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+            Ok((response, io)) => {
+                let status = response.status();
+                if status.as_u16() == 429 {
+                    NetStats::add(&net.stats.rate_limited, 1);
+                    if attempt < policy.rate_limited_retries {
+                        let (head, body) = response.into_parts();
+                        let driver = tokio::spawn(io);
+                        let bytes = read_small(body).await;
+                        driver.abort();
+                        let wait = rate_limit_wait(&head.headers, &bytes, SystemTime::now())
+                            .unwrap_or_else(|| policy.backoff(attempt));
+                        if wait <= policy.max_rate_limit_wait {
+                            tracing::info!(target: "sandbox", "{what}: Segment rate limit reached; waiting {:.1} s as it asks", wait.as_secs_f64());
+                            NetStats::add(&net.stats.rate_limit_wait_ms, wait.as_millis() as u64);
+                            NetStats::add(&net.stats.retries, 1);
+                            net.gate.hold_for(wait).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        // Too long to wait here: hand the 429 to the component (with its body).
+                        return Ok(rebuild(head, bytes, io_done(), &net, permit));
+                    }
+                } else if status.is_server_error() {
+                    NetStats::add(&net.stats.server_errors, 1);
+                    if idempotent && attempt < policy.transient_retries {
+                        let wait = policy.backoff(attempt);
+                        tracing::info!(target: "sandbox", "{what}: Segment answered {status}; retrying in {:.1} s", wait.as_secs_f64());
+                        drop(response);
+                        NetStats::add(&net.stats.retries, 1);
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                        continue;
+                    }
+                }
+                let limit = net.policy.max_response_bytes;
+                if response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_some_and(|n| n > limit)
+                {
+                    return Err(Error::HttpResponseBodySize(Some(limit)));
+                }
+                let stats = net.stats.clone();
+                let response = response
+                    .map(|b| CappedBody::new(Box::pin(b), limit, stats, permit).boxed_unsync());
+                return Ok((response, Box::new(io)));
+            }
+            Err(e)
+                if (idempotent || matches!(e, Error::Connect(_)))
+                    && is_transient(&e)
+                    && attempt < policy.transient_retries =>
+            {
+                let wait = policy.backoff(attempt);
+                tracing::info!(target: "sandbox", "{what}: {e}; retrying in {:.1} s", wait.as_secs_f64());
+                NetStats::add(&net.stats.retries, 1);
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_transient(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Connect(_)
+            | Error::ConnectionRefused
+            | Error::ConnectionTerminated
+            | Error::ConnectionTimeout
+            | Error::ConnectionReadTimeout
+            | Error::HttpResponseIncomplete
+            | Error::Hyper(_)
+    )
+}
+
+/// Reads a small error body (a 429's), at most 64 KiB and 10 s.
+async fn read_small<B: http_body::Body<Data = Bytes, Error = Error>>(body: B) -> Bytes {
+    let limited = Limited::new(body, 64 * 1024).collect();
+    match tokio::time::timeout(Duration::from_secs(10), limited).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        _ => Bytes::new(),
+    }
+}
+
+fn io_done() -> Box<dyn Future<Output = Result<(), Error>> + Send> {
+    Box::new(async { Ok(()) })
+}
+
+fn rebuild(
+    head: http::response::Parts,
+    bytes: Bytes,
+    io: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    net: &RunNetwork,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+) {
+    let body = Full::new(bytes).map_err(|never| match never {});
+    let capped = CappedBody::new(
+        body,
+        net.policy.max_response_bytes,
+        net.stats.clone(),
+        permit,
+    )
+    .boxed_unsync();
+    (http::Response::from_parts(head, capped), io)
+}

@@ -1,0 +1,91 @@
+//! Origins (scheme, host, port) and the allowlist check: the only destinations a component may
+//! reach. Matching is exact on the lower-cased host string: `localhost` is not `127.0.0.1`.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    /// Parses `https://api.segmentapis.com`, `http://127.0.0.1:8080/some/path` (the path is
+    /// ignored). Only http and https; no user info.
+    pub fn parse(url: &str) -> Result<Origin, String> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
+        Origin::of_uri(&uri)
+            .ok_or_else(|| format!("{url:?} must be an http(s) URL with a host and no user info"))
+    }
+
+    /// The origin a request goes to, or `None` when it has no usable one (no scheme, no host,
+    /// user info in the authority, another scheme).
+    pub fn of_uri(uri: &http::Uri) -> Option<Origin> {
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        let default_port = match scheme.as_str() {
+            "https" => 443,
+            "http" => 80,
+            _ => return None,
+        };
+        let host = authority.host().trim_end_matches('.').to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            scheme,
+            host,
+            port: authority.port_u16().unwrap_or(default_port),
+        })
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports_and_case() {
+        let o = Origin::parse("https://API.segmentapis.com/").unwrap();
+        assert_eq!(
+            o,
+            Origin {
+                scheme: "https".into(),
+                host: "api.segmentapis.com".into(),
+                port: 443
+            }
+        );
+        assert_eq!(Origin::parse("http://127.0.0.1:8080/x").unwrap().port, 8080);
+        assert_eq!(
+            Origin::parse("https://api.segmentapis.com.").unwrap().host,
+            "api.segmentapis.com"
+        );
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_matched_safely() {
+        assert!(Origin::parse("ftp://x.test").is_err());
+        assert!(Origin::parse("/relative").is_err());
+        assert!(Origin::parse("https://user:pw@api.segmentapis.com").is_err());
+    }
+
+    #[test]
+    fn localhost_is_not_the_loopback_address() {
+        assert_ne!(
+            Origin::parse("http://localhost:80").unwrap(),
+            Origin::parse("http://127.0.0.1:80").unwrap()
+        );
+    }
+}

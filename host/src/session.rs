@@ -1,0 +1,89 @@
+//! The session store the contract's `session-*` imports reach: one per run (a sync or a task),
+//! shared by its instances, discarded with the run, and capped in size.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+#[derive(Debug)]
+pub struct SessionStore {
+    inner: Mutex<Inner>,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: BTreeMap<String, Vec<u8>>,
+    bytes: usize,
+}
+
+impl SessionStore {
+    pub fn new(max_bytes: usize) -> SessionStore {
+        SessionStore {
+            inner: Mutex::new(Inner::default()),
+            max_bytes,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().entries.get(key).cloned()
+    }
+
+    pub fn set(&self, key: String, value: Vec<u8>) -> Result<(), String> {
+        let mut inner = self.lock();
+        let old = inner.entries.get(&key).map_or(0, |v| key.len() + v.len());
+        let new_total = inner.bytes - old + key.len() + value.len();
+        if new_total > self.max_bytes {
+            return Err(format!(
+                "the session store is full ({} bytes at most)",
+                self.max_bytes
+            ));
+        }
+        inner.bytes = new_total;
+        inner.entries.insert(key, value);
+        Ok(())
+    }
+
+    pub fn get_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.lock()
+            .entries
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_listing_is_ordered_and_bounded() {
+        let s = SessionStore::new(1024);
+        for k in ["b:2", "a:1", "b:1", "c"] {
+            s.set(k.into(), k.as_bytes().to_vec()).unwrap();
+        }
+        let keys: Vec<_> = s.get_prefix("b:").into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["b:1", "b:2"]);
+    }
+
+    #[test]
+    fn the_cap_counts_keys_and_values_and_replacements() {
+        let s = SessionStore::new(10);
+        s.set("k".into(), vec![0; 9]).unwrap();
+        assert!(s.set("j".into(), vec![0]).is_err());
+        s.set("k".into(), vec![0; 4]).unwrap();
+        assert_eq!(s.bytes(), 5);
+        s.set("j".into(), vec![0; 4]).unwrap();
+        assert_eq!(s.get("j"), Some(vec![0; 4]));
+    }
+}

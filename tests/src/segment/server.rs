@@ -1,0 +1,321 @@
+//! The running fake: configuration, shared state, the HTTP/1.1 accept loop on loopback and
+//! the in-process control API (request log, fault injection, state access).
+
+use super::faults::{FaultQueue, RateLimiter};
+use super::model::{FUNCTION_TYPES, Fault, LoggedRequest, Plan, Workspace};
+use super::{handlers, ids};
+use anyhow::Context as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// How the fake behaves. Build with [`FakeConfig::demo`] or [`FakeConfig::new`], then adjust fields.
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    /// The only bearer token accepted.
+    pub token: String,
+    pub workspace: Workspace,
+    pub plan: Plan,
+    /// Values `GET /functions?resourceType=` accepts (default: the five current ones).
+    pub accepted_function_types: Vec<String>,
+    /// Whether `GET /users` items carry `permissions` (default off, like the official example).
+    pub list_users_includes_permissions: bool,
+    /// Added to every response.
+    pub latency: Duration,
+    /// Writes allowed per `write_window` per token (default 60 per 60 s).
+    pub write_limit: u32,
+    pub write_window: Duration,
+    /// Optional read limit (default none).
+    pub read_limit: Option<(u32, Duration)>,
+}
+
+impl FakeConfig {
+    /// Token `demo-token`, the demo workspace, defaults.
+    pub fn demo() -> Self {
+        Self::new("demo-token", Workspace::demo())
+    }
+
+    pub fn new(token: &str, workspace: Workspace) -> Self {
+        FakeConfig {
+            token: token.to_string(),
+            workspace,
+            plan: Plan::default(),
+            accepted_function_types: FUNCTION_TYPES.iter().map(|s| s.to_string()).collect(),
+            list_users_includes_permissions: false,
+            latency: Duration::ZERO,
+            write_limit: 60,
+            write_window: Duration::from_secs(60),
+            read_limit: None,
+        }
+    }
+}
+
+/// Mutable state behind one lock (never held across an await).
+pub(crate) struct State {
+    pub token: String,
+    pub plan: Plan,
+    pub accepted_function_types: Vec<String>,
+    pub list_users_includes_permissions: bool,
+    pub latency: Duration,
+    pub ws: Workspace,
+    pub faults: FaultQueue,
+    pub limiter: RateLimiter,
+    rng: StdRng,
+}
+
+impl State {
+    /// A fresh 22-character id not used by any user or group.
+    pub fn new_id(&mut self) -> String {
+        loop {
+            let id = ids::segment_id(&mut self.rng);
+            if self.ws.user(&id).is_none() && self.ws.group(&id).is_none() {
+                return id;
+            }
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    log: Mutex<Vec<(u64, LoggedRequest)>>,
+    seq: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Records an arriving request; returns its sequence number for [`Shared::finish`].
+    pub fn record(&self, req: LoggedRequest) -> u64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.log).push((seq, req));
+        seq
+    }
+
+    /// Stores the answered status of a recorded request.
+    pub fn finish(&self, seq: u64, status: u16) {
+        let mut log = lock(&self.log);
+        if let Some((_, r)) = log.iter_mut().rev().find(|(s, _)| *s == seq) {
+            r.status = status;
+        }
+    }
+}
+
+/// A running fake Segment Public API on loopback. Dropping it stops the server.
+pub struct FakeSegment {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl FakeSegment {
+    /// Starts on `127.0.0.1:0` (a free port).
+    pub async fn start(cfg: FakeConfig) -> anyhow::Result<FakeSegment> {
+        Self::start_on(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(cfg: FakeConfig, addr: SocketAddr) -> anyhow::Result<FakeSegment> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let seed = cfg.workspace.id.bytes().fold(0x5e9u64, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u64::from(b))
+        });
+        let state = State {
+            limiter: RateLimiter::new(cfg.write_limit, cfg.write_window, cfg.read_limit),
+            token: cfg.token,
+            plan: cfg.plan,
+            accepted_function_types: cfg.accepted_function_types,
+            list_users_includes_permissions: cfg.list_users_includes_permissions,
+            latency: cfg.latency,
+            ws: cfg.workspace,
+            faults: FaultQueue::default(),
+            rng: StdRng::seed_from_u64(seed),
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            log: Mutex::new(Vec::new()),
+            seq: AtomicU64::new(0),
+        });
+        let router = handlers::router(shared.clone());
+        let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        tracing::debug!(%addr, "fake Segment API listening");
+        Ok(FakeSegment {
+            addr,
+            shared,
+            shutdown_tx,
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        lock(&self.shared.log)
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.shared.log).clear();
+    }
+
+    /// Queues a fault; faults are matched in injection order before normal handling.
+    pub fn inject(&self, f: Fault) {
+        self.shared.state().faults.push(f);
+    }
+
+    /// Faults not yet (fully) consumed.
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.shared.state().faults.pending()
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.state().faults.clear();
+    }
+
+    /// A snapshot of the current workspace state.
+    pub fn workspace(&self) -> Workspace {
+        self.shared.state().ws.clone()
+    }
+
+    pub fn update_workspace(&self, f: impl FnOnce(&mut Workspace)) {
+        f(&mut self.shared.state().ws);
+    }
+
+    pub fn set_plan(&self, p: Plan) {
+        self.shared.state().plan = p;
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.state().latency = latency;
+    }
+
+    pub fn set_list_users_includes_permissions(&self, on: bool) {
+        self.shared.state().list_users_includes_permissions = on;
+    }
+
+    pub fn set_accepted_function_types(&self, types: Vec<String>) {
+        self.shared.state().accepted_function_types = types;
+    }
+
+    /// Replaces the rate limits (and resets their counters).
+    pub fn set_rate_limits(
+        &self,
+        write_limit: u32,
+        write_window: Duration,
+        read_limit: Option<(u32, Duration)>,
+    ) {
+        self.shared.state().limiter = RateLimiter::new(write_limit, write_window, read_limit);
+    }
+
+    /// Simulates a pending invitee accepting: the invite becomes a user with a fresh id.
+    /// Returns the new user id, or `None` if there is no such invite.
+    pub fn accept_invite(&self, email: &str, name: &str) -> Option<String> {
+        let mut st = self.shared.state();
+        let id = st.new_id();
+        st.ws.accept_invite(email, name, &id)
+    }
+
+    /// Stops accepting, closes every connection (hanging ones included) and waits for the
+    /// server task to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for FakeSegment {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(task) = self.task.take() {
+            // Aborting drops the connection set, which aborts every connection task.
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for FakeSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeSegment")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
+    // A closed channel (sender dropped) also means shutdown.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    router: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = wait_shutdown(&mut shutdown) => break,
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let mut stop = shutdown.clone();
+                conns.spawn(async move {
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        res = conn => {
+                            if let Err(e) = res {
+                                tracing::debug!("connection ended: {e}");
+                            }
+                        }
+                        // Dropping the connection closes the socket, even mid-request.
+                        _ = wait_shutdown(&mut stop) => {}
+                    }
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        }
+    }
+    drop(listener);
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
