@@ -37,7 +37,10 @@ fn main() {
         );
     }
 
+    ensure_wasm_target();
+
     // A target directory of its own: the outer cargo holds the lock on the main one.
+
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"))
@@ -78,4 +81,34 @@ fn main() {
 fn copy(from: &Path, to: &Path) {
     std::fs::copy(from, to)
         .unwrap_or_else(|e| panic!("copying {} to {}: {e}", from.display(), to.display()));
+}
+
+/// Adds the wasm32-wasip2 target through rustup when the toolchain lacks it (rustup installs a
+/// missing toolchain from rust-toolchain.toml with its targets, but not a missing target of a
+/// toolchain that is already there).
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output();
+    let installed = libdir
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).exists())
+        .unwrap_or(false);
+    if installed {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", "wasm32-wasip2"]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        rustup.arg("--toolchain").arg(toolchain);
+    }
+    println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
+    match rustup.status() {
+        Ok(s) if s.success() => {}
+        _ => println!(
+            "cargo:warning=could not add the wasm32-wasip2 target; run `rustup target add wasm32-wasip2`"
+        ),
+    }
 }

@@ -436,14 +436,13 @@ fn check_magic(magic: &[u8]) -> Result<()> {
     if magic.is_empty() {
         bail!("the file is empty (0 bytes)");
     }
-    if magic.starts_with(b"C1Z3") {
+    if magic.starts_with(&C1Z_V3_MAGIC[..4]) {
         bail!(
             "it is a v3 (Pebble) c1z (magic \"C1Z3\"), which is not supported; \
              have the connector write the v1 format with --storage-engine sqlite \
              (BATON_STORAGE_ENGINE=sqlite)"
         );
     }
-    debug_assert_ne!(magic, C1Z_V3_MAGIC);
     let shown = magic.escape_ascii().to_string();
     let hint = if magic.starts_with(&ZSTD_MAGIC) {
         " (a bare zstd stream without the C1ZF header)"

@@ -242,10 +242,22 @@ fn read_response(response: IncomingResponse) -> Result<HttpResponse, TransportEr
             Ok(chunk) => bytes.extend_from_slice(&chunk),
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                return Err(TransportError::Failed(format!(
-                    "reading the body failed: {}",
-                    e.to_debug_string()
-                )));
+                // The host's text may carry a backtrace: its first line says what happened.
+                let detail = e
+                    .to_debug_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                // Over the host's size cap: asking again will not help. A connection cut off
+                // mid-body might go better next time.
+                return Err(if detail.contains("body size") {
+                    TransportError::Failed(format!("reading the body failed: {detail}"))
+                } else {
+                    TransportError::Unavailable(format!(
+                        "the connection failed while reading the body: {detail}"
+                    ))
+                });
             }
         }
     }

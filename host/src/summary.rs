@@ -36,7 +36,7 @@ impl fmt::Display for SyncSummary {
             .unwrap_or_else(|| "workspace".into());
         writeln!(
             f,
-            "Synced {what} into {} in {:.1} s",
+            "Synced {what} into {} in {:.2} s",
             self.output.display(),
             self.elapsed.as_secs_f64()
         )?;

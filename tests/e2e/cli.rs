@@ -1,0 +1,192 @@
+//! The `baton-segment` command as a user runs it: the demo, its summary, the flags and their
+//! `BATON_*` variables, the inspection subcommands, and clear errors.
+//! (Declared in host/Cargo.toml so that cargo hands it the binary's path.)
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn baton_segment(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BATON_TOKEN")
+        .env_remove("BATON_FILE")
+        .env_remove("BATON_BASE_URL")
+        .env("BATON_LOG_FORMAT", "console")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn demo_syncs_and_prints_a_readable_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton_segment(&["--demo"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Synced Segment workspace \"Acme Analytics\" (wkspAcme01) into sync.c1z"),
+        "{stdout}"
+    );
+    let words = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    for line in [
+        "user 8",
+        "group 4",
+        "(all) 40",
+        "entitlements 46",
+        "grants 44 (10 through group membership)",
+        "warnings 0",
+    ] {
+        assert!(words.contains(line), "{line:?} in\n{stdout}");
+    }
+
+    assert!(dir.path().join("sync.c1z").exists());
+
+    // The inspection subcommands read it back.
+    let out = baton_segment(&["resources", "-t", "invite"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("pat@acme.test") && listing.contains("(Invitation) quinn@partner.test"),
+        "{listing}"
+    );
+    assert!(!listing.contains("usrAlice"));
+
+    let out = baton_segment(
+        &["grants", "-o", "json", "-e", "role:roleWsOwner:member"],
+        dir.path(),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let ids: Vec<&str> = json["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "role:roleWsOwner:member:user:usrAlice",
+            "role:roleWsOwner:member:group:grpAdmins"
+        ]
+    );
+
+    let out = baton_segment(&["stats", "-o", "json"], dir.path());
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["grants"], 44);
+    assert_eq!(stats["resourcesByResourceType"]["role"], 13);
+
+    for sub in ["resource-types", "entitlements", "stats"] {
+        let out = baton_segment(&[sub], dir.path());
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{sub}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_output_file_comes_from_the_flag_or_baton_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton_segment(&["--demo", "-f", "flag.c1z"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(dir.path().join("flag.c1z").exists());
+    let out = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .arg("--demo")
+        .current_dir(dir.path())
+        .env("BATON_FILE", "env.c1z")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(dir.path().join("env.c1z").exists());
+}
+
+#[test]
+fn help_documents_every_flag_with_its_variable() {
+    let out = baton_segment(&["--help"], Path::new("."));
+    let help = text(&out.stdout);
+    for (flag, var) in [
+        ("--token", "BATON_TOKEN"),
+        ("--base-url", "BATON_BASE_URL"),
+        ("--file", "BATON_FILE"),
+        ("--log-level", "BATON_LOG_LEVEL"),
+        ("--log-format", "BATON_LOG_FORMAT"),
+        ("--demo", "BATON_DEMO"),
+        ("--concurrency", "BATON_CONCURRENCY"),
+        ("--http-timeout-seconds", "BATON_HTTP_TIMEOUT_SECONDS"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(var),
+            "{flag} / {var} in\n{help}"
+        );
+    }
+    assert!(help.contains("https://api.segmentapis.com"));
+}
+
+#[test]
+fn a_missing_token_is_a_clear_error_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton_segment(&[], dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no Segment token") && err.contains("BATON_TOKEN"),
+        "{err}"
+    );
+    assert!(!dir.path().join("sync.c1z").exists());
+}
+
+#[test]
+fn a_token_never_shows_in_help_or_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "tok-should-never-be-printed";
+    // An unreachable base URL (nothing listens on port 9): the sync fails, the token stays hidden.
+    let out = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .args(["--base-url", "http://127.0.0.1:9", "--log-level", "debug"])
+        .current_dir(dir.path())
+        .env("BATON_TOKEN", secret)
+        .env("BATON_HTTP_TIMEOUT_SECONDS", "2")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!text(&out.stderr).contains(secret) && !text(&out.stdout).contains(secret));
+    let out = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .arg("--help")
+        .env("BATON_TOKEN", secret)
+        .output()
+        .unwrap();
+    assert!(!text(&out.stdout).contains(secret));
+}
+
+#[test]
+fn a_corrupt_c1z_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.c1z"), b"C1Z3\0not a v1 file").unwrap();
+    let out = baton_segment(&["resources", "-f", "bad.c1z"], dir.path());
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("bad.c1z"), "{err}");
+    std::fs::write(dir.path().join("junk.c1z"), b"hello").unwrap();
+    let out = baton_segment(&["stats", "-f", "junk.c1z"], dir.path());
+    assert!(!out.status.success() && text(&out.stderr).contains("junk.c1z"));
+}
+
+#[test]
+fn an_invalid_base_url_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .args(["--base-url", "ftp://example.com", "--token", "x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("invalid base URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,235 @@
+//! Bad input gets a clear error and loses nothing: a wrong token, a malformed or truncated
+//! answer, an unwritable output path. Transient trouble (429, 5xx, a dropped connection) is
+//! waited out and the sync completes.
+
+mod common;
+
+use common::*;
+use fakes::segment::{FakeConfig, Fault, FaultKind};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_token_is_reported_and_the_existing_file_is_untouched() {
+    let fake = fake(FakeConfig::demo()).await;
+    let dir = temp_dir();
+    let path = out(&dir);
+    std::fs::write(&path, b"the previous good sync").unwrap();
+    let err = baton_segment::app::sync_on(runtime(), job(&fake, "not-the-token", &path))
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("Segment rejected the token (HTTP 401"),
+        "{text}"
+    );
+    assert!(text.contains("unchanged"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the previous good sync");
+    // It stopped at the first request, and left no temp file behind.
+    assert_eq!(fake.requests().len(), 1);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_without_access_is_reported_with_its_status() {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/",
+        FaultKind::Status {
+            status: 403,
+            body: r#"{"errors":[{"type":"forbidden","message":"Forbidden"}]}"#.into(),
+        },
+        1,
+    ));
+    let dir = temp_dir();
+    let err = sync(&fake, &out(&dir)).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("Segment rejected the token (HTTP 403: Forbidden)"),
+        "{err:#}"
+    );
+    assert!(!out(&dir).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_names_the_endpoint_and_writes_nothing() {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/users",
+        FaultKind::MalformedJson,
+        1,
+    ));
+    let dir = temp_dir();
+    let err = sync(&fake, &out(&dir)).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("GET /users") && text.contains("not valid"),
+        "{text}"
+    );
+    assert!(!out(&dir).exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no temp files left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_json_names_the_endpoint() {
+    let fake = fake(FakeConfig::demo()).await;
+    let cut = r#"{"data":{"sources":[{"id":"srcWeb","slug":"acme-web","na"#;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/sources",
+        FaultKind::Status {
+            status: 200,
+            body: cut.into(),
+        },
+        1,
+    ));
+    let dir = temp_dir();
+    let err = sync(&fake, &out(&dir)).await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("GET /sources") && text.contains("truncated"),
+        "{text}"
+    );
+    assert!(!out(&dir).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_body_is_retried() {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/invites",
+        FaultKind::TruncatedJson,
+        1,
+    ));
+    let dir = temp_dir();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("the second attempt succeeds");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/invites")
+            .count(),
+        2
+    );
+    assert!(summary.retried_calls >= 1);
+    assert!(
+        Synced::open(&out(&dir))
+            .resource_keys()
+            .contains(&"invite:pat@acme.test".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_output_path_fails_before_any_request() {
+    let fake = fake(FakeConfig::demo()).await;
+    let dir = temp_dir();
+    let path = dir.path().join("no-such-dir").join("sync.c1z");
+    let err = sync(&fake, &path).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot write the output file"),
+        "{err:#}"
+    );
+    assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_waited_out_as_segment_says_and_the_sync_completes() {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/roles",
+        FaultKind::RateLimited {
+            ms_before_next: 1_200,
+        },
+        1,
+    ));
+    let dir = temp_dir();
+    let start = Instant::now();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("the sync completes after waiting");
+    assert!(
+        start.elapsed() >= Duration::from_millis(1_200),
+        "waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/roles")
+            .count(),
+        2
+    );
+    assert_eq!(summary.net.rate_limited, 1);
+    assert!(summary.net.rate_limit_wait_ms >= 1_200);
+    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_on_reads_are_retried_with_backoff() {
+    let fake = fake(FakeConfig::demo()).await;
+    let body = r#"{"errors":[{"type":"internal","message":"upstream timeout"}]}"#;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/users",
+        FaultKind::Status {
+            status: 503,
+            body: body.into(),
+        },
+        2,
+    ));
+    let dir = temp_dir();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("the third attempt succeeds");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/users")
+            .count(),
+        3
+    );
+    assert_eq!(summary.net.server_errors, 2);
+    assert_eq!(summary.net.retries, 2);
+    assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_server_errors_fail_the_sync_with_the_status() {
+    let fake = fake(FakeConfig::demo()).await;
+    let body = r#"{"errors":[{"type":"internal","message":"down for maintenance"}]}"#;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/",
+        FaultKind::Status {
+            status: 500,
+            body: body.into(),
+        },
+        1000,
+    ));
+    let dir = temp_dir();
+    let mut j = job(&fake, TOKEN, &out(&dir));
+    j.concurrency = 1;
+    // Cut the wait: the host tries 5 times, the engine 6 times each; keep this test quick by
+    // checking the message of the first failure the engine gives up on.
+    let err = tokio::time::timeout(
+        Duration::from_secs(120),
+        baton_segment::app::sync_on(runtime(), j),
+    )
+    .await;
+    let err = err.expect("gives up in time").unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("GET /")
+            && text.contains("HTTP 500")
+            && text.contains("down for maintenance"),
+        "{text}"
+    );
+    assert!(!out(&dir).exists());
+}

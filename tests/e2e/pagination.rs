@@ -1,0 +1,85 @@
+//! A generated workspace larger than one page of everything: every page is read, each cursor
+//! once, and the counts match the workspace.
+
+mod common;
+
+use common::*;
+use fakes::segment::{FakeConfig, GenSpec, Workspace};
+use std::collections::HashSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_of_a_large_workspace_is_read_once() {
+    let ws = Workspace::generate(
+        7,
+        GenSpec {
+            users: 450,
+            groups: 210,
+            invites: 230,
+            sources: 205,
+            warehouses: 3,
+            functions: 12,
+            spaces: 4,
+        },
+    );
+    let fake = fake(FakeConfig::new(TOKEN, ws.clone())).await;
+    let dir = temp_dir();
+    let summary = sync(&fake, &out(&dir)).await.unwrap();
+    let counts: std::collections::HashMap<_, _> =
+        summary.resources_by_type.iter().cloned().collect();
+    assert_eq!(counts["user"], 450);
+    assert_eq!(counts["group"], 210);
+    assert_eq!(counts["invite"], 230);
+    assert_eq!(counts["source"], 205);
+    assert_eq!(counts["role"], ws.roles.len());
+
+    let requests = fake.requests();
+    let pages = |path: &str| requests.iter().filter(|r| r.path == path).count();
+    assert_eq!(pages("/users"), 3);
+    assert_eq!(pages("/groups"), 2);
+    assert_eq!(pages("/invites"), 2);
+    assert_eq!(pages("/sources"), 2);
+    let cursors: Vec<String> = requests
+        .iter()
+        .filter(|r| r.path == "/users")
+        .map(|r| {
+            r.query_pairs()
+                .into_iter()
+                .find(|(k, _)| k == "pagination[cursor]")
+                .map(|(_, v)| v)
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        cursors.iter().collect::<HashSet<_>>().len(),
+        3,
+        "no cursor repeated: {cursors:?}"
+    );
+
+    let c1z = Synced::open(&out(&dir));
+    let grants = c1z.grant_ids();
+    let members: usize = ws
+        .groups
+        .iter()
+        .map(|g| g.member_emails.len() + g.invite_emails.len())
+        .sum();
+    assert_eq!(
+        grants
+            .iter()
+            .filter(|g| g.starts_with("group:") && g.contains(":member:"))
+            .count(),
+        members
+    );
+    assert_eq!(
+        grants
+            .iter()
+            .filter(|g| g.starts_with("workspace:"))
+            .count(),
+        450
+    );
+    // Every grant's entitlement exists.
+    let entitlements: HashSet<String> = c1z.entitlement_ids().into_iter().collect();
+    for g in c1z.grants() {
+        assert!(entitlements.contains(&g.grant.entitlement.unwrap().id));
+    }
+    assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
+}
