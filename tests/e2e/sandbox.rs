@@ -143,3 +143,100 @@ async fn the_token_reaches_segment_but_nothing_the_component_returns() {
         "Debug output redacts the token"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_over_the_size_cap_do_not_reach_the_component() {
+    let fake = fake(FakeConfig::demo()).await;
+    let mut policy = HttpPolicy::for_base_url(&fake.base_url(), Some(Secret::new(TOKEN))).unwrap();
+    policy.max_response_bytes = 512;
+    let run = Arc::new(RunContext {
+        label: "cap-test".into(),
+        config: BTreeMap::from([("base-url".to_string(), fake.base_url())]),
+        session: SessionStore::new(1 << 20),
+        network: RunNetwork::new(policy),
+    });
+    let mut instance = runtime().instantiate(run).await.unwrap();
+    // GET / is small and passes; the user list is larger than 512 bytes.
+    instance
+        .validate()
+        .await
+        .unwrap()
+        .expect("a small answer passes");
+    let ws = baton_segment::component::ResourceId {
+        resource_type: "workspace".into(),
+        resource: "wkspAcme01".into(),
+    };
+    match instance
+        .list_resources("user", Some(&ws), "")
+        .await
+        .unwrap()
+    {
+        Err(ConnectorError::Internal(m)) => assert!(
+            m.contains("GET /users") && m.contains("larger than the host allows"),
+            "{m}"
+        ),
+        other => panic!("expected the cap to stop the answer, got {other:?}"),
+    }
+}
+
+/// A TCP proxy in front of `target` that records the most requests waiting for an answer at
+/// once: a connection counts from when it is accepted until the first byte of the answer
+/// arrives, which lies inside the time the host holds the request's in-flight slot (the host
+/// opens one connection per request).
+async fn peak_counting_proxy(target: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let p = peak.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (active, peak) = (active.clone(), p.clone());
+            tokio::spawn(async move {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                };
+                let (mut in_read, mut in_write) = inbound.into_split();
+                let (mut out_read, mut out_write) = outbound.into_split();
+                let upstream = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+                    let _ = out_write.shutdown().await;
+                });
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut answered = false;
+                loop {
+                    let n = out_read.read(&mut buf).await.unwrap_or(0);
+                    if !answered {
+                        answered = true;
+                        active.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    if n == 0 || in_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = in_write.shutdown().await;
+                upstream.abort();
+            });
+        }
+    });
+    (url, peak)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_flight_never_exceed_the_configured_number() {
+    let mut cfg = FakeConfig::demo();
+    cfg.latency = std::time::Duration::from_millis(150);
+    let fake = fake(cfg).await;
+    let (proxy, peak) = peak_counting_proxy(fake.addr()).await;
+    let dir = temp_dir();
+    let mut job = baton_segment::app::SyncJob::new(proxy, Secret::new(TOKEN), out(&dir));
+    job.concurrency = 3;
+    baton_segment::app::sync_on(runtime(), job).await.unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 3, "at most 3 requests in flight, saw {peak}");
+    assert!(peak >= 2, "the work did run in parallel (peak {peak})");
+}

@@ -1,5 +1,5 @@
 //! The response body handed to a component: capped in size, counted, and holding the run's
-//! in-flight slot until it is read to the end or dropped.
+//! in-flight slot (shared with the connection) until it is read to the end or dropped.
 
 use super::stats::NetStats;
 use bytes::Bytes;
@@ -15,11 +15,16 @@ pub struct CappedBody<B> {
     remaining: u64,
     limit: u64,
     stats: Arc<NetStats>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 impl<B> CappedBody<B> {
-    pub fn new(inner: B, limit: u64, stats: Arc<NetStats>, permit: OwnedSemaphorePermit) -> Self {
+    pub fn new(
+        inner: B,
+        limit: u64,
+        stats: Arc<NetStats>,
+        permit: Arc<OwnedSemaphorePermit>,
+    ) -> Self {
         CappedBody {
             inner,
             remaining: limit,

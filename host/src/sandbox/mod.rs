@@ -276,7 +276,7 @@ async fn send(
                             continue;
                         }
                         // Too long to wait here: hand the 429 to the component (with its body).
-                        return Ok(rebuild(head, bytes, io_done(), &net, permit));
+                        return Ok(rebuild(head, bytes, io_done(), &net, Arc::new(permit)));
                     }
                 } else if status.is_server_error() {
                     NetStats::add(&net.stats.server_errors, 1);
@@ -300,9 +300,18 @@ async fn send(
                 {
                     return Err(Error::HttpResponseBodySize(Some(limit)));
                 }
+                // The request stays in flight until its body is read *and* its connection is
+                // closed: the slot is shared by both and freed when both are done.
+                let slot = Arc::new(permit);
                 let stats = net.stats.clone();
+                let body_slot = slot.clone();
                 let response = response
-                    .map(|b| CappedBody::new(Box::pin(b), limit, stats, permit).boxed_unsync());
+                    .map(|b| CappedBody::new(Box::pin(b), limit, stats, body_slot).boxed_unsync());
+                let io = async move {
+                    let result = io.await;
+                    drop(slot);
+                    result
+                };
                 return Ok((response, Box::new(io)));
             }
             Err(e)
@@ -352,7 +361,7 @@ fn rebuild(
     bytes: Bytes,
     io: Box<dyn Future<Output = Result<(), Error>> + Send>,
     net: &RunNetwork,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 ) -> (
     http::Response<WasiBody>,
     Box<dyn Future<Output = Result<(), Error>> + Send>,
