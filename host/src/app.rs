@@ -10,7 +10,7 @@ use crate::summary::SyncSummary;
 use crate::sync::progress::Progress;
 use crate::sync::{SyncError, SyncOptions, Syncer};
 use anyhow::{Context, anyhow};
-use baton_c1z::C1zWriter;
+use baton::C1zWriter;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

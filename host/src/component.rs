@@ -18,8 +18,8 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-use baton::connector::host::LogLevel;
-pub use baton::connector::types::*;
+use self::baton::connector::host::LogLevel;
+pub use self::baton::connector::types::*;
 pub use exports::baton::connector::connector::GrantRecord;
 
 /// The component built from `connector/` by this crate's build script.
@@ -108,9 +108,9 @@ impl WasiHttpView for HostState {
     }
 }
 
-impl baton::connector::types::Host for HostState {}
+impl self::baton::connector::types::Host for HostState {}
 
-impl baton::connector::host::Host for HostState {
+impl self::baton::connector::host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
         let mut message = message;
         if message.len() > MAX_LOG_LINE {

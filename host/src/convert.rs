@@ -6,8 +6,8 @@ use crate::component::{
     ResourceId, ResourceStatus, ResourceTrait, ResourceType, SyncHints, TraitKind,
 };
 use crate::sync::data::{StoredGrant, SyncData};
-use baton_c1z::annotations::pack;
-use baton_c1z::pb;
+use baton::annotations::pack;
+use baton::pb;
 use prost_types::{Any, Struct, Value, value::Kind};
 use std::collections::{BTreeMap, HashMap};
 

@@ -3,8 +3,8 @@
 
 use crate::cli::OutputFormat;
 use anyhow::Context;
-use baton_c1z::annotations::unpack;
-use baton_c1z::{C1zReader, pb};
+use baton::annotations::unpack;
+use baton::{C1zReader, pb};
 use prost_types::value::Kind;
 use serde_json::{Map, Value, json};
 use std::path::Path;
@@ -136,7 +136,7 @@ impl Inspector {
         resource: Option<&str>,
         entitlement: Option<&str>,
     ) -> anyhow::Result<String> {
-        let grants: Vec<baton_c1z::StoredGrant> = self
+        let grants: Vec<baton::StoredGrant> = self
             .reader
             .grants(&self.sync_id)?
             .into_iter()
@@ -368,7 +368,7 @@ fn entitlement_json(e: &pb::Entitlement) -> Value {
     })
 }
 
-fn grant_json(g: &baton_c1z::StoredGrant) -> Value {
+fn grant_json(g: &baton::StoredGrant) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(g.grant.id));
     out.insert(

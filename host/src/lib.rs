@@ -4,7 +4,7 @@
 //! * [`runtime`]: the engine, the compiled component and its instances (limits, epochs).
 //! * [`sandbox`]: the component's only network: allowlist, credential injection, caps, retries.
 //! * [`sync`]: the generic sync engine (phases, concurrency, grant expansion).
-//! * [`convert`] and the `baton-c1z` crate: the `.c1z` output.
+//! * [`convert`] and the `baton` crate: the `.c1z` output.
 //! * [`app`], [`cli`], [`inspect`]: the `baton-segment` command.
 
 pub mod app;

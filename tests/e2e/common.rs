@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use baton_c1z::{C1zReader, StoredGrant, pb};
+use baton::{C1zReader, StoredGrant, pb};
 use baton_segment::app::{self, SyncJob};
 use baton_segment::runtime::Runtime;
 use baton_segment::sandbox::Secret;

@@ -3,8 +3,8 @@
 
 mod common;
 
-use baton_c1z::annotations::{contains, unpack};
-use baton_c1z::pb;
+use baton::annotations::{contains, unpack};
+use baton::pb;
 use common::*;
 use fakes::segment::FakeConfig;
 

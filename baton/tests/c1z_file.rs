@@ -3,8 +3,8 @@
 
 mod common;
 
-use baton_c1z::annotations;
-use baton_c1z::{C1zReader, C1zWriter, ksuid, pb, timefmt};
+use baton::annotations;
+use baton::{C1zReader, C1zWriter, ksuid, pb, timefmt};
 use chrono::{Duration, Local};
 use common::*;
 use prost::Message;
@@ -1083,7 +1083,7 @@ fn reader_picks_the_right_sync_and_filters_rows() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("multi.db");
     let conn = Connection::open(&db).unwrap();
-    for stmt in baton_c1z::schema::DDL {
+    for stmt in baton::schema::DDL {
         conn.execute(stmt, []).unwrap();
     }
     let rt = |id: &str| {
@@ -1187,7 +1187,7 @@ fn legacy_grants_without_expansion_columns() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
     let conn = Connection::open(&db).unwrap();
-    for stmt in baton_c1z::schema::DDL {
+    for stmt in baton::schema::DDL {
         if stmt.contains("v1_grants") {
             continue;
         }

@@ -1,8 +1,8 @@
 //! Sample data shared by the integration tests.
 #![allow(dead_code)]
 
-use baton_c1z::annotations::pack;
-use baton_c1z::pb;
+use baton::annotations::pack;
+use baton::pb;
 use prost_types::{Struct, Timestamp, Value, value::Kind};
 use std::collections::BTreeMap;
 
@@ -202,7 +202,7 @@ pub fn entitlement(
     let id = res.id.as_ref().unwrap();
     pb::Entitlement {
         resource: Some(res.clone()),
-        id: baton_c1z::ids::entitlement_id(&id.resource_type, &id.resource, slug),
+        id: baton::ids::entitlement_id(&id.resource_type, &id.resource, slug),
         display_name: slug.into(),
         description: format!("{slug} of {}", res.display_name),
         grantable_to: vec![resource_types()[0].clone()],
@@ -226,7 +226,7 @@ pub fn grant(ent: &pb::Entitlement, principal: &pb::Resource) -> pb::Grant {
     pb::Grant {
         entitlement: Some(ent.clone()),
         principal: Some(principal.clone()),
-        id: baton_c1z::ids::grant_id(&ent.id, &p.resource_type, &p.resource),
+        id: baton::ids::grant_id(&ent.id, &p.resource_type, &p.resource),
         ..Default::default()
     }
 }
