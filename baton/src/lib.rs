@@ -8,6 +8,10 @@
 //! - [`writer::C1zWriter`] / [`reader::C1zReader`]: the v1 `.c1z` file
 //!   (`C1ZF\0` + one zstd stream of a SQLite database, schema in [`schema`]).
 //! - [`ksuid`], [`timefmt`], [`ids`]: sync ids, the database time format and Baton's id formats.
+//! - [`service`] (with [`rpc`]): the ConductorOne `c1.connectorapi.baton.v1.BatonService`
+//!   protocol a connector in service mode speaks (tonic client and server).
+//! - [`credentials`]: `BATON_CLIENT_ID` / `BATON_CLIENT_SECRET` parsing and the Ed25519 JWT
+//!   client assertion of the token request.
 
 /// Generated protobuf messages of package `c1.connector.v2`.
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
@@ -15,7 +19,27 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/c1.connector.v2.rs"));
 }
 
+/// Generated `google.rpc` messages: [`rpc::Status`], the status a finished task reports.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod rpc {
+    include!(concat!(env!("OUT_DIR"), "/google.rpc.rs"));
+}
+
+/// Generated `c1.connectorapi.baton.v1`: the ConductorOne `BatonService` messages, the tonic
+/// client ([`service::baton_service_client::BatonServiceClient`]) and server
+/// ([`service::baton_service_server::BatonServiceServer`] with its
+/// [`service::baton_service_server::BatonService`] trait). Connector types are [`pb`]'s,
+/// the finish status is [`rpc::Status`].
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod service {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/service/c1.connectorapi.baton.v1.rs"
+    ));
+}
+
 pub mod annotations;
+pub mod credentials;
 pub mod ids;
 pub mod ksuid;
 pub mod reader;

@@ -82,8 +82,12 @@ impl Guest for Component {
         with_connector(|c| c.grant(&principal, &entitlement))
     }
 
-    fn revoke(grant: Grant) -> Result<RevokeOutcome, ConnectorError> {
-        with_connector(|c| c.revoke(&grant))
+    fn revoke(grant: Grant, principal: Resource) -> Result<RevokeOutcome, ConnectorError> {
+        with_connector(|c| c.revoke(&grant, &principal))
+    }
+
+    fn plan(operation: Operation) -> Result<Vec<PlannedRequest>, ConnectorError> {
+        with_connector(|c| c.plan(&operation))
     }
 
     fn create_account(account: AccountInfo) -> Result<CreateAccountOutcome, ConnectorError> {

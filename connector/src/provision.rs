@@ -1,42 +1,923 @@
-//! Provisioning: grant, revoke, create account (invite), delete resource.
+//! Provisioning: grant, revoke, create account (an invitation), delete resource, and `plan`
+//! (the same operations described instead of sent).
+//!
+//! The rules users rely on:
+//! * nothing is written that was not asked for: a revoke rewrites a user's or group's
+//!   permissions with every other permission, and every label, exactly as Segment returned them;
+//! * an operation that is already done says so and writes nothing (each write is preceded by
+//!   the read that proves it is needed);
+//! * every write is logged (what, to whom, the result), without secrets.
 
 use crate::bindings::*;
+use crate::catalog::RoleCatalog;
 use crate::connector::Connector;
-use crate::env::Env;
+use crate::env::{Env, HttpRequest, LogLevel, Method};
+use crate::errors::to_connector_error;
+use crate::grants::{member_grant, permission_grants};
+use crate::ids::{GROUP, INVITE, MEMBER, ROLE, Scope, USER, WORKSPACE, parse_entitlement_id};
+use crate::resources::{invite_resource, path_segment, rid, user_resource};
+use crate::segment::api::encode_array;
+use crate::segment::model::{
+    EmailsPage, GroupData, InvitesPage, Permission, PermissionResource, User, UserData, UsersPage,
+};
+use serde_json::{Value, json};
+
+/// What an entitlement id means in Segment.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    WorkspaceMember,
+    GroupMember(String),
+    /// A role on the whole workspace.
+    RoleMember(String),
+    /// A role on one source, warehouse, function or space, named by its slug.
+    Scoped {
+        scope: Scope,
+        resource_id: String,
+        slug: String,
+    },
+}
+
+fn target(entitlement_id: &str) -> Result<Target, ConnectorError> {
+    let bad = || {
+        ConnectorError::InvalidArgument(format!(
+            "{entitlement_id:?} is not an entitlement of this connector"
+        ))
+    };
+    let (resource_type, resource_id, slug) =
+        parse_entitlement_id(entitlement_id).ok_or_else(bad)?;
+    match (resource_type, slug) {
+        (WORKSPACE, MEMBER) => Ok(Target::WorkspaceMember),
+        (GROUP, MEMBER) => Ok(Target::GroupMember(resource_id.into())),
+        (ROLE, MEMBER) => Ok(Target::RoleMember(resource_id.into())),
+        (other, slug) => match Scope::from_resource_type(other) {
+            Some(scope) => Ok(Target::Scoped {
+                scope,
+                resource_id: resource_id.into(),
+                slug: slug.into(),
+            }),
+            None => Err(bad()),
+        },
+    }
+}
+
+/// Who receives or loses access.
+#[derive(Debug, Clone, PartialEq)]
+enum Principal {
+    User { id: String, email: Option<String> },
+    Invite { email: String },
+    Group { id: String },
+}
+
+fn primary_email(resource: &Resource) -> Option<String> {
+    resource.traits.iter().find_map(|t| match t {
+        ResourceTrait::User(u) => u
+            .emails
+            .iter()
+            .find(|e| e.is_primary)
+            .or(u.emails.first())
+            .map(|e| e.address.clone()),
+        _ => None,
+    })
+}
+
+fn principal(resource: &Resource) -> Result<Principal, ConnectorError> {
+    let id = resource.id.resource.clone();
+    match resource.id.resource_type.as_str() {
+        USER => Ok(Principal::User {
+            id,
+            email: primary_email(resource),
+        }),
+        INVITE => Ok(Principal::Invite { email: id }),
+        GROUP => Ok(Principal::Group { id }),
+        other => Err(ConnectorError::InvalidArgument(format!(
+            "a {other} cannot hold Segment access; principals are users, invitations and groups"
+        ))),
+    }
+}
+
+/// Whose permissions a role grant changes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Subject<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+impl Subject<'_> {
+    fn path(&self) -> String {
+        match self {
+            Subject::User(id) => format!("/users/{}", path_segment(id)),
+            Subject::Group(id) => format!("/groups/{}", path_segment(id)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Subject::User(id) => format!("user {id}"),
+            Subject::Group(id) => format!("group {id}"),
+        }
+    }
+}
+
+fn subject(p: &Principal) -> Option<Subject<'_>> {
+    match p {
+        Principal::User { id, .. } => Some(Subject::User(id)),
+        Principal::Group { id } => Some(Subject::Group(id)),
+        Principal::Invite { .. } => None,
+    }
+}
+
+/// Every write this connector makes. Paths and bodies are built here and nowhere else, so that
+/// a dry run shows exactly what a real run sends.
+#[derive(Debug, Clone)]
+enum Write<'a> {
+    AddGroupMember {
+        group: &'a str,
+        email: &'a str,
+    },
+    RemoveGroupMember {
+        group: &'a str,
+        email: &'a str,
+    },
+    AddPermission {
+        subject: Subject<'a>,
+        role_id: &'a str,
+        kind: &'a str,
+        resource_id: &'a str,
+    },
+    ReplacePermissions {
+        subject: Subject<'a>,
+        permissions: Vec<Value>,
+        removed: String,
+    },
+    Invite {
+        email: &'a str,
+    },
+    DeleteUser {
+        id: &'a str,
+    },
+    DeleteInvite {
+        email: &'a str,
+    },
+}
+
+impl Write<'_> {
+    fn request(&self) -> HttpRequest {
+        match self {
+            Write::AddGroupMember { group, email } => HttpRequest::with_json(
+                Method::Post,
+                format!("/groups/{}/users", path_segment(group)),
+                &json!({ "emails": [email] }),
+            ),
+            // Segment's removal path is singular: /group/{id}/users.
+            Write::RemoveGroupMember { group, email } => HttpRequest {
+                method: Method::Delete,
+                path: format!(
+                    "/group/{}/users?{}",
+                    path_segment(group),
+                    encode_array("emails", &[email])
+                ),
+                body: None,
+            },
+            Write::AddPermission {
+                subject,
+                role_id,
+                kind,
+                resource_id,
+            } => HttpRequest::with_json(
+                Method::Post,
+                format!("{}/permissions", subject.path()),
+                &json!({ "permissions": [{ "roleId": role_id, "resources": [{ "id": resource_id, "type": kind }] }] }),
+            ),
+            Write::ReplacePermissions {
+                subject,
+                permissions,
+                ..
+            } => HttpRequest::with_json(
+                Method::Put,
+                format!("{}/permissions", subject.path()),
+                &json!({ "permissions": permissions }),
+            ),
+            Write::Invite { email } => HttpRequest::with_json(
+                Method::Post,
+                "/invites",
+                &json!({ "invites": [{ "email": email }] }),
+            ),
+            Write::DeleteUser { id } => HttpRequest {
+                method: Method::Delete,
+                path: format!("/users?{}", encode_array("userIds", &[id])),
+                body: None,
+            },
+            Write::DeleteInvite { email } => HttpRequest {
+                method: Method::Delete,
+                path: format!("/invites?{}", encode_array("emails", &[email])),
+                body: None,
+            },
+        }
+    }
+
+    /// What the write does, for logs and dry runs.
+    fn note(&self) -> String {
+        match self {
+            Write::AddGroupMember { group, email } => format!("add {email} to user group {group}"),
+            Write::RemoveGroupMember { group, email } => {
+                format!("remove {email} from user group {group}")
+            }
+            Write::AddPermission {
+                subject,
+                role_id,
+                kind,
+                resource_id,
+            } => {
+                format!(
+                    "give {} role {role_id} on {kind} {resource_id}",
+                    subject.describe()
+                )
+            }
+            Write::ReplacePermissions {
+                subject, removed, ..
+            } => format!(
+                "rewrite the permissions of {} without {removed}; every other permission and its labels as they were",
+                subject.describe()
+            ),
+            Write::Invite { email } => format!("invite {email} to the workspace"),
+            Write::DeleteUser { id } => format!("remove user {id} from the workspace"),
+            Write::DeleteInvite { email } => format!("withdraw the invitation of {email}"),
+        }
+    }
+
+    fn planned(&self) -> PlannedRequest {
+        let r = self.request();
+        PlannedRequest {
+            method: r.method.as_str().into(),
+            path: r.path,
+            body: r.body.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            note: self.note(),
+        }
+    }
+}
+
+fn read(path: impl Into<String>, note: impl Into<String>) -> PlannedRequest {
+    PlannedRequest {
+        method: "GET".into(),
+        path: path.into(),
+        body: None,
+        note: note.into(),
+    }
+}
+
+fn same_email(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
+}
+
+/// A permission in the shape the write endpoints take, with the resources `keep` accepts and
+/// their labels exactly as read; `None` when no resource is left.
+fn permission_input(p: &Permission, keep: impl Fn(&PermissionResource) -> bool) -> Option<Value> {
+    let resources: Vec<&PermissionResource> = p.resources.iter().filter(|r| keep(r)).collect();
+    if resources.is_empty() {
+        return None;
+    }
+    Some(json!({ "roleId": p.role_id, "resources": resources }))
+}
+
+/// A permission held through a resource that matches.
+fn holds(
+    permissions: &[Permission],
+    matches: impl Fn(&Permission, &PermissionResource) -> bool,
+) -> bool {
+    permissions
+        .iter()
+        .any(|p| p.resources.iter().any(|r| matches(p, r)))
+}
+
+fn invite_email_of(p: &Principal) -> Option<&str> {
+    match p {
+        Principal::Invite { email } => Some(email),
+        _ => None,
+    }
+}
 
 impl<E: Env> Connector<'_, E> {
+    /// Sends a write and logs it.
+    fn send(&self, write: &Write<'_>) -> Result<Value, ConnectorError> {
+        let request = write.request();
+        let what = format!("{} ({})", write.note(), request.describe());
+        match self.api.call::<Value>(&request) {
+            Ok(v) => {
+                self.log(LogLevel::Info, &format!("{what}: done"));
+                Ok(v)
+            }
+            Err(e) => {
+                self.log(LogLevel::Warn, &format!("{what}: failed: {e}"));
+                Err(to_connector_error(&e))
+            }
+        }
+    }
+
+    fn user(&self, id: &str) -> Result<Option<User>, ConnectorError> {
+        match self
+            .api
+            .get::<UserData>(&format!("/users/{}", path_segment(id)))
+        {
+            Ok(d) => Ok(Some(d.user)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(to_connector_error(&e)),
+        }
+    }
+
+    /// The subject's permissions, or `None` if it no longer exists.
+    fn current_permissions(
+        &self,
+        subject: Subject<'_>,
+    ) -> Result<Option<Vec<Permission>>, ConnectorError> {
+        match subject {
+            Subject::User(id) => Ok(self.user(id)?.map(|u| u.permissions.unwrap_or_default())),
+            Subject::Group(_) => match self.api.get::<GroupData>(&subject.path()) {
+                Ok(d) => Ok(Some(d.user_group.permissions.unwrap_or_default())),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(to_connector_error(&e)),
+            },
+        }
+    }
+
+    /// The e-mail address group membership is managed by.
+    fn email_of(&self, p: &Principal) -> Result<Option<String>, ConnectorError> {
+        match p {
+            Principal::Invite { email } => Ok(Some(email.clone())),
+            Principal::User {
+                email: Some(email), ..
+            } => Ok(Some(email.clone())),
+            Principal::User { id, email: None } => Ok(self.user(id)?.map(|u| u.email)),
+            Principal::Group { .. } => Ok(None),
+        }
+    }
+
+    /// Whether `email` is a member of the group (as a user, or as a pending invitation).
+    fn in_group(&self, group: &str, email: &str, invitation: bool) -> Result<bool, ConnectorError> {
+        let id = path_segment(group);
+        let found = if invitation {
+            self.api
+                .all::<EmailsPage>(&format!("/groups/{id}/invites"), "")
+                .map(|emails| emails.iter().any(|e| same_email(e, email)))
+        } else {
+            self.api
+                .all::<UsersPage>(&format!("/groups/{id}/users"), "")
+                .map(|users| users.iter().any(|u| same_email(&u.email, email)))
+        };
+        found.map_err(|e| to_connector_error(&e))
+    }
+
+    /// The role a scoped entitlement's slug names (slugs are derived from role names).
+    fn role_for_slug(&self, catalog: &RoleCatalog, slug: &str) -> Result<String, ConnectorError> {
+        catalog.by_slug(slug).map(|r| r.id.clone()).ok_or_else(|| {
+            ConnectorError::NotFound(format!(
+                "no Segment role has the entitlement slug {slug:?} (was the role renamed? sync again to see current entitlements)"
+            ))
+        })
+    }
+
     pub fn grant(
         &self,
-        _principal: &Resource,
-        _entitlement: &Entitlement,
+        principal_resource: &Resource,
+        entitlement: &Entitlement,
     ) -> Result<GrantOutcome, ConnectorError> {
-        Err(ConnectorError::Unimplemented(
-            "provisioning is not implemented yet".into(),
-        ))
+        let target = target(&entitlement.id)?;
+        let p = principal(principal_resource)?;
+        let granted = |grant: Grant| Ok(GrantOutcome::Granted(vec![grant]));
+        match &target {
+            Target::WorkspaceMember => match &p {
+                Principal::User { id, .. } => match self.user(id)? {
+                    Some(_) => Ok(GrantOutcome::AlreadyExists),
+                    None => Err(ConnectorError::NotFound(format!(
+                        "user {id} is no longer in the workspace; invite them again with create-account"
+                    ))),
+                },
+                _ => Err(ConnectorError::InvalidArgument(
+                    "workspace membership is granted by inviting a person (create-account)".into(),
+                )),
+            },
+            Target::GroupMember(group) => {
+                if matches!(p, Principal::Group { .. }) {
+                    return Err(ConnectorError::InvalidArgument(
+                        "a user group cannot be a member of another user group".into(),
+                    ));
+                }
+                let email = self.email_of(&p)?.ok_or_else(|| {
+                    ConnectorError::NotFound(format!(
+                        "{} no longer exists",
+                        show(&principal_resource.id)
+                    ))
+                })?;
+                if self.in_group(group, &email, invite_email_of(&p).is_some())? {
+                    return Ok(GrantOutcome::AlreadyExists);
+                }
+                self.send(&Write::AddGroupMember {
+                    group,
+                    email: &email,
+                })?;
+                granted(member_grant(
+                    &rid(GROUP, group),
+                    principal_resource.id.clone(),
+                ))
+            }
+            Target::RoleMember(_) | Target::Scoped { .. } => {
+                let Some(subject) = subject(&p) else {
+                    return Err(ConnectorError::InvalidArgument(format!(
+                        "{email} has not accepted the invitation yet; roles can be granted once they are a user",
+                        email = invite_email_of(&p).unwrap_or_default()
+                    )));
+                };
+                let catalog = self.role_catalog()?;
+                let (role_id, kind, resource_id) = match &target {
+                    Target::Scoped {
+                        scope,
+                        resource_id,
+                        slug,
+                    } => (
+                        self.role_for_slug(&catalog, slug)?,
+                        scope.api_type(),
+                        resource_id.clone(),
+                    ),
+                    Target::RoleMember(role_id) => {
+                        (role_id.clone(), "WORKSPACE", self.workspace()?.id)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let Some(permissions) = self.current_permissions(subject)? else {
+                    return Err(ConnectorError::NotFound(format!(
+                        "{} no longer exists",
+                        subject.describe()
+                    )));
+                };
+                let held = holds(&permissions, |perm, r| {
+                    perm.role_id == role_id
+                        && r.kind.eq_ignore_ascii_case(kind)
+                        && (kind == "WORKSPACE" || r.id == resource_id)
+                });
+                if held {
+                    return Ok(GrantOutcome::AlreadyExists);
+                }
+                self.send(&Write::AddPermission {
+                    subject,
+                    role_id: &role_id,
+                    kind,
+                    resource_id: &resource_id,
+                })?;
+                let added = Permission {
+                    role_id: role_id.clone(),
+                    role_name: catalog
+                        .get(&role_id)
+                        .map(|r| r.name.clone())
+                        .unwrap_or_default(),
+                    resources: vec![PermissionResource {
+                        id: resource_id,
+                        kind: kind.into(),
+                        labels: None,
+                    }],
+                    labels: None,
+                };
+                Ok(GrantOutcome::Granted(permission_grants(
+                    &catalog,
+                    &[added],
+                    &principal_resource.id,
+                    None,
+                    &|_| {},
+                )))
+            }
+        }
     }
 
-    pub fn revoke(&self, _grant: &Grant) -> Result<RevokeOutcome, ConnectorError> {
-        Err(ConnectorError::Unimplemented(
-            "provisioning is not implemented yet".into(),
-        ))
+    pub fn revoke(
+        &self,
+        grant: &Grant,
+        principal_resource: &Resource,
+    ) -> Result<RevokeOutcome, ConnectorError> {
+        if show(&principal_resource.id) != show(&grant.principal) {
+            return Err(ConnectorError::InvalidArgument(format!(
+                "the principal given ({}) is not the grant's ({})",
+                show(&principal_resource.id),
+                show(&grant.principal)
+            )));
+        }
+        let target = target(&grant.entitlement_id)?;
+        let p = principal(principal_resource)?;
+        match &target {
+            Target::WorkspaceMember => Err(ConnectorError::FailedPrecondition(format!(
+                "workspace membership cannot be revoked on its own: delete the user instead \
+                 (--delete-resource {} --delete-resource-type user)",
+                grant.principal.resource
+            ))),
+            Target::GroupMember(group) => {
+                let Some(email) = self.email_of(&p)? else {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                };
+                if !self.in_group(group, &email, invite_email_of(&p).is_some())? {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                }
+                self.send(&Write::RemoveGroupMember {
+                    group,
+                    email: &email,
+                })?;
+                Ok(RevokeOutcome::Revoked)
+            }
+            Target::RoleMember(_) | Target::Scoped { .. } => {
+                let Some(subject) = subject(&p) else {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                };
+                let Some(permissions) = self.current_permissions(subject)? else {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                };
+                let catalog = self.role_catalog()?;
+                // What this grant is, in terms of the permissions read.
+                let revoked = |perm: &Permission, r: &PermissionResource| match &target {
+                    Target::RoleMember(role_id) => {
+                        &perm.role_id == role_id && r.kind.eq_ignore_ascii_case("WORKSPACE")
+                    }
+                    Target::Scoped {
+                        scope,
+                        resource_id,
+                        slug,
+                    } => {
+                        catalog.slug(&perm.role_id, &perm.role_name) == *slug
+                            && r.kind.eq_ignore_ascii_case(scope.api_type())
+                            && &r.id == resource_id
+                    }
+                    _ => false,
+                };
+                if !holds(&permissions, revoked) {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                }
+                // Segment's write shape has no permission-level labels: rewriting a permission
+                // that has them would lose them, so refuse rather than narrow someone's access.
+                if let Some(p) = permissions
+                    .iter()
+                    .find(|p| p.labels.as_ref().is_some_and(|l| !l.is_empty()))
+                {
+                    return Err(ConnectorError::FailedPrecondition(format!(
+                        "{} holds role {} with permission-level labels, which Segment's API cannot write back; \
+                         revoke this grant in the Segment app",
+                        subject.describe(),
+                        p.role_id
+                    )));
+                }
+                let kept: Vec<Value> = permissions
+                    .iter()
+                    .filter_map(|perm| permission_input(perm, |r| !revoked(perm, r)))
+                    .collect();
+                let removed = match &target {
+                    Target::RoleMember(role_id) => format!("role {role_id} on the workspace"),
+                    Target::Scoped {
+                        scope,
+                        resource_id,
+                        slug,
+                    } => format!("{slug} on {} {resource_id}", scope.api_type()),
+                    _ => String::new(),
+                };
+                self.send(&Write::ReplacePermissions {
+                    subject,
+                    permissions: kept,
+                    removed,
+                })?;
+                Ok(RevokeOutcome::Revoked)
+            }
+        }
     }
 
+    /// Creating an account in Segment means inviting the person to the workspace.
     pub fn create_account(
         &self,
-        _account: &AccountInfo,
+        account: &AccountInfo,
     ) -> Result<CreateAccountOutcome, ConnectorError> {
-        Err(ConnectorError::Unimplemented(
-            "provisioning is not implemented yet".into(),
-        ))
+        let email = account_email(account)?;
+        let ws = rid(WORKSPACE, &self.workspace()?.id);
+        if let Some(existing) = self.pending_invitation(&email)? {
+            return Ok(CreateAccountOutcome::ActionRequired(ActionRequired {
+                resource: invite_resource(&existing, Some(&ws)),
+                message: format!(
+                    "An invitation to {existing} is already pending; they must accept it to join the workspace."
+                ),
+            }));
+        }
+        if let Some(user) = self.user_by_email(&email)? {
+            return Ok(CreateAccountOutcome::AlreadyExists(Some(user_resource(
+                &user, &ws,
+            ))));
+        }
+        match self.send(&Write::Invite { email: &email }) {
+            Ok(_) => Ok(CreateAccountOutcome::ActionRequired(ActionRequired {
+                resource: invite_resource(&email, Some(&ws)),
+                message: format!(
+                    "Invitation sent to {email}. The user must accept the email invitation to complete account creation."
+                ),
+            })),
+            // Invited or joined between the check and the write.
+            Err(ConnectorError::InvalidArgument(m)) if m.contains("already invited") => {
+                match self.pending_invitation(&email)? {
+                    Some(existing) => Ok(CreateAccountOutcome::ActionRequired(ActionRequired {
+                        resource: invite_resource(&existing, Some(&ws)),
+                        message: format!(
+                            "An invitation to {existing} is already pending; they must accept it to join the workspace."
+                        ),
+                    })),
+                    None => Ok(CreateAccountOutcome::AlreadyExists(None)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn pending_invitation(&self, email: &str) -> Result<Option<String>, ConnectorError> {
+        let invites = self
+            .api
+            .all::<InvitesPage>("/invites", "")
+            .map_err(|e| to_connector_error(&e))?;
+        Ok(invites.into_iter().find(|i| same_email(i, email)))
+    }
+
+    fn user_by_email(&self, email: &str) -> Result<Option<User>, ConnectorError> {
+        let users = self
+            .api
+            .all::<UsersPage>("/users", "")
+            .map_err(|e| to_connector_error(&e))?;
+        Ok(users.into_iter().find(|u| same_email(&u.email, email)))
     }
 
     pub fn delete_resource(
         &self,
-        _id: &ResourceId,
+        id: &ResourceId,
         _parent: Option<&ResourceId>,
     ) -> Result<DeleteOutcome, ConnectorError> {
-        Err(ConnectorError::Unimplemented(
-            "provisioning is not implemented yet".into(),
-        ))
+        let outcome = |r: Result<Value, ConnectorError>| match r {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(ConnectorError::NotFound(_)) => Ok(DeleteOutcome::AlreadyDeleted),
+            Err(e) => Err(e),
+        };
+        match id.resource_type.as_str() {
+            USER => {
+                if self.user(&id.resource)?.is_none() {
+                    return Ok(DeleteOutcome::AlreadyDeleted);
+                }
+                outcome(self.send(&Write::DeleteUser { id: &id.resource }))
+            }
+            INVITE => match self.pending_invitation(&id.resource)? {
+                None => Ok(DeleteOutcome::AlreadyDeleted),
+                Some(email) => outcome(self.send(&Write::DeleteInvite { email: &email })),
+            },
+            other => Err(ConnectorError::Unimplemented(format!(
+                "only users and invitations can be deleted through this connector, not a {other}"
+            ))),
+        }
+    }
+
+    /// The requests an operation would make, without making any.
+    pub fn plan(&self, operation: &Operation) -> Result<Vec<PlannedRequest>, ConnectorError> {
+        match operation {
+            Operation::Grant(op) => plan_grant(&op.principal, &op.entitlement),
+            Operation::Revoke(op) => plan_revoke(&op.grant, &op.principal),
+            Operation::CreateAccount(account) => {
+                let email = account_email(account)?;
+                Ok(vec![
+                    read(
+                        "/invites",
+                        format!("check whether {email} is already invited (every page)"),
+                    ),
+                    read(
+                        "/users",
+                        format!("check whether {email} is already a member (every page)"),
+                    ),
+                    Write::Invite { email: &email }.planned(),
+                ])
+            }
+            Operation::DeleteResource(op) => match op.id.resource_type.as_str() {
+                USER => Ok(vec![
+                    read(
+                        format!("/users/{}", path_segment(&op.id.resource)),
+                        "check the user still exists",
+                    ),
+                    Write::DeleteUser {
+                        id: &op.id.resource,
+                    }
+                    .planned(),
+                ]),
+                INVITE => Ok(vec![
+                    read(
+                        "/invites",
+                        "check the invitation is still pending (every page)",
+                    ),
+                    Write::DeleteInvite {
+                        email: &op.id.resource,
+                    }
+                    .planned(),
+                ]),
+                other => Err(ConnectorError::Unimplemented(format!(
+                    "a {other} cannot be deleted through this connector"
+                ))),
+            },
+        }
+    }
+}
+
+fn show(id: &ResourceId) -> String {
+    format!("{}:{}", id.resource_type, id.resource)
+}
+
+/// The address to invite: the primary e-mail, else any e-mail, else the profile's `email`, else
+/// a login that is an address.
+fn account_email(account: &AccountInfo) -> Result<String, ConnectorError> {
+    let from_emails = account
+        .emails
+        .iter()
+        .find(|e| e.is_primary)
+        .or(account.emails.first())
+        .map(|e| e.address.clone());
+    let from_profile = account
+        .profile
+        .iter()
+        .find(|f| f.key == "email")
+        .and_then(|f| match &f.value {
+            ProfileValue::Text(s) => Some(s.clone()),
+            _ => None,
+        });
+    let from_login = Some(account.login.clone()).filter(|l| l.contains('@'));
+    let email = from_emails
+        .or(from_profile)
+        .or(from_login)
+        .map(|e| e.trim().to_string())
+        .unwrap_or_default();
+    let valid = email
+        .split_once('@')
+        .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(ConnectorError::InvalidArgument(format!(
+            "an e-mail address is needed to invite someone to Segment (got {email:?})"
+        )));
+    }
+    Ok(email)
+}
+
+fn plan_grant(
+    principal_resource: &Resource,
+    entitlement: &Entitlement,
+) -> Result<Vec<PlannedRequest>, ConnectorError> {
+    let target = target(&entitlement.id)?;
+    let p = principal(principal_resource)?;
+    let unknown_email = format!("<e-mail of {}>", show(&principal_resource.id));
+    match &target {
+        Target::WorkspaceMember => Ok(vec![read(
+            format!("/users/{}", path_segment(&principal_resource.id.resource)),
+            "check the user is a member; a member already holds workspace membership, so nothing is written",
+        )]),
+        Target::GroupMember(group) => {
+            let email = match &p {
+                Principal::Invite { email }
+                | Principal::User {
+                    email: Some(email), ..
+                } => email.clone(),
+                Principal::User { .. } => unknown_email,
+                Principal::Group { .. } => {
+                    return Err(ConnectorError::InvalidArgument(
+                        "a user group cannot be a member of another user group".into(),
+                    ));
+                }
+            };
+            let listing = if invite_email_of(&p).is_some() {
+                "invites"
+            } else {
+                "users"
+            };
+            Ok(vec![
+                read(
+                    format!("/groups/{}/{listing}", path_segment(group)),
+                    format!("check whether {email} is already a member (every page)"),
+                ),
+                Write::AddGroupMember {
+                    group,
+                    email: &email,
+                }
+                .planned(),
+            ])
+        }
+        Target::RoleMember(_) | Target::Scoped { .. } => {
+            let Some(subject) = subject(&p) else {
+                return Err(ConnectorError::InvalidArgument(
+                    "a pending invitation cannot hold a role until it is accepted".into(),
+                ));
+            };
+            let mut steps = vec![];
+            let (role, kind, resource_id) = match &target {
+                Target::Scoped {
+                    scope,
+                    resource_id,
+                    slug,
+                } => {
+                    steps.push(read(
+                        "/roles",
+                        format!("find the role whose entitlement slug is {slug}"),
+                    ));
+                    (
+                        format!("<id of the role with slug {slug}>"),
+                        scope.api_type(),
+                        resource_id.clone(),
+                    )
+                }
+                Target::RoleMember(role_id) => {
+                    let ws = principal_resource
+                        .parent
+                        .as_ref()
+                        .filter(|p| p.resource_type == WORKSPACE);
+                    let ws = match ws {
+                        Some(ws) => ws.resource.clone(),
+                        None => {
+                            steps.push(read("/", "find the workspace id"));
+                            "<workspace id>".into()
+                        }
+                    };
+                    (role_id.clone(), "WORKSPACE", ws)
+                }
+                _ => unreachable!("matched above"),
+            };
+            steps.push(read(subject.path(), format!("read the permissions of {}; nothing is written if it already holds the role there", subject.describe())));
+            steps.push(
+                Write::AddPermission {
+                    subject,
+                    role_id: &role,
+                    kind,
+                    resource_id: &resource_id,
+                }
+                .planned(),
+            );
+            Ok(steps)
+        }
+    }
+}
+
+fn plan_revoke(
+    grant: &Grant,
+    principal_resource: &Resource,
+) -> Result<Vec<PlannedRequest>, ConnectorError> {
+    let target = target(&grant.entitlement_id)?;
+    let p = principal(principal_resource)?;
+    match &target {
+        Target::WorkspaceMember => Err(ConnectorError::FailedPrecondition(format!(
+            "workspace membership cannot be revoked on its own: delete the user instead (--delete-resource {} --delete-resource-type user)",
+            grant.principal.resource
+        ))),
+        Target::GroupMember(group) => {
+            let email = match &p {
+                Principal::Invite { email }
+                | Principal::User {
+                    email: Some(email), ..
+                } => email.clone(),
+                _ => format!("<e-mail of {}>", show(&principal_resource.id)),
+            };
+            let listing = if invite_email_of(&p).is_some() {
+                "invites"
+            } else {
+                "users"
+            };
+            Ok(vec![
+                read(
+                    format!("/groups/{}/{listing}", path_segment(group)),
+                    format!("check that {email} is a member (every page)"),
+                ),
+                Write::RemoveGroupMember {
+                    group,
+                    email: &email,
+                }
+                .planned(),
+            ])
+        }
+        Target::RoleMember(_) | Target::Scoped { .. } => {
+            let Some(subject) = subject(&p) else {
+                return Ok(vec![]);
+            };
+            let removed = match &target {
+                Target::RoleMember(role_id) => format!("role {role_id} on the workspace"),
+                Target::Scoped {
+                    scope,
+                    resource_id,
+                    slug,
+                } => format!("{slug} on {} {resource_id}", scope.api_type()),
+                _ => String::new(),
+            };
+            let mut put = Write::ReplacePermissions {
+                subject,
+                permissions: vec![],
+                removed,
+            }
+            .planned();
+            put.body = Some("<the permissions read above, without the revoked one>".into());
+            Ok(vec![
+                read("/roles", "map role names to entitlement slugs"),
+                read(
+                    subject.path(),
+                    format!(
+                        "read the permissions of {}; nothing is written if it does not hold the role there",
+                        subject.describe()
+                    ),
+                ),
+                put,
+            ])
+        }
     }
 }

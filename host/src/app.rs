@@ -20,15 +20,58 @@ use std::time::Duration;
 /// Session store size per run: enough for the permissions of tens of thousands of users.
 const SESSION_BYTES: usize = 256 << 20;
 
+/// How the component reaches Segment: the API, the token the host adds, and the limits.
 #[derive(Debug, Clone)]
-pub struct SyncJob {
+pub struct Connection {
     pub base_url: String,
     pub token: Secret,
-    pub output: PathBuf,
     pub concurrency: usize,
     pub http_timeout: Duration,
     /// Names the run in logs.
     pub label: String,
+}
+
+impl Connection {
+    pub fn new(base_url: impl Into<String>, token: Secret) -> Connection {
+        Connection {
+            base_url: base_url.into(),
+            token,
+            concurrency: 4,
+            http_timeout: Duration::from_secs(300),
+            label: "segment".into(),
+        }
+    }
+
+    /// The network a run may use: the base URL's origin, nothing else.
+    pub fn policy(&self) -> anyhow::Result<HttpPolicy> {
+        let mut policy = HttpPolicy::for_base_url(&self.base_url, Some(self.token.clone()))
+            .map_err(|e| anyhow!("invalid base URL: {e}"))?;
+        policy.max_in_flight = self.concurrency.max(1);
+        policy.first_byte_timeout = self.http_timeout;
+        Ok(policy)
+    }
+
+    /// The shared context of one run's instances, on `policy`'s network.
+    pub fn run_context(&self, policy: HttpPolicy) -> Arc<RunContext> {
+        Arc::new(RunContext {
+            label: self.label.clone(),
+            config: BTreeMap::from([
+                (
+                    "base-url".to_string(),
+                    self.base_url.trim_end_matches('/').to_string(),
+                ),
+                ("max-in-flight".to_string(), self.concurrency.to_string()),
+            ]),
+            session: SessionStore::new(SESSION_BYTES),
+            network: RunNetwork::new(policy),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncJob {
+    pub connection: Connection,
+    pub output: PathBuf,
     /// Show a live progress line on stderr (when it is a terminal).
     pub show_progress: bool,
 }
@@ -36,23 +79,10 @@ pub struct SyncJob {
 impl SyncJob {
     pub fn new(base_url: impl Into<String>, token: Secret, output: impl Into<PathBuf>) -> SyncJob {
         SyncJob {
-            base_url: base_url.into(),
-            token,
+            connection: Connection::new(base_url, token),
             output: output.into(),
-            concurrency: 4,
-            http_timeout: Duration::from_secs(300),
-            label: "sync".into(),
             show_progress: false,
         }
-    }
-
-    /// The network a sync of this job may use: the base URL's origin, nothing else.
-    pub fn policy(&self) -> anyhow::Result<HttpPolicy> {
-        let mut policy = HttpPolicy::for_base_url(&self.base_url, Some(self.token.clone()))
-            .map_err(|e| anyhow!("invalid base URL: {e}"))?;
-        policy.max_in_flight = self.concurrency.max(1);
-        policy.first_byte_timeout = self.http_timeout;
-        Ok(policy)
     }
 }
 
@@ -70,9 +100,9 @@ pub fn segment_runtime(max_instances: u32) -> anyhow::Result<Runtime> {
 /// Runs a whole sync with a runtime of its own.
 pub async fn sync(job: SyncJob) -> anyhow::Result<SyncSummary> {
     // Settings and the output path are checked before the (slower) compile.
-    job.policy()?;
+    job.connection.policy()?;
     let writer = open_output(&job)?;
-    let runtime = segment_runtime(job.concurrency as u32 + 2)?;
+    let runtime = segment_runtime(job.connection.concurrency as u32 + 2)?;
     sync_with(&runtime, job, writer).await
 }
 
@@ -83,7 +113,7 @@ fn open_output(job: &SyncJob) -> anyhow::Result<C1zWriter> {
 
 /// Runs a sync on an existing runtime (tests and the multi-tenant host share one).
 pub async fn sync_on(runtime: &Runtime, job: SyncJob) -> anyhow::Result<SyncSummary> {
-    job.policy()?;
+    job.connection.policy()?;
     let writer = open_output(&job)?;
     sync_with(runtime, job, writer).await
 }
@@ -93,24 +123,12 @@ async fn sync_with(
     job: SyncJob,
     writer: C1zWriter,
 ) -> anyhow::Result<SyncSummary> {
-    let policy = job.policy()?;
-    let network = RunNetwork::new(policy);
-    let run = Arc::new(RunContext {
-        label: job.label.clone(),
-        config: BTreeMap::from([
-            (
-                "base-url".to_string(),
-                job.base_url.trim_end_matches('/').to_string(),
-            ),
-            ("max-in-flight".to_string(), job.concurrency.to_string()),
-        ]),
-        session: SessionStore::new(SESSION_BYTES),
-        network: network.clone(),
-    });
+    let run = job.connection.run_context(job.connection.policy()?);
+    let network = run.network.clone();
     let progress = Arc::new(Progress::default());
     let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
     let options = SyncOptions {
-        concurrency: job.concurrency.max(1),
+        concurrency: job.connection.concurrency.max(1),
         ..SyncOptions::default()
     };
     let outcome = Syncer::new(runtime, run, options, progress).run().await;

@@ -27,6 +27,9 @@ pub struct Cli {
     #[command(flatten)]
     pub sync: SyncArgs,
 
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
+
     /// The .c1z file to sync into or read from
     #[arg(
         short = 'f',
@@ -67,6 +70,69 @@ pub struct SyncArgs {
     /// HTTP timeout in seconds: the longest wait for Segment's answer to one request
     #[arg(long, env = "BATON_HTTP_TIMEOUT_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1800))]
     pub http_timeout_seconds: u64,
+}
+
+/// One-shot provisioning, as Baton connectors do it: ids are looked up in the `.c1z` given by
+/// `--file` (sync first).
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("operation").multiple(false).args([
+    "grant_entitlement", "revoke_grant", "create_account_email", "create_account_login", "delete_resource",
+]))]
+pub struct ProvisionArgs {
+    /// Grant this entitlement (e.g. group:grpEng:member) to --grant-principal
+    #[arg(long, env = "BATON_GRANT_ENTITLEMENT", requires_all = ["grant_principal", "grant_principal_type"])]
+    pub grant_entitlement: Option<String>,
+
+    /// The id of the resource that receives the grant
+    #[arg(long, env = "BATON_GRANT_PRINCIPAL", requires = "grant_entitlement")]
+    pub grant_principal: Option<String>,
+
+    /// The resource type of --grant-principal (user, group or invite)
+    #[arg(
+        long,
+        env = "BATON_GRANT_PRINCIPAL_TYPE",
+        requires = "grant_entitlement"
+    )]
+    pub grant_principal_type: Option<String>,
+
+    /// Revoke the grant with this id (e.g. group:grpEng:member:user:usrBob)
+    #[arg(long, env = "BATON_REVOKE_GRANT")]
+    pub revoke_grant: Option<String>,
+
+    /// Create an account: invite this e-mail address to the workspace
+    #[arg(long, env = "BATON_CREATE_ACCOUNT_EMAIL")]
+    pub create_account_email: Option<String>,
+
+    /// Create an account with this login (an e-mail address, for Segment)
+    #[arg(long, env = "BATON_CREATE_ACCOUNT_LOGIN")]
+    pub create_account_login: Option<String>,
+
+    /// Profile of the account to create, as a JSON object (e.g. {"email": "ana@example.com"})
+    #[arg(long, env = "BATON_CREATE_ACCOUNT_PROFILE")]
+    pub create_account_profile: Option<String>,
+
+    /// Delete the resource with this id (a user: remove them from the workspace; an invite: withdraw it)
+    #[arg(long, env = "BATON_DELETE_RESOURCE", requires = "delete_resource_type")]
+    pub delete_resource: Option<String>,
+
+    /// The resource type of --delete-resource (user or invite)
+    #[arg(long, env = "BATON_DELETE_RESOURCE_TYPE", requires = "delete_resource")]
+    pub delete_resource_type: Option<String>,
+
+    /// Print the Segment requests the operation would make (method, path, body) and make none of them
+    #[arg(long, env = "BATON_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+impl ProvisionArgs {
+    pub fn requested(&self) -> bool {
+        self.grant_entitlement.is_some()
+            || self.revoke_grant.is_some()
+            || self.create_account_email.is_some()
+            || self.create_account_login.is_some()
+            || self.create_account_profile.is_some()
+            || self.delete_resource.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -258,3 +258,176 @@ pub fn sync_data(data: &SyncData) -> Converted {
         grants,
     }
 }
+
+// ---- From a .c1z back to the contract's records (for provisioning from a synced file) ----
+
+fn resource_id_back(id: &pb::ResourceId) -> ResourceId {
+    ResourceId {
+        resource_type: id.resource_type.clone(),
+        resource: id.resource.clone(),
+    }
+}
+
+fn profile_back(s: Option<&Struct>) -> Vec<ProfileField> {
+    s.map(|s| {
+        s.fields
+            .iter()
+            .map(|(k, v)| {
+                let value = match &v.kind {
+                    Some(Kind::StringValue(t)) => ProfileValue::Text(t.clone()),
+                    Some(Kind::NumberValue(n)) => ProfileValue::Number(*n),
+                    Some(Kind::BoolValue(b)) => ProfileValue::Boolean(*b),
+                    Some(Kind::NullValue(_)) | None => ProfileValue::Empty,
+                    // Nested values are not part of the contract's profiles: keep them as text.
+                    Some(other) => ProfileValue::Text(format!("{other:?}")),
+                };
+                ProfileField {
+                    key: k.clone(),
+                    value,
+                }
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn status_back(status: i32) -> ResourceStatus {
+    match pb::status::Status::try_from(status) {
+        Ok(pb::status::Status::ResourceStatusEnabled) => ResourceStatus::Enabled,
+        Ok(pb::status::Status::ResourceStatusDisabled) => ResourceStatus::Disabled,
+        Ok(pb::status::Status::ResourceStatusDeleted) => ResourceStatus::Deleted,
+        _ => ResourceStatus::Unspecified,
+    }
+}
+
+/// A resource as stored in a `.c1z`, as the contract's record (traits, child types and sync
+/// hints come back from the annotations).
+pub fn resource_back(r: &pb::Resource) -> Resource {
+    use baton::annotations::{contains, unpack};
+    let status = r
+        .status
+        .as_ref()
+        .map_or(ResourceStatus::Unspecified, |s| status_back(s.status));
+    let mut traits = vec![];
+    if let Some(u) = unpack::<pb::UserTrait>(&r.annotations) {
+        use crate::component::{Email, UserTrait};
+        traits.push(ResourceTrait::User(UserTrait {
+            emails: u
+                .emails
+                .iter()
+                .map(|e| Email {
+                    address: e.address.clone(),
+                    is_primary: e.is_primary,
+                })
+                .collect(),
+            login: u.login.clone(),
+            login_aliases: u.login_aliases.clone(),
+            account_type: match pb::user_trait::AccountType::try_from(u.account_type) {
+                Ok(pb::user_trait::AccountType::Human) => AccountType::Human,
+                Ok(pb::user_trait::AccountType::Service) => AccountType::Service,
+                Ok(pb::user_trait::AccountType::System) => AccountType::System,
+                _ => AccountType::Unspecified,
+            },
+            status,
+            profile: profile_back(u.profile.as_ref()),
+        }));
+    }
+    if let Some(g) = unpack::<pb::GroupTrait>(&r.annotations) {
+        traits.push(ResourceTrait::Group(crate::component::GroupTrait {
+            profile: profile_back(g.profile.as_ref()),
+        }));
+    }
+    if let Some(t) = unpack::<pb::RoleTrait>(&r.annotations) {
+        traits.push(ResourceTrait::Role(crate::component::RoleTrait {
+            profile: profile_back(t.profile.as_ref()),
+        }));
+    }
+    if let Some(a) = unpack::<pb::AppTrait>(&r.annotations) {
+        traits.push(ResourceTrait::App(crate::component::AppTrait {
+            help_url: a.help_url.clone(),
+            profile: profile_back(a.profile.as_ref()),
+        }));
+    }
+    let mut hints = SyncHints::empty();
+    if contains::<pb::SkipEntitlementsAndGrants>(&r.annotations) {
+        hints |= SyncHints::SKIP_ENTITLEMENTS | SyncHints::SKIP_GRANTS;
+    }
+    if contains::<pb::SkipEntitlements>(&r.annotations) {
+        hints |= SyncHints::SKIP_ENTITLEMENTS;
+    }
+    if contains::<pb::SkipGrants>(&r.annotations) {
+        hints |= SyncHints::SKIP_GRANTS;
+    }
+    let child_resource_types = r
+        .annotations
+        .iter()
+        .filter(|a| baton::annotations::is::<pb::ChildResourceType>(a))
+        .filter_map(|a| <pb::ChildResourceType as prost::Message>::decode(a.value.as_slice()).ok())
+        .map(|c| c.resource_type_id)
+        .collect();
+    Resource {
+        id: r.id.as_ref().map(resource_id_back).unwrap_or(ResourceId {
+            resource_type: String::new(),
+            resource: String::new(),
+        }),
+        parent: r.parent_resource_id.as_ref().map(resource_id_back),
+        display_name: r.display_name.clone(),
+        description: r.description.clone(),
+        traits,
+        profile: profile_back(r.profile.as_ref()),
+        status,
+        child_resource_types,
+        hints,
+    }
+}
+
+pub fn entitlement_back(e: &pb::Entitlement) -> Entitlement {
+    let purpose = match pb::entitlement::PurposeValue::try_from(e.purpose) {
+        Ok(pb::entitlement::PurposeValue::Assignment) => Purpose::Assignment,
+        Ok(pb::entitlement::PurposeValue::Permission) => Purpose::Permission,
+        Ok(pb::entitlement::PurposeValue::Ownership) => Purpose::Ownership,
+        _ => Purpose::Unspecified,
+    };
+    Entitlement {
+        id: e.id.clone(),
+        resource: e
+            .resource
+            .as_ref()
+            .and_then(|r| r.id.as_ref())
+            .map(resource_id_back)
+            .unwrap_or(ResourceId {
+                resource_type: String::new(),
+                resource: String::new(),
+            }),
+        display_name: e.display_name.clone(),
+        description: e.description.clone(),
+        slug: e.slug.clone(),
+        purpose,
+        grantable_to: e.grantable_to.iter().map(|t| t.id.clone()).collect(),
+    }
+}
+
+pub fn grant_back(g: &pb::Grant) -> crate::component::GrantRecord {
+    let entitlement = g.entitlement.as_ref().map(entitlement_back);
+    crate::component::GrantRecord {
+        id: g.id.clone(),
+        entitlement_id: entitlement
+            .as_ref()
+            .map(|e| e.id.clone())
+            .unwrap_or_default(),
+        entitlement_resource: entitlement.map(|e| e.resource).unwrap_or(ResourceId {
+            resource_type: String::new(),
+            resource: String::new(),
+        }),
+        principal: g
+            .principal
+            .as_ref()
+            .and_then(|p| p.id.as_ref())
+            .map(resource_id_back)
+            .unwrap_or(ResourceId {
+                resource_type: String::new(),
+                resource: String::new(),
+            }),
+        expandable: None,
+    }
+}

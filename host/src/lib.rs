@@ -14,6 +14,7 @@ pub mod convert;
 pub mod inspect;
 pub mod limits;
 pub mod logging;
+pub mod provision;
 pub mod runtime;
 pub mod sandbox;
 pub mod session;

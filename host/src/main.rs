@@ -1,9 +1,11 @@
-use baton_segment::app::{self, SyncJob};
-use baton_segment::cli::{Cli, Command};
+use baton_segment::app::{self, Connection, SyncJob};
+use baton_segment::cli::{Cli, Command, SyncArgs};
 use baton_segment::inspect::Inspector;
 use baton_segment::logging;
+use baton_segment::provision::{self, Lookup};
 use baton_segment::sandbox::Secret;
 use clap::Parser;
+use fakes::segment::{FakeConfig, FakeSegment};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -60,25 +62,23 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             entitlement.as_deref(),
         ),
         Some(Command::Stats(a)) => Inspector::open(&file)?.stats(a.output_format),
+        None if cli.provision.requested() || cli.provision.dry_run => run_provisioning(cli).await,
         None => sync(cli).await,
     }
 }
 
-async fn sync(cli: Cli) -> anyhow::Result<String> {
-    let args = cli.sync;
-    // The demo workspace is served by the fake Segment API, in this process, on loopback.
+/// Where the component reaches Segment: the configured API, or with `--demo` the fake Segment
+/// API serving the demo workspace in this process, on loopback.
+async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<FakeSegment>)> {
     let demo = if args.demo {
-        Some(fakes::segment::FakeSegment::start(fakes::segment::FakeConfig::demo()).await?)
+        Some(FakeSegment::start(FakeConfig::demo()).await?)
     } else {
         None
     };
     let (base_url, token) = match &demo {
-        Some(fake) => (
-            fake.base_url(),
-            Secret::new(fakes::segment::FakeConfig::demo().token),
-        ),
+        Some(fake) => (fake.base_url(), Secret::new(FakeConfig::demo().token)),
         None => {
-            let token = args.token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+            let token = args.token.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no Segment token: pass --token or set BATON_TOKEN to a Public API token (a Workspace Owner \
                      creates one under Settings → Access Management → Tokens), or try --demo"
@@ -88,15 +88,72 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
         }
     };
     app::check_base_url(&base_url)?;
+    let mut connection = Connection::new(base_url, token);
+    connection.concurrency = args.concurrency as usize;
+    connection.http_timeout = Duration::from_secs(args.http_timeout_seconds);
+    Ok((connection, demo))
+}
+
+async fn sync(cli: Cli) -> anyhow::Result<String> {
+    let (connection, demo) = connection(&cli.sync).await?;
     let job = SyncJob {
-        concurrency: args.concurrency as usize,
-        http_timeout: Duration::from_secs(args.http_timeout_seconds),
+        connection,
+        output: cli.file,
         show_progress: true,
-        ..SyncJob::new(base_url, token, cli.file)
     };
     let summary = app::sync(job).await?;
     if let Some(fake) = demo {
         fake.shutdown().await;
     }
     Ok(summary.to_string())
+}
+
+/// A one-shot provisioning operation (or, with `--dry-run`, its plan).
+async fn run_provisioning(cli: Cli) -> anyhow::Result<String> {
+    let p = &cli.provision;
+    let operation = if let Some(entitlement) = &p.grant_entitlement {
+        let principal = p.grant_principal.as_deref().unwrap_or_default();
+        let principal_type = p.grant_principal_type.as_deref().unwrap_or_default();
+        Lookup::open(&cli.file)?.grant(entitlement, principal, principal_type)?
+    } else if let Some(grant) = &p.revoke_grant {
+        Lookup::open(&cli.file)?.revoke(grant)?
+    } else if let Some(id) = &p.delete_resource {
+        Lookup::open(&cli.file)?
+            .delete(id, p.delete_resource_type.as_deref().unwrap_or_default())?
+    } else if p.create_account_email.is_some()
+        || p.create_account_login.is_some()
+        || p.create_account_profile.is_some()
+    {
+        provision::create_account(
+            p.create_account_email.as_deref(),
+            p.create_account_login.as_deref(),
+            p.create_account_profile.as_deref(),
+        )?
+    } else {
+        anyhow::bail!(
+            "--dry-run needs an operation: --grant-entitlement, --revoke-grant, --create-account-email or --delete-resource"
+        );
+    };
+    let (connection, demo) = connection(&cli.sync).await?;
+    let runtime = app::segment_runtime(2)?;
+    let result = if p.dry_run {
+        provision::plan(&runtime, &connection, &operation)
+            .await
+            .map(|steps| provision::render_plan(&operation, &steps))
+    } else {
+        provision::execute(&runtime, &connection, &operation)
+            .await
+            .map(|outcome| {
+                format!(
+                    "{}: {}",
+                    provision::describe_operation(&operation),
+                    outcome.describe()
+                )
+            })
+            .map_err(anyhow::Error::from)
+    };
+    if let Some(fake) = demo {
+        fake.shutdown().await;
+    }
+    result
 }

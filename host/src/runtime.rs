@@ -5,8 +5,8 @@
 use crate::component::{
     AccountInfo, BatonConnector, BatonConnectorPre, ConnectorError, ConnectorMetadata,
     CreateAccountOutcome, DeleteOutcome, Entitlement, EntitlementPage, GrantOutcome, GrantPage,
-    GrantRecord, HostState, Resource, ResourceId, ResourcePage, ResourceType, RevokeOutcome,
-    RunContext,
+    GrantRecord, HostState, Operation, PlannedRequest, Resource, ResourceId, ResourcePage,
+    ResourceType, RevokeOutcome, RunContext,
 };
 use crate::limits::{GuestLimits, MEMORY_LIMIT_MESSAGE};
 use anyhow::Context as _;
@@ -352,8 +352,16 @@ impl ConnectorInstance {
         call!(self, "grant", call_grant(principal, entitlement))
     }
 
-    pub async fn revoke(&mut self, grant: &GrantRecord) -> CallResult<RevokeOutcome> {
-        call!(self, "revoke", call_revoke(grant))
+    pub async fn revoke(
+        &mut self,
+        grant: &GrantRecord,
+        principal: &Resource,
+    ) -> CallResult<RevokeOutcome> {
+        call!(self, "revoke", call_revoke(grant, principal))
+    }
+
+    pub async fn plan(&mut self, operation: &Operation) -> CallResult<Vec<PlannedRequest>> {
+        call!(self, "plan", call_plan(operation))
     }
 
     pub async fn create_account(

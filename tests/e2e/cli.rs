@@ -190,3 +190,174 @@ fn an_invalid_base_url_is_rejected() {
         text(&out.stderr)
     );
 }
+
+/// A fake Segment in this process, on its own runtime, for commands that talk to it.
+fn fake_segment() -> (tokio::runtime::Runtime, fakes::segment::FakeSegment) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt
+        .block_on(fakes::segment::FakeSegment::start(
+            fakes::segment::FakeConfig::demo(),
+        ))
+        .unwrap();
+    (rt, fake)
+}
+
+fn with_fake(args: &[&str], dir: &Path, fake: &fakes::segment::FakeSegment) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .args(args)
+        .current_dir(dir)
+        .env("BATON_TOKEN", "demo-token")
+        .env("BATON_BASE_URL", fake.base_url())
+        .env("BATON_LOG_FORMAT", "json")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn provisioning_from_the_command_line_with_a_dry_run_that_sends_nothing() {
+    let (_rt, fake) = fake_segment();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        with_fake(&[], dir.path(), &fake).status.success(),
+        "sync first"
+    );
+
+    fake.clear_requests();
+    let out = with_fake(
+        &[
+            "--dry-run",
+            "--grant-entitlement",
+            "group:grpEng:member",
+            "--grant-principal",
+            "usrGrace",
+            "--grant-principal-type",
+            "user",
+        ],
+        dir.path(),
+        &fake,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains("POST /groups/grpEng/users")
+            && plan.contains(r#"{"emails":["grace@acme.test"]}"#),
+        "{plan}"
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "a dry run sends no request: {:?}",
+        fake.requests()
+    );
+
+    let out = with_fake(
+        &[
+            "--grant-entitlement",
+            "group:grpEng:member",
+            "--grant-principal",
+            "usrGrace",
+            "--grant-principal-type",
+            "user",
+        ],
+        dir.path(),
+        &fake,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("granted (group:grpEng:member:user:usrGrace)"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Every write is logged: what, to whom, the result; the token never.
+    let logs = text(&out.stderr);
+    assert!(
+        logs.contains("add grace@acme.test to user group grpEng") && logs.contains("done"),
+        "{logs}"
+    );
+    assert!(!logs.contains("demo-token"));
+
+    // The new grant is looked up in the file, so it needs a sync before it can be revoked.
+    let out = with_fake(
+        &["--revoke-grant", "group:grpEng:member:user:usrGrace"],
+        dir.path(),
+        &fake,
+    );
+    assert!(
+        text(&out.stderr).contains("no grant") && text(&out.stderr).contains("sync again"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(with_fake(&[], dir.path(), &fake).status.success());
+    let out = with_fake(
+        &["--revoke-grant", "group:grpEng:member:user:usrGrace"],
+        dir.path(),
+        &fake,
+    );
+    assert!(
+        text(&out.stdout).ends_with("revoked\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_fake(
+        &["--revoke-grant", "group:grpEng:member:user:usrGrace"],
+        dir.path(),
+        &fake,
+    );
+    assert!(
+        text(&out.stdout).contains("already revoked; nothing was changed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = with_fake(
+        &["--revoke-grant", "workspace:wkspAcme01:member:user:usrBob"],
+        dir.path(),
+        &fake,
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("delete the user instead"));
+}
+
+#[test]
+fn provisioning_flags_follow_batons_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton_segment(
+        &[
+            "--grant-entitlement",
+            "group:g:member",
+            "--revoke-grant",
+            "x",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success(), "operations are mutually exclusive");
+    let out = baton_segment(&["--grant-entitlement", "group:g:member"], dir.path());
+    assert!(!out.status.success(), "a grant needs a principal");
+    assert!(text(&out.stderr).contains("--grant-principal"));
+    let out = baton_segment(&["--help"], dir.path());
+    let help = text(&out.stdout);
+    for (flag, var) in [
+        ("--grant-entitlement", "BATON_GRANT_ENTITLEMENT"),
+        ("--grant-principal", "BATON_GRANT_PRINCIPAL"),
+        ("--grant-principal-type", "BATON_GRANT_PRINCIPAL_TYPE"),
+        ("--revoke-grant", "BATON_REVOKE_GRANT"),
+        ("--create-account-email", "BATON_CREATE_ACCOUNT_EMAIL"),
+        ("--create-account-login", "BATON_CREATE_ACCOUNT_LOGIN"),
+        ("--create-account-profile", "BATON_CREATE_ACCOUNT_PROFILE"),
+        ("--delete-resource", "BATON_DELETE_RESOURCE"),
+        ("--delete-resource-type", "BATON_DELETE_RESOURCE_TYPE"),
+        ("--dry-run", "BATON_DRY_RUN"),
+    ] {
+        assert!(help.contains(flag) && help.contains(var), "{flag} / {var}");
+    }
+    // Without a synced file, ids cannot be looked up.
+    let out = baton_segment(&["--revoke-grant", "x", "--token", "t"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("sync first"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -215,7 +215,7 @@ async fn persistent_server_errors_fail_the_sync_with_the_status() {
     ));
     let dir = temp_dir();
     let mut j = job(&fake, TOKEN, &out(&dir));
-    j.concurrency = 1;
+    j.connection.concurrency = 1;
     // Cut the wait: the host tries 5 times, the engine 6 times each; keep this test quick by
     // checking the message of the first failure the engine gives up on.
     let err = tokio::time::timeout(

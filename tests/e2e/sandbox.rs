@@ -234,7 +234,7 @@ async fn requests_in_flight_never_exceed_the_configured_number() {
     let (proxy, peak) = peak_counting_proxy(fake.addr()).await;
     let dir = temp_dir();
     let mut job = baton_segment::app::SyncJob::new(proxy, Secret::new(TOKEN), out(&dir));
-    job.concurrency = 3;
+    job.connection.concurrency = 3;
     baton_segment::app::sync_on(runtime(), job).await.unwrap();
     let peak = peak.load(Ordering::SeqCst);
     assert!(peak <= 3, "at most 3 requests in flight, saw {peak}");

@@ -4,4 +4,5 @@
 //!   permissions, sources, warehouses, functions, spaces), served over real HTTP/1.1 on
 //!   loopback, with plan gating, rate limits, fault injection and a request log.
 
+pub mod c1;
 pub mod segment;
