@@ -921,3 +921,156 @@ fn plan_revoke(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::model::Label;
+    use crate::testing::FakeEnv;
+
+    #[test]
+    fn entitlement_ids_name_their_target() {
+        assert_eq!(
+            target("group:g1:member").unwrap(),
+            Target::GroupMember("g1".into())
+        );
+        assert_eq!(
+            target("role:r1:member").unwrap(),
+            Target::RoleMember("r1".into())
+        );
+        assert_eq!(
+            target("workspace:w:member").unwrap(),
+            Target::WorkspaceMember
+        );
+        assert_eq!(
+            target("space:sp1:unify_and_engage_admin").unwrap(),
+            Target::Scoped {
+                scope: Scope::Space,
+                resource_id: "sp1".into(),
+                slug: "unify_and_engage_admin".into()
+            }
+        );
+        assert!(matches!(
+            target("user:u1:member"),
+            Err(ConnectorError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            target("nonsense"),
+            Err(ConnectorError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn rewritten_permissions_keep_labels_exactly() {
+        let labels = vec![Label {
+            key: "environment".into(),
+            value: "prod".into(),
+            description: Some("Production".into()),
+        }];
+        let p = Permission {
+            role_id: "r".into(),
+            role_name: "Source Admin".into(),
+            resources: vec![
+                PermissionResource {
+                    id: "w".into(),
+                    kind: "WORKSPACE".into(),
+                    labels: Some(labels),
+                },
+                PermissionResource {
+                    id: "s1".into(),
+                    kind: "SOURCE".into(),
+                    labels: None,
+                },
+            ],
+            labels: None,
+        };
+        let kept = permission_input(&p, |r| r.id != "s1").unwrap();
+        assert_eq!(
+            kept,
+            json!({"roleId": "r", "resources": [{"id": "w", "type": "WORKSPACE", "labels": [{"key": "environment", "value": "prod", "description": "Production"}]}]})
+        );
+        assert!(
+            permission_input(&p, |_| false).is_none(),
+            "a permission left without resources is dropped"
+        );
+    }
+
+    #[test]
+    fn the_invited_address_comes_from_emails_profile_or_login() {
+        let info = |emails: Vec<Email>, login: &str, profile: Vec<ProfileField>| AccountInfo {
+            emails,
+            login: login.into(),
+            profile,
+            resource_type: String::new(),
+        };
+        let e = |a: &str, p: bool| Email {
+            address: a.into(),
+            is_primary: p,
+        };
+        assert_eq!(
+            account_email(&info(
+                vec![e("b@x.io", false), e("a@x.io", true)],
+                "",
+                vec![]
+            ))
+            .unwrap(),
+            "a@x.io"
+        );
+        let profile = vec![ProfileField {
+            key: "email".into(),
+            value: ProfileValue::Text(" c@x.io ".into()),
+        }];
+        assert_eq!(account_email(&info(vec![], "", profile)).unwrap(), "c@x.io");
+        assert_eq!(
+            account_email(&info(vec![], "d@x.io", vec![])).unwrap(),
+            "d@x.io"
+        );
+        assert!(account_email(&info(vec![], "bob", vec![])).is_err());
+        assert!(account_email(&info(vec![e("no at sign.io", true)], "", vec![])).is_err());
+    }
+
+    #[test]
+    fn revoking_what_is_not_held_reads_and_writes_nothing() {
+        let env = FakeEnv::new();
+        env.route("GET /roles?pagination%5Bcount%5D=200", 200, r#"{"data":{"roles":[{"id":"r1","name":"Source Admin","description":""}],"pagination":{"current":"MA=="}}}"#);
+        env.route("GET /users/u1", 200, r#"{"data":{"user":{"id":"u1","name":"U","email":"u@x.io","permissions":[{"roleId":"r1","roleName":"Source Admin","resources":[{"id":"s2","type":"SOURCE","labels":[]}]}]}}}"#);
+        let c = Connector::new(&env, &Default::default());
+        let grant = Grant {
+            id: "source:s1:source_admin:user:u1".into(),
+            entitlement_id: "source:s1:source_admin".into(),
+            entitlement_resource: rid("source", "s1"),
+            principal: rid(USER, "u1"),
+            expandable: None,
+        };
+        let principal = user_resource(
+            &User {
+                id: "u1".into(),
+                name: "U".into(),
+                email: "u@x.io".into(),
+                permissions: None,
+            },
+            &rid(WORKSPACE, "w"),
+        );
+        assert!(matches!(
+            c.revoke(&grant, &principal),
+            Ok(RevokeOutcome::AlreadyRevoked)
+        ));
+        assert!(env.writes().is_empty());
+        // Another principal than the grant's is refused before any request.
+        let other = user_resource(
+            &User {
+                id: "u2".into(),
+                name: String::new(),
+                email: "v@x.io".into(),
+                permissions: None,
+            },
+            &rid(WORKSPACE, "w"),
+        );
+        let before = env.requests().len();
+        assert!(matches!(
+            c.revoke(&grant, &other),
+            Err(ConnectorError::InvalidArgument(_))
+        ));
+        assert_eq!(env.requests().len(), before);
+    }
+}

@@ -657,3 +657,57 @@ fn bad_token(token: &str) -> ConnectorError {
         "page token {token:?} was not issued by this connector"
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeEnv;
+
+    #[test]
+    fn child_types_are_listed_only_under_the_workspace() {
+        let env = FakeEnv::new();
+        let c = Connector::new(&env, &Default::default());
+        for t in CHILD_TYPES {
+            let page = c.list_resources(t, None, "").unwrap();
+            assert!(
+                page.items.is_empty() && page.next_page_token.is_empty(),
+                "{t}"
+            );
+        }
+        assert!(
+            env.requests().is_empty(),
+            "listing child types at the top level costs nothing"
+        );
+        assert!(
+            c.list_resources("bogus", Some(&rid(WORKSPACE, "w")), "")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn functions_walk_every_type_and_skip_those_the_api_rejects() {
+        let env = FakeEnv::new();
+        let ws = rid(WORKSPACE, "w");
+        let q = |t: &str| format!("GET /functions?pagination%5Bcount%5D=200&resourceType={t}");
+        env.route(&q("SOURCE"), 200, r#"{"data":{"functions":[{"id":"f1","displayName":"One"}],"pagination":{"current":"MA=="}}}"#);
+        env.route(&q("DESTINATION"), 422, r#"{"errors":[{"type":"input-validation","message":"invalid resourceType","field":"resourceType"}]}"#);
+        let c = Connector::new(&env, &Default::default());
+        let first = c.list_resources(FUNCTION, Some(&ws), "").unwrap();
+        assert_eq!(first.items.len(), 1);
+        assert_eq!(first.next_page_token, "1|");
+        let second = c
+            .list_resources(FUNCTION, Some(&ws), &first.next_page_token)
+            .unwrap();
+        assert!(second.items.is_empty());
+        assert!(
+            second.warnings[0].contains("resourceType DESTINATION were skipped"),
+            "{:?}",
+            second.warnings
+        );
+        assert_eq!(second.next_page_token, "2|");
+        assert!(
+            c.list_resources(FUNCTION, Some(&ws), "9|").is_err(),
+            "a token this connector never issued"
+        );
+    }
+}

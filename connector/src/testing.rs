@@ -12,7 +12,6 @@ pub struct FakeEnv {
     routes: RefCell<HashMap<String, Handler>>,
     requests: RefCell<Vec<HttpRequest>>,
     session: RefCell<BTreeMap<String, Vec<u8>>>,
-    logs: RefCell<Vec<(LogLevel, String)>>,
 }
 
 impl FakeEnv {
@@ -28,12 +27,6 @@ impl FakeEnv {
             .insert(key.to_string(), Box::new(move |_| (status, body.clone())));
     }
 
-    pub fn route_fn(&self, key: &str, f: impl Fn(&HttpRequest) -> (u16, String) + 'static) {
-        self.routes
-            .borrow_mut()
-            .insert(key.to_string(), Box::new(f));
-    }
-
     pub fn requests(&self) -> Vec<HttpRequest> {
         self.requests.borrow().clone()
     }
@@ -43,10 +36,6 @@ impl FakeEnv {
             .into_iter()
             .filter(|r| r.method != Method::Get)
             .collect()
-    }
-
-    pub fn logs(&self) -> Vec<(LogLevel, String)> {
-        self.logs.borrow().clone()
     }
 }
 
@@ -93,7 +82,5 @@ impl Env for FakeEnv {
             .collect()
     }
 
-    fn log(&self, level: LogLevel, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_string()));
-    }
+    fn log(&self, _level: LogLevel, _message: &str) {}
 }

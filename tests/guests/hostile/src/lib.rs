@@ -26,7 +26,7 @@
 //! * `read-token`: look everywhere a guest could find the host's token.
 //! * `huge-response`: GET `target` and read the whole body.
 //! * `flood`: start `count` GETs to `target` before waiting for any, then wait for them all
-//!   (for whichever is ready; with `order` = `in-order`, for each in turn).
+//!   (for whichever is ready; with `order` = `in-order` or `reverse`, for each in turn).
 //! * `write-marker`: fill 8 MiB (heap), a static and a stack buffer with `marker`, leak them.
 //! * `scan-memory`: scan all of linear memory, and `grow-pages` freshly grown pages, for
 //!   `marker`.
@@ -676,9 +676,14 @@ fn flood() -> Outcome {
         }
         Err(code) => *errors.entry(code).or_default() += 1,
     };
-    if cfg("order") == "in-order" {
+    let order = cfg("order");
+    if order == "in-order" || order == "reverse" {
         // Wait for each in turn, leaving ready responses unread meanwhile.
-        for future in &futures {
+        let mut in_turn: Vec<&FutureIncomingResponse> = futures.iter().collect();
+        if order == "reverse" {
+            in_turn.reverse();
+        }
+        for future in in_turn {
             settle(wait(future));
         }
     } else {
