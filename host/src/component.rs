@@ -55,6 +55,16 @@ pub struct HostState {
 /// Longest log line a component may write; the rest is cut.
 const MAX_LOG_LINE: usize = 4096;
 
+/// Resources (requests, header maps, streams, …) one instance may hold at once. The host keeps
+/// them outside the guest's linear memory, so they need their own bound; a connector with 64
+/// requests in flight uses well under a thousand.
+pub const MAX_RESOURCES: usize = 2048;
+
+/// Size of one header map the guest builds or receives (Segment's headers are about 1 KiB).
+/// With `MAX_RESOURCES`, this bounds what header maps can make the host hold for one instance
+/// (32 MiB).
+pub const MAX_FIELDS_BYTES: usize = 16 * 1024;
+
 impl HostState {
     pub fn new(run: Arc<RunContext>, limits: GuestLimits, cpu_budget_ticks: u64) -> HostState {
         let stderr = MemoryOutputPipe::new(16 * 1024);
@@ -64,8 +74,16 @@ impl HostState {
             .build();
         HostState {
             wasi,
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table: {
+                let mut table = ResourceTable::new();
+                table.set_max_capacity(MAX_RESOURCES);
+                table
+            },
+            http: {
+                let mut http = WasiHttpCtx::new();
+                http.set_field_size_limit(MAX_FIELDS_BYTES);
+                http
+            },
             hooks: SandboxHooks::new(run.network.clone()),
             limits,
             run,
@@ -86,6 +104,14 @@ impl HostState {
         let text = text.trim();
         let start = text.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
         text[start..].to_string()
+    }
+}
+
+impl Drop for HostState {
+    /// Runs before the fields drop: the resource table (dropped first) holds in-flight slots,
+    /// and freeing them must not let this instance's queued requests out.
+    fn drop(&mut self) {
+        self.hooks.close();
     }
 }
 

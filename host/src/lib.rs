@@ -8,6 +8,7 @@
 //! * [`app`], [`cli`], [`inspect`]: the `baton-segment` command.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod component;
 pub mod convert;

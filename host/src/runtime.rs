@@ -21,6 +21,7 @@ impl<T> WasmtimeContext<T> for wasmtime::Result<T> {
         self.map_err(anyhow::Error::from).context(what)
     }
 }
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -118,8 +119,28 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
 impl Runtime {
     /// Compiles `wasm` (a component implementing `wit/connector.wit`) and resolves its imports.
     pub fn new(wasm: &[u8], limits: RuntimeLimits) -> anyhow::Result<Runtime> {
+        Runtime::with_cache(wasm, limits, None)
+    }
+
+    /// Like [`Runtime::new`], with the compiled component cached in `cache_dir`.
+    pub fn with_cache(
+        wasm: &[u8],
+        limits: RuntimeLimits,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Runtime> {
         let engine = Engine::new(&engine_config(&limits)).wctx("creating the wasmtime engine")?;
-        let component = Component::new(&engine, wasm).wctx("compiling the connector component")?;
+        let component = match cache_dir {
+            Some(dir) => crate::cache::load_or_compile(dir, &engine, wasm)?.0,
+            None => Component::new(&engine, wasm).wctx("compiling the connector component")?,
+        };
+        let refused = ungranted_imports(&engine, &component);
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "the component imports what this sandbox does not grant: {}. A connector may use only WASI io, \
+                 clocks, random, cli and outgoing HTTP, and the baton:connector host interface.",
+                refused.join(", ")
+            );
+        }
         let linker = linker(&engine).wctx("linking the sandbox interfaces")?;
         let pre = linker
             .instantiate_pre(&component)
@@ -152,6 +173,7 @@ impl Runtime {
             HostState::new(run, GuestLimits::new(self.limits.memory_bytes), cpu_ticks),
         );
         store.limiter(|s| &mut s.limits);
+        store.set_max_component_handles(crate::component::MAX_RESOURCES * 2);
         store.epoch_deadline_callback(|mut cx| {
             let state = cx.data_mut();
             state.cpu_ticks += 1;
@@ -274,8 +296,8 @@ impl ConnectorInstance {
         } else {
             match error.downcast_ref::<Trap>() {
                 Some(Trap::Interrupt) if state.cpu_ticks > state.cpu_budget_ticks => format!(
-                    "it used more than its CPU budget of {} s for one call",
-                    state.cpu_budget_ticks * TICK.as_millis() as u64 / 1000
+                    "it used more than its CPU budget of {:.2} s for one call",
+                    (state.cpu_budget_ticks * TICK.as_millis() as u64) as f64 / 1000.0
                 ),
                 Some(Trap::StackOverflow) => "it overflowed its call stack".into(),
                 Some(Trap::MemoryOutOfBounds) => {
@@ -378,4 +400,46 @@ impl ConnectorInstance {
     ) -> CallResult<DeleteOutcome> {
         call!(self, "delete-resource", call_delete_resource(id, parent))
     }
+}
+
+/// Interfaces the sandbox links: WASI io, clocks, random and cli, outgoing HTTP, and the
+/// contract's own interfaces. A component that imports anything else (a filesystem, sockets, …)
+/// is refused before it runs.
+const GRANTED_IMPORTS: &[&str] = &[
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
+    "baton:connector/types",
+    "baton:connector/host",
+];
+
+/// The imports of `component` that the sandbox does not grant (versions ignored: wasmtime links
+/// semver-compatible versions).
+pub fn ungranted_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .filter(|name| {
+            let unversioned = name.split('@').next().unwrap_or(name);
+            !GRANTED_IMPORTS.contains(&unversioned)
+        })
+        .collect()
 }

@@ -24,7 +24,7 @@ use retry::{RateGate, RetryPolicy, rate_limit_wait};
 pub use stats::{NetSnapshot, NetStats};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 use wasmtime_wasi_http::{
@@ -87,7 +87,8 @@ impl HttpPolicy {
                 bearer_token,
             }),
             max_response_bytes: 32 * 1024 * 1024,
-            max_request_bytes: 4 * 1024 * 1024,
+            // Segment's request bodies are small (a few permissions or e-mail addresses).
+            max_request_bytes: 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(60),
             between_bytes_timeout: Duration::from_secs(30),
@@ -138,11 +139,39 @@ impl RunNetwork {
 /// The `wasi:http` hooks of one store.
 pub struct SandboxHooks {
     net: Arc<RunNetwork>,
+    alive: Arc<AtomicBool>,
 }
 
 impl SandboxHooks {
     pub fn new(net: Arc<RunNetwork>) -> SandboxHooks {
-        SandboxHooks { net }
+        SandboxHooks {
+            net,
+            alive: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl SandboxHooks {
+    /// The instance is going away: nothing it asked for may be sent from now on, even a request
+    /// still queued for an in-flight slot that the teardown is about to free. Call this before
+    /// the instance's resources (which hold those slots) are dropped.
+    pub fn close(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for SandboxHooks {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Whether the instance that made a request still exists.
+fn alive(flag: &AtomicBool) -> Result<(), Error> {
+    if flag.load(Ordering::SeqCst) {
+        Ok(())
+    } else {
+        Err(Error::ConnectionTerminated)
     }
 }
 
@@ -174,6 +203,12 @@ impl WasiHttpHooks for SandboxHooks {
         None
     }
 
+    /// Each outgoing body buffers one write on the host; keeping writes small bounds what
+    /// bodies of requests waiting for a slot can make the host hold.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        64 * 1024
+    }
+
     fn send_request(
         &mut self,
         request: Request<WasiBody>,
@@ -202,7 +237,7 @@ impl WasiHttpHooks for SandboxHooks {
         }
         NetStats::add(&net.stats.requests, 1);
         let options = net.policy.clamp(options);
-        Box::new(send(net, request, origin, options))
+        Box::new(send(net, self.alive.clone(), request, origin, options))
     }
 }
 
@@ -210,10 +245,20 @@ impl WasiHttpHooks for SandboxHooks {
 /// capped body.
 async fn send(
     net: Arc<RunNetwork>,
+    alive_flag: Arc<AtomicBool>,
     request: Request<WasiBody>,
     origin: Origin,
     options: RequestOptions,
 ) -> Sent {
+    // The slot is taken before the body is read: requests waiting for a slot hold no body on
+    // the host, so a guest cannot park memory here past its in-flight limit.
+    let permit = net
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::InternalError(Some("run closed".into())))?;
+    alive(&alive_flag)?;
     let (mut parts, body) = request.into_parts();
     let limit = net.policy.max_request_bytes;
     let body: Bytes = Limited::new(body, limit as usize)
@@ -236,18 +281,13 @@ async fn send(
         value.set_sensitive(true);
         parts.headers.insert(http::header::AUTHORIZATION, value);
     }
-    let permit = net
-        .slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::InternalError(Some("run closed".into())))?;
     let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
     let what = format!("{} {}", parts.method, parts.uri.path());
     let policy = &net.policy.retry;
     let mut attempt: u32 = 0;
     loop {
         net.gate.wait().await;
+        alive(&alive_flag)?;
         let mut request = Request::from_parts(
             parts.clone(),
             Full::new(body.clone())

@@ -54,8 +54,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
-    Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
-    Scheme,
+    Fields, FutureIncomingResponse, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -252,7 +251,7 @@ fn spin_after_hang() -> Outcome {
     loop {
         x = black_box(x.wrapping_add(1));
         // Now and then look at the response (never ready), without ever blocking.
-        if x % (1 << 20) == 0 && future.get().is_some() {
+        if x.is_multiple_of(1 << 20) && future.get().is_some() {
             black_box(&future);
         }
     }
@@ -437,9 +436,7 @@ fn fetch(url: &str) -> String {
 fn absolute_form() -> Outcome {
     let allowed = cfg("allowed-authority");
     let target = cfg("target");
-    let other = parse_url(&target)
-        .map(|t| t.authority)
-        .unwrap_or_default();
+    let other = parse_url(&target).map(|t| t.authority).unwrap_or_default();
     let mut report = String::new();
 
     // 1. An absolute URL where the path belongs (the GHSA-5qpp request-line trick).
@@ -519,7 +516,7 @@ fn set_authorization() -> Outcome {
         let r = Fields::from_list(&[(name.to_string(), value.clone())]).map(|_| ());
         let _ = writeln!(report, "from-list {name}: {r:?}");
         let fields = Fields::new();
-        let r = fields.set(name, &[value.clone()]);
+        let r = fields.set(name, std::slice::from_ref(&value));
         let _ = writeln!(report, "set {name}: {r:?}");
         let r = fields.append(name, &value);
         let _ = writeln!(report, "append {name}: {r:?}");
@@ -608,7 +605,11 @@ fn read_token() -> Outcome {
     needle.push(' ');
     let needle = needle.into_bytes();
     let scan = scan(&needle, 0);
-    let _ = writeln!(report, "memory scan for the bearer prefix: {} hits", scan.hits);
+    let _ = writeln!(
+        report,
+        "memory scan for the bearer prefix: {} hits",
+        scan.hits
+    );
     for context in scan.contexts {
         let _ = writeln!(report, "  found: {context:?}");
     }
@@ -719,8 +720,8 @@ fn marker() -> Vec<u8> {
         _ => {
             // "TENANT-A-SECRET-MARKER-" xor 0x5a.
             const ENCODED: [u8; 23] = [
-                0x0e, 0x1f, 0x14, 0x1b, 0x14, 0x0e, 0x77, 0x1b, 0x77, 0x09, 0x1f, 0x19, 0x08,
-                0x1f, 0x0e, 0x77, 0x17, 0x1b, 0x08, 0x11, 0x1f, 0x08, 0x77,
+                0x0e, 0x1f, 0x14, 0x1b, 0x14, 0x0e, 0x77, 0x1b, 0x77, 0x09, 0x1f, 0x19, 0x08, 0x1f,
+                0x0e, 0x77, 0x17, 0x1b, 0x08, 0x11, 0x1f, 0x08, 0x77,
             ];
             black_box(ENCODED).iter().map(|b| b ^ 0x5a).collect()
         }
@@ -852,7 +853,10 @@ fn session_flood() -> Outcome {
             }
         }
         if size >= 32 << 20 {
-            let _ = writeln!(report, "session-flood: one value: never refused up to {size} bytes");
+            let _ = writeln!(
+                report,
+                "session-flood: one value: never refused up to {size} bytes"
+            );
             break;
         }
         size *= 2;
@@ -923,7 +927,9 @@ fn body_flood() -> Outcome {
             let body = request.body().map_err(|_| "body refused".to_string())?;
             let future = send(request)?;
             {
-                let stream = body.write().map_err(|_| "body stream refused".to_string())?;
+                let stream = body
+                    .write()
+                    .map_err(|_| "body stream refused".to_string())?;
                 let mut left = size;
                 while left > 0 {
                     let n = left.min(chunk.len());

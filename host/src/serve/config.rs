@@ -1,0 +1,273 @@
+//! The tenants file of `baton-segment serve`: one entry per Segment workspace, with where its
+//! token comes from (never the token itself), where its `.c1z` goes, how often it syncs, and
+//! the limits its connector runs under.
+//!
+//! ```toml
+//! [[tenant]]
+//! id = "acme"
+//! base_url = "https://api.segmentapis.com"
+//! token_env = "ACME_SEGMENT_TOKEN"     # or token_file = "/run/secrets/acme"
+//! output = "/data/acme.c1z"
+//! interval = "1h"
+//! [tenant.limits]
+//! memory_mib = 64
+//! ```
+
+use crate::sandbox::{Origin, Secret};
+use anyhow::{anyhow, bail, Context};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    tenant: Vec<TenantEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantEntry {
+    id: String,
+    #[serde(default = "default_base_url")]
+    base_url: String,
+    token_env: Option<String>,
+    token_file: Option<PathBuf>,
+    output: PathBuf,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    limits: LimitsEntry,
+}
+
+fn default_base_url() -> String {
+    crate::cli::DEFAULT_BASE_URL.into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsEntry {
+    memory_mib: Option<u64>,
+    cpu_per_call: Option<String>,
+    wall_per_call: Option<String>,
+    wall_per_sync: Option<String>,
+    concurrent_requests: Option<usize>,
+    request_budget: Option<u64>,
+    response_max_mib: Option<u64>,
+    allowed_origins: Option<Vec<String>>,
+}
+
+/// Where a tenant's token is read from, each run (so a rotated secret is picked up).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl TokenSource {
+    /// The token, or an error that names the source (never the value).
+    pub fn read(&self) -> anyhow::Result<Secret> {
+        let value = match self {
+            TokenSource::Env(var) => std::env::var(var).map_err(|_| anyhow!("the environment variable {var} is not set"))?,
+            TokenSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow!("cannot read the token file {}: {}", path.display(), e.kind()))?,
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            bail!("the token from {} is empty", self.describe());
+        }
+        Ok(Secret::new(value))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            TokenSource::Env(var) => format!("${var}"),
+            TokenSource::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// The limits one tenant's connector runs under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantLimits {
+    /// Linear memory of each of its component instances (all memories together).
+    pub memory_bytes: usize,
+    /// Guest execution time per call.
+    pub cpu_per_call: Duration,
+    /// Time per call, including waiting for HTTP.
+    pub wall_per_call: Duration,
+    /// Time for a whole sync.
+    pub wall_per_sync: Duration,
+    /// Segment requests in flight at once (and instances working at once).
+    pub concurrent_requests: usize,
+    /// Requests one sync may make; `None` for no limit.
+    pub request_budget: Option<u64>,
+    pub response_max_bytes: u64,
+    /// Origins its component may reach; the token goes only to the base URL's.
+    pub allowed_origins: Vec<Origin>,
+}
+
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub base_url: String,
+    pub token: TokenSource,
+    pub output: PathBuf,
+    /// Time between syncs (ignored with `--once`); `None` syncs once.
+    pub interval: Option<Duration>,
+    pub limits: TenantLimits,
+}
+
+fn duration(field: &str, tenant: &str, value: Option<&String>, default: Duration) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(v) => humantime::parse_duration(v)
+            .map_err(|e| anyhow!("tenant {tenant:?}: {field} = {v:?} is not a duration like \"30s\", \"10m\" or \"1h\" ({e})")),
+    }
+}
+
+/// Reads and checks a tenants file. Relative output and token paths are relative to the file.
+pub fn load(path: &Path) -> anyhow::Result<Vec<Tenant>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the tenants file {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).with_context(|| format!("in the tenants file {}", path.display()))
+}
+
+pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
+    let file: File = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
+    if file.tenant.is_empty() {
+        bail!("no [[tenant]] entries");
+    }
+    let mut ids = HashSet::new();
+    let mut outputs = HashSet::new();
+    let mut tenants = vec![];
+    for t in file.tenant {
+        let id = t.id.trim().to_string();
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            bail!("tenant id {:?} must be letters, digits, '-', '_' or '.'", t.id);
+        }
+        if !ids.insert(id.clone()) {
+            bail!("tenant id {id:?} appears twice");
+        }
+        let token = match (t.token_env, t.token_file) {
+            (Some(var), None) => TokenSource::Env(var),
+            (None, Some(file)) => TokenSource::File(base.join(file)),
+            _ => bail!("tenant {id:?}: set exactly one of token_env and token_file"),
+        };
+        let origin = Origin::parse(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
+        let output = base.join(&t.output);
+        if !outputs.insert(output.clone()) {
+            bail!("tenant {id:?}: output {} is another tenant's too", output.display());
+        }
+        let l = t.limits;
+        let allowed_origins = match l.allowed_origins {
+            None => vec![origin.clone()],
+            Some(list) => {
+                let mut origins = vec![origin.clone()];
+                for o in list {
+                    let o = Origin::parse(&o).map_err(|e| anyhow!("tenant {id:?}: allowed_origins: {e}"))?;
+                    if !origins.contains(&o) {
+                        origins.push(o);
+                    }
+                }
+                origins
+            }
+        };
+        let limits = TenantLimits {
+            memory_bytes: (l.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB).clamp(1, 4096) << 20) as usize,
+            cpu_per_call: duration("cpu_per_call", &id, l.cpu_per_call.as_ref(), Duration::from_secs(10))?,
+            wall_per_call: duration("wall_per_call", &id, l.wall_per_call.as_ref(), Duration::from_secs(600))?,
+            wall_per_sync: duration("wall_per_sync", &id, l.wall_per_sync.as_ref(), Duration::from_secs(3600))?,
+            concurrent_requests: l.concurrent_requests.unwrap_or(4).clamp(1, 64),
+            request_budget: l.request_budget,
+            response_max_bytes: l.response_max_mib.unwrap_or(32).clamp(1, 1024) << 20,
+            allowed_origins,
+        };
+        let interval = t
+            .interval
+            .as_ref()
+            .map(|v| duration("interval", &id, Some(v), Duration::ZERO))
+            .transpose()?;
+        tenants.push(Tenant { id, base_url: t.base_url, token, output, interval, limits });
+    }
+    Ok(tenants)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[[tenant]]
+id = "acme"
+base_url = "https://api.segmentapis.com"
+token_env = "ACME_SEGMENT_TOKEN"     # or token_file = "/run/secrets/acme"
+output = "/data/acme.c1z"
+interval = "1h"
+[tenant.limits]
+memory_mib = 64
+
+[[tenant]]
+id = "globex"
+base_url = "https://eu1.api.segmentapis.com"
+token_file = "secrets/globex"
+output = "globex.c1z"
+[tenant.limits]
+cpu_per_call = "500ms"
+wall_per_sync = "10m"
+concurrent_requests = 2
+request_budget = 5000
+response_max_mib = 8
+allowed_origins = ["http://127.0.0.1:9000"]
+"#;
+
+    #[test]
+    fn the_documented_shape_works_with_defaults() {
+        let t = parse(EXAMPLE, Path::new("/etc/baton")).unwrap();
+        assert_eq!(t[0].id, "acme");
+        assert_eq!(t[0].token, TokenSource::Env("ACME_SEGMENT_TOKEN".into()));
+        assert_eq!(t[0].interval, Some(Duration::from_secs(3600)));
+        assert_eq!(t[0].limits.memory_bytes, 64 << 20);
+        assert_eq!(t[0].limits.concurrent_requests, 4);
+        assert_eq!(t[0].limits.allowed_origins, vec![Origin::parse("https://api.segmentapis.com").unwrap()]);
+        assert_eq!(t[1].token, TokenSource::File(PathBuf::from("/etc/baton/secrets/globex")));
+        assert_eq!(t[1].output, PathBuf::from("/etc/baton/globex.c1z"));
+        assert_eq!(t[1].interval, None);
+        assert_eq!(t[1].limits.cpu_per_call, Duration::from_millis(500));
+        assert_eq!(t[1].limits.request_budget, Some(5000));
+        assert_eq!(t[1].limits.response_max_bytes, 8 << 20);
+        assert_eq!(t[1].limits.allowed_origins.len(), 2);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = |text: &str| format!("{:#}", parse(text, Path::new(".")).unwrap_err());
+        assert!(err("").contains("no [[tenant]]"));
+        let one = |extra: &str| format!("[[tenant]]\nid = \"a\"\noutput = \"a.c1z\"\n{extra}");
+        assert!(err(&one("")).contains("exactly one of token_env and token_file"));
+        assert!(err(&one("token_env = \"X\"\ntoken_file = \"f\"")).contains("exactly one"));
+        assert!(err(&one("token_env = \"X\"\ninterval = \"soon\"")).contains("interval = \"soon\""));
+        assert!(err(&one("token_env = \"X\"\ntokn = 1")).contains("tokn"), "unknown keys are refused");
+        assert!(err(&one("token_env = \"X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
+        let twice = format!("{}\n{}", one("token_env = \"X\""), one("token_env = \"Y\""));
+        assert!(err(&twice).contains("appears twice"));
+    }
+
+    #[test]
+    fn tokens_are_read_from_their_source_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t");
+        std::fs::write(&file, "s3cr3t-token\n").unwrap();
+        assert_eq!(TokenSource::File(file.clone()).read().unwrap().expose(), "s3cr3t-token");
+        let missing = TokenSource::File(dir.path().join("missing")).read().unwrap_err().to_string();
+        assert!(missing.contains("cannot read the token file"));
+        let unset = TokenSource::Env("BATON_TEST_SURELY_UNSET_VARIABLE".into()).read().unwrap_err().to_string();
+        assert!(unset.contains("BATON_TEST_SURELY_UNSET_VARIABLE is not set"));
+        std::fs::write(&file, "  \n").unwrap();
+        assert!(TokenSource::File(file).read().unwrap_err().to_string().contains("empty"));
+    }
+}

@@ -1,0 +1,370 @@
+//! ConductorOne credentials and access tokens.
+//!
+//! * [`Credentials::parse`] checks `BATON_CLIENT_ID` / `BATON_CLIENT_SECRET` (and
+//!   `BATON_C1_API_HOST`) up front. Its errors name the variable and what is wrong with it, and
+//!   never contain any part of the secret.
+//! * [`TokenSource`] exchanges an Ed25519-signed JWT client assertion for an access token at
+//!   `https://<host>/auth/v1/token`, and reuses the token until shortly before it expires.
+//!   [`TokenSource::startup`] retries an unreachable endpoint with backoff; a refusal (HTTP
+//!   400, 401 or 403) is final at once: retrying the same credentials cannot help.
+
+use super::client::Trust;
+use anyhow::anyhow;
+use baton::credentials::{self, ClientId, ClientSecret, TokenResponse};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A parsed client id and secret, and the host both the token request and the gRPC service go
+/// to. `Debug` shows no key material.
+#[derive(Clone)]
+pub struct Credentials {
+    pub id: ClientId,
+    secret: ClientSecret,
+    /// The tenant host (`BATON_C1_API_HOST` when set, else the client id's), maybe with a port.
+    pub host: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("id", &self.id.full)
+            .field("secret", &"<redacted>")
+            .field("host", &self.host)
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Parses the client id (`<clientName>@<tokenHost>/<suffix>`) and the client secret
+    /// (`secret-token:conductorone.com:v1:<key>`); `api_host` overrides the id's token host.
+    pub fn parse(
+        client_id: &str,
+        client_secret: &str,
+        api_host: Option<&str>,
+    ) -> anyhow::Result<Credentials> {
+        let id = ClientId::parse(client_id.trim()).map_err(|e| {
+            anyhow!(
+                "the ConductorOne client id (--client-id / BATON_CLIENT_ID) is invalid: {e}"
+            )
+        })?;
+        // The error values never carry the input; only their messages are used.
+        let secret = ClientSecret::parse(client_secret.trim()).map_err(|e| {
+            anyhow!(
+                "the ConductorOne client secret (--client-secret / BATON_CLIENT_SECRET) is invalid: {e} \
+                 (copy it again from ConductorOne: it starts with \"secret-token:conductorone.com:v1:\")"
+            )
+        })?;
+        let host = credentials::effective_host(&id, api_host);
+        if host.contains('/') || host.contains('@') || host.chars().any(char::is_whitespace) {
+            return Err(anyhow!(
+                "the ConductorOne host {host:?} (BATON_C1_API_HOST or the client id's host) is not a host name \
+                 (expected e.g. acme.conductor.one or 127.0.0.1:8443)"
+            ));
+        }
+        Ok(Credentials { id, secret, host })
+    }
+
+    /// `https://<host>/auth/v1/token`.
+    pub fn token_url(&self) -> String {
+        credentials::token_url(&self.host)
+    }
+
+    /// The gRPC endpoint: `https://<host>:443` unless the host names a port.
+    pub fn grpc_url(&self) -> String {
+        format!("https://{}", credentials::with_default_port(&self.host, 443))
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The endpoint answered 400, 401 or 403: the credentials are wrong, revoked or for
+    /// another tenant. Not retried.
+    #[error(
+        "ConductorOne refused the client credentials (HTTP {status}{reason}); check BATON_CLIENT_ID and \
+         BATON_CLIENT_SECRET (and BATON_C1_API_HOST, if set)"
+    )]
+    Refused { status: u16, reason: String },
+    /// The endpoint could not be reached or answered an error that may pass (5xx, 429, …).
+    #[error("cannot get an access token from {url}: {message}")]
+    Unavailable { url: String, message: String },
+}
+
+impl TokenError {
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, TokenError::Refused { .. })
+    }
+}
+
+/// A token and when to stop using it. `Debug` is redacted.
+#[derive(Clone)]
+struct Cached {
+    /// `<token_type> <access_token>`: the value of the `authorization` metadata.
+    authorization: String,
+    refresh_at: Instant,
+}
+
+/// How long before its expiry a token is replaced: a minute, or half its lifetime if shorter.
+pub fn refresh_after(expires_in: Duration) -> Duration {
+    expires_in.saturating_sub((expires_in / 2).min(Duration::from_secs(60)))
+}
+
+/// Fetches access tokens and caches the current one.
+pub struct TokenSource {
+    creds: Credentials,
+    http: reqwest::Client,
+    url: String,
+    cached: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest error text of the endpoint's that is quoted in a message.
+const MAX_REASON: usize = 200;
+
+impl TokenSource {
+    pub fn new(creds: Credentials, trust: &Trust, user_agent: &str) -> anyhow::Result<TokenSource> {
+        let http = trust
+            .reqwest_builder()?
+            .user_agent(user_agent)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .https_only(true)
+            .build()
+            .map_err(|e| anyhow!("cannot set up the HTTPS client for ConductorOne: {e}"))?;
+        let url = creds.token_url();
+        Ok(TokenSource {
+            creds,
+            http,
+            url,
+            cached: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        &self.creds
+    }
+
+    /// The `authorization` value for a call: the cached token, or a fresh one (one attempt).
+    /// Concurrent callers wait for a single request.
+    pub async fn authorization(&self) -> Result<String, TokenError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok(c.authorization.clone());
+        }
+        let fresh = self.fetch().await?;
+        let value = fresh.authorization.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    /// Forgets the cached token (after ConductorOne answered `Unauthenticated` to it).
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    /// Gets a first token, retrying an unreachable endpoint `attempts` times with exponential
+    /// backoff from `backoff` up to `max_backoff`. A refusal ends it at once.
+    pub async fn startup(
+        &self,
+        attempts: u32,
+        backoff: Duration,
+        max_backoff: Duration,
+    ) -> anyhow::Result<()> {
+        let attempts = attempts.max(1);
+        let mut wait = backoff;
+        for attempt in 1..=attempts {
+            match self.authorization().await {
+                Ok(_) => {
+                    if attempt > 1 {
+                        tracing::info!(attempt, "got an access token from ConductorOne");
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_refusal() => return Err(e.into()),
+                Err(e) if attempt == attempts => {
+                    return Err(anyhow!(
+                        "{e}; gave up after {attempts} attempts (is the ConductorOne host reachable from here?)"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        attempt,
+                        attempts,
+                        "{e}; trying again in {:.1} s",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(max_backoff);
+                }
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    async fn fetch(&self) -> Result<Cached, TokenError> {
+        let unavailable = |message: String| TokenError::Unavailable {
+            url: self.url.clone(),
+            message,
+        };
+        let assertion = credentials::client_assertion(
+            &self.creds.id,
+            &self.creds.secret,
+            &self.creds.host,
+            SystemTime::now(),
+        );
+        let body = credentials::token_request_body(&self.creds.id, &assertion);
+        let response = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(error_chain(&e)))?;
+        if matches!(status, 400 | 401 | 403) {
+            return Err(TokenError::Refused {
+                status,
+                reason: refusal_reason(&bytes),
+            });
+        }
+        if status != 200 {
+            return Err(unavailable(format!("HTTP {status}{}", refusal_reason(&bytes))));
+        }
+        let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            unavailable("the answer is not a token response (JSON with access_token)".into())
+        })?;
+        if token.access_token.is_empty() {
+            return Err(unavailable("the answer has an empty access_token".into()));
+        }
+        let token_type = if token.token_type.trim().is_empty() {
+            "Bearer"
+        } else {
+            token.token_type.trim()
+        };
+        let authorization = format!("{token_type} {}", token.access_token);
+        if tonic::metadata::MetadataValue::<tonic::metadata::Ascii>::try_from(&authorization)
+            .is_err()
+        {
+            return Err(unavailable(
+                "the access token is not valid in a header".into(),
+            ));
+        }
+        let lifetime = Duration::from_secs(token.expires_in.max(0) as u64);
+        tracing::debug!(
+            expires_in_s = lifetime.as_secs(),
+            "got an access token from ConductorOne"
+        );
+        Ok(Cached {
+            authorization,
+            refresh_at: Instant::now() + refresh_after(lifetime),
+        })
+    }
+}
+
+/// ` error: error_description` from an OAuth error body, shortened; empty when there is none.
+fn refusal_reason(body: &[u8]) -> String {
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (error, description) = (text("error"), text("error_description"));
+    let mut reason = match (error.is_empty(), description.is_empty()) {
+        (true, true) => return String::new(),
+        (false, true) => error,
+        (true, false) => description,
+        (false, false) => format!("{error}: {description}"),
+    };
+    if reason.chars().count() > MAX_REASON {
+        reason = reason.chars().take(MAX_REASON).collect::<String>() + "…";
+    }
+    format!(", {reason}")
+}
+
+/// An error and its sources, `a: b: c`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let message = s.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_margin() {
+        assert_eq!(
+            refresh_after(Duration::from_secs(3600)),
+            Duration::from_secs(3540)
+        );
+        assert_eq!(
+            refresh_after(Duration::from_secs(60)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(refresh_after(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn malformed_credentials_are_clear_and_never_leak_the_secret() {
+        let (id, secret, _) = credentials::generate_credentials("svc", "acme.conductor.one");
+        let ok = Credentials::parse(&id, &secret, None).unwrap();
+        assert_eq!(ok.host, "acme.conductor.one");
+        assert_eq!(ok.grpc_url(), "https://acme.conductor.one:443");
+        assert_eq!(ok.token_url(), "https://acme.conductor.one/auth/v1/token");
+        assert!(!format!("{ok:?}").contains(&secret[34..50]));
+        let local = Credentials::parse(&id, &secret, Some("127.0.0.1:9443")).unwrap();
+        assert_eq!(local.grpc_url(), "https://127.0.0.1:9443");
+
+        let err = Credentials::parse("no-at-sign", &secret, None).unwrap_err();
+        assert!(err.to_string().contains("BATON_CLIENT_ID"), "{err}");
+        // A secret with a corrupted key part: the message names the variable, not the value.
+        let bad = format!("{}!!{}", &secret[..40], &secret[42..]);
+        let err = format!("{:#}", Credentials::parse(&id, &bad, None).unwrap_err());
+        assert!(err.contains("BATON_CLIENT_SECRET"), "{err}");
+        assert!(!err.contains(&bad[34..60]), "{err}");
+        let err = format!(
+            "{:#}",
+            Credentials::parse(&id, "hunter2-not-a-secret", None).unwrap_err()
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn refusal_reasons_are_quoted_short() {
+        assert_eq!(
+            refusal_reason(br#"{"error":"invalid_client","error_description":"bad key"}"#),
+            ", invalid_client: bad key"
+        );
+        assert_eq!(refusal_reason(b"<html>"), "");
+        let long = format!(r#"{{"error":"{}"}}"#, "x".repeat(500));
+        assert!(refusal_reason(long.as_bytes()).chars().count() < 210);
+    }
+}
