@@ -1,9 +1,9 @@
 //! A sync from start to finish: check the settings, open the output, run the component in the
 //! sandbox, write the `.c1z` (atomically), and summarise.
 
-use crate::component::{RunContext, SEGMENT_CONNECTOR_WASM};
+use crate::component::{InstanceLimits, RunContext, SEGMENT_CONNECTOR_WASM};
 use crate::convert;
-use crate::runtime::{Runtime, RuntimeLimits};
+use crate::runtime::{Program, Runtime, RuntimeLimits};
 use crate::sandbox::{HttpPolicy, Origin, RunNetwork, Secret};
 use crate::session::SessionStore;
 use crate::summary::SyncSummary;
@@ -29,6 +29,8 @@ pub struct Connection {
     pub http_timeout: Duration,
     /// Names the run in logs.
     pub label: String,
+    /// More settings for the component (`config` in the contract); never secrets.
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Connection {
@@ -39,6 +41,7 @@ impl Connection {
             concurrency: 4,
             http_timeout: Duration::from_secs(300),
             label: "segment".into(),
+            settings: BTreeMap::new(),
         }
     }
 
@@ -53,17 +56,22 @@ impl Connection {
 
     /// The shared context of one run's instances, on `policy`'s network.
     pub fn run_context(&self, policy: HttpPolicy) -> Arc<RunContext> {
+        self.run_context_with(policy, None)
+    }
+
+    /// Like [`Connection::run_context`], with limits for each instance of the run.
+    pub fn run_context_with(&self, policy: HttpPolicy, limits: Option<InstanceLimits>) -> Arc<RunContext> {
         Arc::new(RunContext {
             label: self.label.clone(),
-            config: BTreeMap::from([
-                (
-                    "base-url".to_string(),
-                    self.base_url.trim_end_matches('/').to_string(),
-                ),
-                ("max-in-flight".to_string(), self.concurrency.to_string()),
-            ]),
-            session: SessionStore::new(SESSION_BYTES),
+            config: {
+                let mut config = self.settings.clone();
+                config.insert("base-url".to_string(), self.base_url.trim_end_matches('/').to_string());
+                config.insert("max-in-flight".to_string(), self.concurrency.to_string());
+                config
+            },            session: SessionStore::new(SESSION_BYTES),
             network: RunNetwork::new(policy),
+            limits,
+            meter: Default::default(),
         })
     }
 }
@@ -103,7 +111,8 @@ pub async fn sync(job: SyncJob) -> anyhow::Result<SyncSummary> {
     job.connection.policy()?;
     let writer = open_output(&job)?;
     let runtime = segment_runtime(job.connection.concurrency as u32 + 2)?;
-    sync_with(&runtime, job, writer).await
+    let run = job.connection.run_context(job.connection.policy()?);
+    sync_with(&runtime, job, writer, run, None).await
 }
 
 fn open_output(job: &SyncJob) -> anyhow::Result<C1zWriter> {
@@ -113,17 +122,29 @@ fn open_output(job: &SyncJob) -> anyhow::Result<C1zWriter> {
 
 /// Runs a sync on an existing runtime (tests and the multi-tenant host share one).
 pub async fn sync_on(runtime: &Runtime, job: SyncJob) -> anyhow::Result<SyncSummary> {
-    job.connection.policy()?;
+    let run = job.connection.run_context(job.connection.policy()?);
+    sync_in(runtime, job, run, None).await
+}
+
+/// A sync in a prepared run (its own limits and network) of `program`, or of the runtime's
+/// component when `None`: how the multi-tenant host runs each tenant.
+pub async fn sync_in(
+    runtime: &Runtime,
+    job: SyncJob,
+    run: Arc<RunContext>,
+    program: Option<Arc<Program>>,
+) -> anyhow::Result<SyncSummary> {
     let writer = open_output(&job)?;
-    sync_with(runtime, job, writer).await
+    sync_with(runtime, job, writer, run, program).await
 }
 
 async fn sync_with(
     runtime: &Runtime,
     job: SyncJob,
     writer: C1zWriter,
+    run: Arc<RunContext>,
+    program: Option<Arc<Program>>,
 ) -> anyhow::Result<SyncSummary> {
-    let run = job.connection.run_context(job.connection.policy()?);
     let network = run.network.clone();
     let progress = Arc::new(Progress::default());
     let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
@@ -131,7 +152,11 @@ async fn sync_with(
         concurrency: job.connection.concurrency.max(1),
         ..SyncOptions::default()
     };
-    let outcome = Syncer::new(runtime, run, options, progress).run().await;
+    let mut syncer = Syncer::new(runtime, run, options, progress);
+    if let Some(program) = program {
+        syncer = syncer.with_program(program);
+    }
+    let outcome = syncer.run().await;
     reporter.abort();
     let _ = reporter.await;
     if job.show_progress && std::io::stderr().is_terminal() {

@@ -30,6 +30,9 @@ pub struct Cli {
     #[command(flatten)]
     pub provision: ProvisionArgs,
 
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
     /// The .c1z file to sync into or read from
     #[arg(
         short = 'f',
@@ -135,6 +138,64 @@ impl ProvisionArgs {
     }
 }
 
+/// Service mode: with a ConductorOne client id and secret, baton-segment runs as a daemon that
+/// takes sync and provisioning tasks from ConductorOne (see docs/service-mode.md).
+/// `BATON_C1_API_HOST` and `BATON_C1_CA_CERT` are read from the environment.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Service mode (ConductorOne)")]
+pub struct ServiceArgs {
+    /// ConductorOne client id; with --client-secret, runs as a service taking tasks from ConductorOne
+    #[arg(long, env = "BATON_CLIENT_ID", requires = "client_secret", conflicts_with_all = [
+        "grant_entitlement", "revoke_grant", "create_account_email", "create_account_login",
+        "create_account_profile", "delete_resource", "dry_run",
+    ])]
+    pub client_id: Option<String>,
+
+    /// ConductorOne client secret (secret-token:conductorone.com:v1:…)
+    #[arg(
+        long,
+        env = "BATON_CLIENT_SECRET",
+        hide_env_values = true,
+        requires = "client_id"
+    )]
+    pub client_secret: Option<String>,
+
+    /// Carry out grant, revoke, create-account and delete-resource tasks from ConductorOne
+    #[arg(short = 'p', long, env = "BATON_PROVISIONING")]
+    pub provisioning: bool,
+
+    /// The host id reported to ConductorOne [default: the host name]
+    #[arg(long, env = "BATON_HOST_ID")]
+    pub host_id: Option<String>,
+
+    /// Tasks worked on at once in service mode
+    #[arg(long, env = "BATON_TASK_CONCURRENCY", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub task_concurrency: u16,
+
+    /// Serve /health, /ready and /live over HTTP in service mode
+    #[arg(long, env = "BATON_HEALTH_CHECK")]
+    pub health_check: bool,
+
+    /// Port of the health checks
+    #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
+    pub health_check_port: u16,
+
+    /// Address the health checks listen on (0.0.0.0 for a Kubernetes probe)
+    #[arg(
+        long,
+        env = "BATON_HEALTH_CHECK_BIND_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
+    pub health_check_bind_address: std::net::IpAddr,
+}
+
+impl ServiceArgs {
+    /// A client id (and so, by the flag rules, a secret) was given.
+    pub fn requested(&self) -> bool {
+        self.client_id.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Console,
@@ -184,4 +245,42 @@ pub enum Command {
     },
     /// Counts per resource type, entitlements and grants in a .c1z
     Stats(#[command(flatten)] InspectArgs),
+    /// Sync many tenants' workspaces in one process, each in its own sandbox with its own limits
+    Serve(ServeArgs),
+}
+
+/// Multi-tenant mode (see the README's "Many workspaces in one process").
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The tenants file (TOML, one [[tenant]] per workspace)
+    #[arg(long, env = "BATON_TENANTS")]
+    pub tenants: PathBuf,
+
+    /// Sync every tenant once, then exit (non-zero if any tenant failed)
+    #[arg(long)]
+    pub once: bool,
+
+    /// A component to run instead of the bundled Segment connector (any baton:connector component)
+    #[arg(long, env = "BATON_CONNECTOR")]
+    pub connector: Option<PathBuf>,
+
+    /// Where compiled components are cached [default: $XDG_CACHE_HOME/baton-segment or ~/.cache/baton-segment]
+    #[arg(long, env = "BATON_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile components at every start instead of caching them
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+
+    /// Serve /health, /ready, /live and /metrics (Prometheus) over HTTP
+    #[arg(long, env = "BATON_HEALTH_CHECK")]
+    pub health_check: bool,
+
+    /// Port of the health checks and metrics
+    #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
+    pub health_check_port: u16,
+
+    /// Address the health checks and metrics listen on
+    #[arg(long, env = "BATON_HEALTH_CHECK_BIND_ADDRESS", default_value = "127.0.0.1")]
+    pub health_check_bind_address: std::net::IpAddr,
 }

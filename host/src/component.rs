@@ -5,7 +5,9 @@ use crate::limits::GuestLimits;
 use crate::sandbox::{RunNetwork, SandboxHooks};
 use crate::session::SessionStore;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -26,7 +28,8 @@ pub use exports::baton::connector::connector::GrantRecord;
 pub const SEGMENT_CONNECTOR_WASM: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/segment_connector.wasm"));
 
-/// What the instances of one run share: their configuration, session store and network.
+/// What the instances of one run share: their configuration, session store, network, limits
+/// and meter.
 #[derive(Debug)]
 pub struct RunContext {
     /// Names the run in logs (a tenant id, or "sync").
@@ -35,6 +38,43 @@ pub struct RunContext {
     pub config: BTreeMap<String, String>,
     pub session: SessionStore,
     pub network: Arc<RunNetwork>,
+    /// Limits of each instance of the run; `None` for the runtime's defaults.
+    pub limits: Option<InstanceLimits>,
+    pub meter: RunMeter,
+}
+
+/// The limits of one component instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceLimits {
+    /// Linear memory, over all the instance's memories.
+    pub memory_bytes: usize,
+    /// Guest execution time per call (not counting time waiting on the host).
+    pub cpu_per_call: Duration,
+    /// Time per call, including waiting for HTTP.
+    pub wall_per_call: Duration,
+}
+
+/// What a run's instances used: guest CPU time and the largest linear memory.
+#[derive(Debug, Default)]
+pub struct RunMeter {
+    cpu_ticks: AtomicU64,
+    peak_memory: AtomicUsize,
+}
+
+impl RunMeter {
+    pub(crate) fn record(&self, cpu_ticks: u64, memory_bytes: usize) {
+        self.cpu_ticks.fetch_add(cpu_ticks, Ordering::Relaxed);
+        self.peak_memory.fetch_max(memory_bytes, Ordering::Relaxed);
+    }
+
+    /// Guest execution time, in epoch ticks (of `runtime::TICK`).
+    pub fn cpu(&self) -> Duration {
+        crate::runtime::TICK * self.cpu_ticks.load(Ordering::Relaxed) as u32
+    }
+
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
+    }
 }
 
 /// The data of one store (one component instance).

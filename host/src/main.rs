@@ -1,5 +1,5 @@
 use baton_segment::app::{self, Connection, SyncJob};
-use baton_segment::cli::{Cli, Command, SyncArgs};
+use baton_segment::cli::{Cli, Command, ServeArgs, SyncArgs};
 use baton_segment::inspect::Inspector;
 use baton_segment::logging;
 use baton_segment::provision::{self, Lookup};
@@ -62,6 +62,8 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
             entitlement.as_deref(),
         ),
         Some(Command::Stats(a)) => Inspector::open(&file)?.stats(a.output_format),
+        Some(Command::Serve(args)) => run_serve(args).await,
+        None if cli.service.requested() => run_service(cli).await,
         None if cli.provision.requested() || cli.provision.dry_run => run_provisioning(cli).await,
         None => sync(cli).await,
     }
@@ -106,6 +108,56 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
         fake.shutdown().await;
     }
     Ok(summary.to_string())
+}
+
+/// Multi-tenant mode: every tenant of the tenants file, each in its own sandbox, until Ctrl-C or
+/// SIGTERM (or one round with `--once`).
+async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
+    use baton_segment::serve::{self, config, ServeOptions};
+    let tenants = config::load(&args.tenants)?;
+    let cache_dir = if args.no_cache { None } else { args.cache_dir.or_else(baton_segment::cache::default_dir) };
+    let health = args.health_check.then(|| std::net::SocketAddr::new(args.health_check_bind_address, args.health_check_port));
+    let count = tenants.len();
+    let opts = ServeOptions { tenants, once: args.once, connector: args.connector, cache_dir, health };
+    let report = serve::run(opts, baton_segment::service::shutdown_signal()).await?;
+    if args.once && !report.failures.is_empty() {
+        let lines: Vec<String> = report.failures.iter().map(|(t, e)| format!("  {t}: {e}")).collect();
+        anyhow::bail!("{} of {count} tenants failed:\n{}", report.failures.len(), lines.join("\n"));
+    }
+    Ok(if args.once { format!("{count} tenants synced") } else { String::new() })
+}
+
+/// Service mode (see docs/service-mode.md): a daemon taking tasks from ConductorOne until
+/// Ctrl-C or SIGTERM.
+async fn run_service(cli: Cli) -> anyhow::Result<String> {
+    use baton_segment::service::{self, ServiceOptions, auth::Credentials};
+    let s = &cli.service;
+    let id = s.client_id.clone().unwrap_or_default();
+    let secret = s.client_secret.clone().unwrap_or_default();
+    // Malformed credentials are reported before anything starts.
+    Credentials::parse(&id, &secret, None)?;
+    let (connection, demo) = connection(&cli.sync).await?;
+    let mut opts = ServiceOptions::new(id, Secret::new(secret), connection);
+    opts.host_id = s.host_id.clone();
+    opts.provisioning = s.provisioning;
+    opts.task_concurrency = s.task_concurrency.into();
+    let opts = opts.with_environment();
+    let health = if s.health_check {
+        let addr = std::net::SocketAddr::new(s.health_check_bind_address, s.health_check_port);
+        let (addr, task) = baton_segment::health::serve(addr, None).await?;
+        tracing::info!("health checks on http://{addr}/health, /ready and /live");
+        Some(task)
+    } else {
+        None
+    };
+    let result = service::run(opts, service::shutdown_signal()).await;
+    if let Some(task) = health {
+        task.abort();
+    }
+    if let Some(fake) = demo {
+        fake.shutdown().await;
+    }
+    result.map(|()| String::new())
 }
 
 /// A one-shot provisioning operation (or, with `--dry-run`, its plan).

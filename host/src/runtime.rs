@@ -5,7 +5,7 @@
 use crate::component::{
     AccountInfo, BatonConnector, BatonConnectorPre, ConnectorError, ConnectorMetadata,
     CreateAccountOutcome, DeleteOutcome, Entitlement, EntitlementPage, GrantOutcome, GrantPage,
-    GrantRecord, HostState, Operation, PlannedRequest, Resource, ResourceId, ResourcePage,
+    GrantRecord, HostState, InstanceLimits, Operation, PlannedRequest, Resource, ResourceId, ResourcePage,
     ResourceType, RevokeOutcome, RunContext,
 };
 use crate::limits::{GuestLimits, MEMORY_LIMIT_MESSAGE};
@@ -22,6 +22,7 @@ impl<T> WasmtimeContext<T> for wasmtime::Result<T> {
     }
 }
 use std::path::Path;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -46,6 +47,13 @@ pub struct RuntimeLimits {
     pub wall_per_call: Duration,
 }
 
+impl RuntimeLimits {
+    /// The per-instance limits of a run that sets none.
+    pub fn instance(&self) -> InstanceLimits {
+        InstanceLimits { memory_bytes: self.memory_bytes, cpu_per_call: self.cpu_per_call, wall_per_call: self.wall_per_call }
+    }
+}
+
 impl Default for RuntimeLimits {
     fn default() -> Self {
         RuntimeLimits {
@@ -57,10 +65,40 @@ impl Default for RuntimeLimits {
     }
 }
 
+/// A component compiled for the runtime's engine, its imports checked against what the
+/// sandbox grants and resolved once.
+pub struct Program {
+    pre: BatonConnectorPre<HostState>,
+}
+
+impl Program {
+    fn compile(engine: &Engine, linker: &Linker<HostState>, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Program> {
+        let component = match cache_dir {
+            Some(dir) => crate::cache::load_or_compile(dir, engine, wasm)?.0,
+            None => Component::new(engine, wasm).wctx("compiling the connector component")?,
+        };
+        let refused = ungranted_imports(engine, &component);
+        if !refused.is_empty() {
+            anyhow::bail!(
+                "the component imports what this sandbox does not grant: {}. A connector may use only WASI io, \
+                 clocks, random, cli and outgoing HTTP, and the baton:connector host interface.",
+                refused.join(", ")
+            );
+        }
+        let pre = linker.instantiate_pre(&component).wctx("the component needs imports this host does not grant")?;
+        let pre = BatonConnectorPre::new(pre).wctx("the component does not implement the baton:connector world")?;
+        Ok(Program { pre })
+    }
+}
+
 pub struct Runtime {
     engine: Engine,
-    pre: BatonConnectorPre<HostState>,
+    linker: Linker<HostState>,
+    /// The component instances run unless a run names another.
+    program: Arc<Program>,
     limits: RuntimeLimits,
+    /// One permit per pool slot: instances beyond the pool wait instead of failing.
+    slots: Arc<Semaphore>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -129,32 +167,22 @@ impl Runtime {
         cache_dir: Option<&Path>,
     ) -> anyhow::Result<Runtime> {
         let engine = Engine::new(&engine_config(&limits)).wctx("creating the wasmtime engine")?;
-        let component = match cache_dir {
-            Some(dir) => crate::cache::load_or_compile(dir, &engine, wasm)?.0,
-            None => Component::new(&engine, wasm).wctx("compiling the connector component")?,
-        };
-        let refused = ungranted_imports(&engine, &component);
-        if !refused.is_empty() {
-            anyhow::bail!(
-                "the component imports what this sandbox does not grant: {}. A connector may use only WASI io, \
-                 clocks, random, cli and outgoing HTTP, and the baton:connector host interface.",
-                refused.join(", ")
-            );
-        }
         let linker = linker(&engine).wctx("linking the sandbox interfaces")?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .wctx("the component needs imports this host does not grant")?;
-        let pre = BatonConnectorPre::new(pre)
-            .wctx("the component does not implement the baton:connector world")?;
+        let program = Arc::new(Program::compile(&engine, &linker, wasm, cache_dir)?);
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone());
-        Ok(Runtime {
-            engine,
-            pre,
-            limits,
-            ticker_stop,
-        })
+        let slots = Arc::new(Semaphore::new(limits.max_instances.max(1) as usize));
+        Ok(Runtime { engine, linker, program, limits, slots, ticker_stop })
+    }
+
+    /// Another component on the same engine (and pool), e.g. one tenant's own connector.
+    pub fn load(&self, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Arc<Program>> {
+        Ok(Arc::new(Program::compile(&self.engine, &self.linker, wasm, cache_dir)?))
+    }
+
+    /// The component the runtime was created with.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
     }
 
     pub fn engine(&self) -> &Engine {
@@ -167,11 +195,29 @@ impl Runtime {
 
     /// A fresh instance for `run`.
     pub async fn instantiate(&self, run: Arc<RunContext>) -> anyhow::Result<ConnectorInstance> {
-        let cpu_ticks = (self.limits.cpu_per_call.as_millis() / TICK.as_millis()).max(1) as u64;
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(run, GuestLimits::new(self.limits.memory_bytes), cpu_ticks),
-        );
+        self.instantiate_program(&self.program.clone(), run).await
+    }
+
+    /// A fresh instance of `program` for `run`, waiting for a pool slot if all are taken.
+    pub async fn instantiate_program(&self, program: &Program, run: Arc<RunContext>) -> anyhow::Result<ConnectorInstance> {
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| anyhow::anyhow!("the runtime is shutting down"))?;
+        self.instantiate_in(program, run, slot).await
+    }
+
+    /// Like [`Runtime::instantiate_program`], but `None` at once when every pool slot is taken.
+    pub async fn try_instantiate(&self, program: &Program, run: Arc<RunContext>) -> anyhow::Result<Option<ConnectorInstance>> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => self.instantiate_in(program, run, slot).await.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn instantiate_in(&self, program: &Program, run: Arc<RunContext>, slot: OwnedSemaphorePermit) -> anyhow::Result<ConnectorInstance> {
+        let limits = run.limits.clone().unwrap_or_else(|| self.limits.instance());
+        // The pool's slots are sized for the runtime's memory limit: a run cannot exceed it.
+        let memory = limits.memory_bytes.min(self.limits.memory_bytes);
+        let cpu_ticks = (limits.cpu_per_call.as_millis() / TICK.as_millis()).max(1) as u64;
+        let mut store = Store::new(&self.engine, HostState::new(run, GuestLimits::new(memory), cpu_ticks));
         store.limiter(|s| &mut s.limits);
         store.set_max_component_handles(crate::component::MAX_RESOURCES * 2);
         store.epoch_deadline_callback(|mut cx| {
@@ -184,17 +230,12 @@ impl Runtime {
             }
         });
         store.set_epoch_deadline(1);
-        let bindings = self
+        let bindings = program
             .pre
             .instantiate_async(&mut store)
             .await
             .wctx("instantiating the connector component")?;
-        Ok(ConnectorInstance {
-            store,
-            bindings,
-            wall: self.limits.wall_per_call,
-            broken: false,
-        })
+        Ok(ConnectorInstance { store, bindings, wall: limits.wall_per_call, broken: false, _slot: slot })
     }
 }
 
@@ -248,6 +289,8 @@ pub struct ConnectorInstance {
     bindings: BatonConnector,
     wall: Duration,
     broken: bool,
+    /// The instance's pool slot, freed when it is dropped.
+    _slot: OwnedSemaphorePermit,
 }
 
 macro_rules! call {
@@ -269,6 +312,8 @@ impl ConnectorInstance {
         call: &'static str,
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     ) -> Result<T, CallError> {
+        let state = self.store.data();
+        state.run.meter.record(state.cpu_ticks, state.limits.peak_bytes());
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {

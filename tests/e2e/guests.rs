@@ -55,3 +55,9 @@ pub fn hostile_wasm() -> &'static [u8] {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();
     WASM.get_or_init(|| build_guest("hostile", "hostile_guest"))
 }
+
+/// A guest that reads a file (`tests/guests/filesystem`): it imports `wasi:filesystem`.
+pub fn filesystem_wasm() -> &'static [u8] {
+    static WASM: OnceLock<Vec<u8>> = OnceLock::new();
+    WASM.get_or_init(|| build_guest("filesystem", "filesystem_guest"))
+}

@@ -77,6 +77,8 @@ fn run_with(attack: &str, settings: &[(&str, &str)], policy: HttpPolicy) -> Arc<
         config,
         session: SessionStore::new(SESSION_BYTES),
         network: RunNetwork::new(policy),
+        limits: None,
+        meter: Default::default(),
     })
 }
 

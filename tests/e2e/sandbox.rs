@@ -25,6 +25,8 @@ fn run(config: &[(&str, &str)], allowed_url: &str, token: &str) -> Arc<RunContex
             .collect::<BTreeMap<_, _>>(),
         session: SessionStore::new(1 << 20),
         network: RunNetwork::new(policy),
+        limits: None,
+        meter: Default::default(),
     })
 }
 
@@ -154,6 +156,8 @@ async fn responses_over_the_size_cap_do_not_reach_the_component() {
         config: BTreeMap::from([("base-url".to_string(), fake.base_url())]),
         session: SessionStore::new(1 << 20),
         network: RunNetwork::new(policy),
+        limits: None,
+        meter: Default::default(),
     });
     let mut instance = runtime().instantiate(run).await.unwrap();
     // GET / is small and passes; the user list is larger than 512 bytes.

@@ -16,7 +16,7 @@
 use crate::sandbox::{Origin, Secret};
 use anyhow::{anyhow, bail, Context};
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,6 +38,12 @@ struct TenantEntry {
     output: PathBuf,
     #[serde(default)]
     interval: Option<String>,
+    /// A component of its own instead of the bundled Segment connector.
+    #[serde(default)]
+    connector: Option<PathBuf>,
+    /// Settings its component reads (`config` in the contract), e.g. `page-size`.
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
     #[serde(default)]
     limits: LimitsEntry,
 }
@@ -119,6 +125,10 @@ pub struct Tenant {
     pub output: PathBuf,
     /// Time between syncs (ignored with `--once`); `None` syncs once.
     pub interval: Option<Duration>,
+    /// The tenant's own component; `None` for the host's.
+    pub connector: Option<PathBuf>,
+    /// Settings its component reads; never secrets.
+    pub settings: BTreeMap<String, String>,
     pub limits: TenantLimits,
 }
 
@@ -192,7 +202,19 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             .as_ref()
             .map(|v| duration("interval", &id, Some(v), Duration::ZERO))
             .transpose()?;
-        tenants.push(Tenant { id, base_url: t.base_url, token, output, interval, limits });
+        let connector = t.connector.map(|c| base.join(c));
+        // Settings reach the component; credentials must not.
+        for key in t.settings.keys() {
+            let k = key.to_ascii_lowercase();
+            if ["token", "secret", "password", "authorization"].iter().any(|w| k.contains(w)) {
+                bail!("tenant {id:?}: settings.{key}: credentials go in token_env or token_file, never to the component");
+            }
+            if k == "base-url" {
+                bail!("tenant {id:?}: settings.{key}: set base_url instead");
+            }
+        }
+        let settings = t.settings;
+        tenants.push(Tenant { id, base_url: t.base_url, token, output, interval, connector, settings, limits });
     }
     Ok(tenants)
 }
@@ -255,6 +277,8 @@ allowed_origins = ["http://127.0.0.1:9000"]
         assert!(err(&one("token_env = \"X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
         let twice = format!("{}\n{}", one("token_env = \"X\""), one("token_env = \"Y\""));
         assert!(err(&twice).contains("appears twice"));
+        let secret = one("token_env = \"X\"\n[tenant.settings]\napi-token = \"x\"");
+        assert!(err(&secret).contains("credentials go in token_env or token_file"));
     }
 
     #[test]

@@ -43,9 +43,7 @@ impl Credentials {
         api_host: Option<&str>,
     ) -> anyhow::Result<Credentials> {
         let id = ClientId::parse(client_id.trim()).map_err(|e| {
-            anyhow!(
-                "the ConductorOne client id (--client-id / BATON_CLIENT_ID) is invalid: {e}"
-            )
+            anyhow!("the ConductorOne client id (--client-id / BATON_CLIENT_ID) is invalid: {e}")
         })?;
         // The error values never carry the input; only their messages are used.
         let secret = ClientSecret::parse(client_secret.trim()).map_err(|e| {
@@ -71,7 +69,10 @@ impl Credentials {
 
     /// The gRPC endpoint: `https://<host>:443` unless the host names a port.
     pub fn grpc_url(&self) -> String {
-        format!("https://{}", credentials::with_default_port(&self.host, 443))
+        format!(
+            "https://{}",
+            credentials::with_default_port(&self.host, 443)
+        )
     }
 }
 
@@ -243,7 +244,10 @@ impl TokenSource {
             });
         }
         if status != 200 {
-            return Err(unavailable(format!("HTTP {status}{}", refusal_reason(&bytes))));
+            return Err(unavailable(format!(
+                "HTTP {status}{}",
+                refusal_reason(&bytes)
+            )));
         }
         let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             unavailable("the answer is not a token response (JSON with access_token)".into())

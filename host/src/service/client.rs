@@ -53,9 +53,8 @@ impl Trust {
                 path.display()
             )
         })?;
-        let mut trust = Trust::with_ca_pem(pem).with_context(|| {
-            format!("{} ({CA_CERT_ENV}) is not usable", path.display())
-        })?;
+        let mut trust = Trust::with_ca_pem(pem)
+            .with_context(|| format!("{} ({CA_CERT_ENV}) is not usable", path.display()))?;
         trust.source = Some(path.to_path_buf());
         Ok(trust)
     }
@@ -193,12 +192,7 @@ impl C1Client {
 
     /// One unary call; after `Unauthenticated` the token is dropped and the call made once more
     /// with a fresh one.
-    async fn unary<T, R, F, Fut>(
-        &self,
-        msg: T,
-        timeout: Duration,
-        call: F,
-    ) -> Result<R, CallError>
+    async fn unary<T, R, F, Fut>(&self, msg: T, timeout: Duration, call: F) -> Result<R, CallError>
     where
         T: Clone,
         F: Fn(BatonServiceClient<Channel>, Request<T>) -> Fut,
@@ -226,9 +220,11 @@ impl C1Client {
         &self,
         msg: BatonServiceHelloRequest,
     ) -> Result<BatonServiceHelloResponse, CallError> {
-        self.unary(msg, self.rpc_timeout, |mut c, r| async move {
-            c.hello(r).await
-        })
+        self.unary(
+            msg,
+            self.rpc_timeout,
+            |mut c, r| async move { c.hello(r).await },
+        )
         .await
     }
 
@@ -257,9 +253,11 @@ impl C1Client {
         msg: BatonServiceFinishTaskRequest,
         timeout: Duration,
     ) -> Result<BatonServiceFinishTaskResponse, CallError> {
-        self.unary(msg, timeout, |mut c, r| async move {
-            c.finish_task(r).await
-        })
+        self.unary(
+            msg,
+            timeout,
+            |mut c, r| async move { c.finish_task(r).await },
+        )
         .await
     }
 

@@ -76,7 +76,10 @@ mod tests {
     use super::*;
 
     fn d(secs: i64, nanos: i32) -> prost_types::Duration {
-        prost_types::Duration { seconds: secs, nanos }
+        prost_types::Duration {
+            seconds: secs,
+            nanos,
+        }
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub fn resolve_host_id(explicit: Option<&str>) -> String {
 }
 
 fn hostname() -> Option<String> {
-    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
     (!name.is_empty()).then_some(name)
 }
 
@@ -66,7 +69,11 @@ pub fn os_info() -> OsInfo {
     let platform = get("ID");
     let family = match get("ID_LIKE") {
         like if like.is_empty() => platform.clone(),
-        like => like.split_whitespace().next().unwrap_or_default().to_string(),
+        like => like
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -103,12 +110,12 @@ pub fn connector_metadata(m: &ConnectorMetadata, types: &[ResourceType]) -> pb::
         .map(|rtc| {
             let described = types.iter().find(|t| t.id == rtc.resource_type);
             pb::ResourceTypeCapability {
-                resource_type: Some(described.map(convert::resource_type).unwrap_or_else(
-                    || pb::ResourceType {
+                resource_type: Some(described.map(convert::resource_type).unwrap_or_else(|| {
+                    pb::ResourceType {
                         id: rtc.resource_type.clone(),
                         ..Default::default()
-                    },
-                )),
+                    }
+                })),
                 capabilities: rtc
                     .capabilities
                     .iter()
@@ -126,7 +133,11 @@ pub fn connector_metadata(m: &ConnectorMetadata, types: &[ResourceType]) -> pb::
         description: m.description.clone(),
         capabilities: Some(pb::ConnectorCapabilities {
             resource_type_capabilities,
-            connector_capabilities: m.capabilities.iter().map(|c| capability(*c) as i32).collect(),
+            connector_capabilities: m
+                .capabilities
+                .iter()
+                .map(|c| capability(*c) as i32)
+                .collect(),
         }),
         ..Default::default()
     }
@@ -155,7 +166,11 @@ pub async fn load_metadata(
             );
             vec![]
         }
-        Err(e) => return Err(anyhow!("asking the connector component for its resource types: {e}")),
+        Err(e) => {
+            return Err(anyhow!(
+                "asking the connector component for its resource types: {e}"
+            ));
+        }
     };
     Ok(connector_metadata(&metadata, &types))
 }

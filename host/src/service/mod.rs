@@ -188,6 +188,31 @@ pub(crate) struct Ctx {
     pub timing: Timing,
 }
 
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM (what Kubernetes sends to stop a pod).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for SIGTERM ({e}); only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}
+
 /// The wait before the next poll for a `next_poll` value: held to 0–5 min, then at least
 /// `floor`; `default` when absent.
 pub fn poll_interval(
@@ -246,18 +271,35 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
         "starting service mode"
     );
 
+    // The credentials first: a refusal is reported before the (slower) compile.
+    tokio::select! {
+        got = client.tokens().startup(
+            timing.startup_attempts,
+            timing.startup_backoff,
+            timing.max_backoff,
+        ) => got?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before ConductorOne was reached");
+            return Ok(());
+        }
+    }
+
     let runtime = match opts.runtime.clone() {
         Some(r) => r,
         None => {
             let instances = (task_concurrency * (opts.connection.concurrency + 2) + 2) as u32;
             let compiled = tokio::task::spawn_blocking(move || app::segment_runtime(instances));
-            Arc::new(compiled.await.context("compiling the connector component")??)
+            Arc::new(
+                compiled
+                    .await
+                    .context("compiling the connector component")??,
+            )
         }
     };
     let metadata = hello::load_metadata(&runtime, &opts.connection).await?;
 
     tokio::select! {
-        started = startup(&client, &host_id, &metadata, &timing, &c1_url) => started?,
+        said = say_hello(&client, &host_id, &metadata, &timing, &c1_url) => said?,
         _ = &mut shutdown => {
             tracing::info!("stopped before ConductorOne was reached");
             return Ok(());
@@ -277,22 +319,14 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
     serve(ctx, task_concurrency, shutdown).await
 }
 
-/// A first token, then `Hello`, each with retries.
-async fn startup(
+/// `Hello`, with retries of transient failures.
+async fn say_hello(
     client: &C1Client,
     host_id: &str,
     metadata: &pb::ConnectorMetadata,
     timing: &Timing,
     url: &str,
 ) -> anyhow::Result<()> {
-    client
-        .tokens()
-        .startup(
-            timing.startup_attempts,
-            timing.startup_backoff,
-            timing.max_backoff,
-        )
-        .await?;
     let attempts = timing.startup_attempts.max(1);
     let mut wait = timing.startup_backoff;
     for attempt in 1..=attempts {

@@ -128,7 +128,12 @@ impl Request {
 
     /// The connector RPC response for `outcome`, packed for `FinishTask`.
     pub fn response(&self, outcome: &Outcome) -> Result<Any, String> {
-        let mismatch = || Err(format!("unexpected outcome for this task: {}", outcome.describe()));
+        let mismatch = || {
+            Err(format!(
+                "unexpected outcome for this task: {}",
+                outcome.describe()
+            ))
+        };
         Ok(match (self, outcome) {
             (Request::Grant(t), Outcome::Granted(grants)) => {
                 pack(&pb::GrantManagerServiceGrantResponse {
@@ -153,16 +158,12 @@ impl Request {
                 })
             }
             (Request::CreateAccount(_), Outcome::Account(a)) => pack(&account_response(a)),
-            (Request::Delete(_), Outcome::Deleted) => {
-                pack(&pb::DeleteResourceResponse {
-                    annotations: vec![],
-                })
-            }
-            (Request::Delete(_), Outcome::AlreadyDeleted) => {
-                pack(&pb::DeleteResourceResponse {
-                    annotations: vec![pack(&pb::ResourceDoesNotExist {})],
-                })
-            }
+            (Request::Delete(_), Outcome::Deleted) => pack(&pb::DeleteResourceResponse {
+                annotations: vec![],
+            }),
+            (Request::Delete(_), Outcome::AlreadyDeleted) => pack(&pb::DeleteResourceResponse {
+                annotations: vec![pack(&pb::ResourceDoesNotExist {})],
+            }),
             _ => return mismatch(),
         })
     }
@@ -364,9 +365,6 @@ mod tests {
         assert!(baton::annotations::contains::<pb::RateLimitDescription>(
             &status.details
         ));
-        assert_eq!(
-            code(&ConnectorError::NotFound("x".into())),
-            Code::NotFound
-        );
+        assert_eq!(code(&ConnectorError::NotFound("x".into())), Code::NotFound);
     }
 }

@@ -15,7 +15,9 @@ use super::upload;
 use crate::app::{self, SyncJob};
 use crate::provision;
 use baton::rpc;
-use baton::service::baton_service_finish_task_request::{Error as FinishError, FinalState, Success};
+use baton::service::baton_service_finish_task_request::{
+    Error as FinishError, FinalState, Success,
+};
 use baton::service::{BatonServiceFinishTaskRequest, Task, task::TaskType};
 use prost_types::Any;
 use std::time::Duration;
@@ -103,7 +105,9 @@ impl Finish {
     pub fn lost(last_error: &str) -> Finish {
         Finish::failed(
             Code::Aborted,
-            format!("the task was abandoned: heartbeats to ConductorOne kept failing ({last_error})"),
+            format!(
+                "the task was abandoned: heartbeats to ConductorOne kept failing ({last_error})"
+            ),
             false,
         )
     }
@@ -153,7 +157,7 @@ impl Finish {
 }
 
 /// Runs `task` to its end (heartbeats and cancellation are the caller's).
-pub async fn execute(ctx: &Ctx, task: &Task) -> Finish {
+pub(crate) async fn execute(ctx: &Ctx, task: &Task) -> Finish {
     match &task.task_type {
         Some(TaskType::SyncFull(t)) => sync_full(ctx, &task.id, t).await,
         Some(TaskType::Grant(t)) => provision(ctx, Provisioning::Grant(t.clone())).await,
@@ -192,11 +196,7 @@ pub async fn execute(ctx: &Ctx, task: &Task) -> Finish {
     }
 }
 
-async fn sync_full(
-    ctx: &Ctx,
-    task_id: &str,
-    t: &baton::service::task::SyncFullTask,
-) -> Finish {
+async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::service::task::SyncFullTask) -> Finish {
     if !t.targeted_sync_resources.is_empty() {
         return Finish::failed(
             Code::Unimplemented,
@@ -316,7 +316,7 @@ async fn provision(ctx: &Ctx, request: Provisioning) -> Finish {
 
 /// Reports the end of a task, with a timeout per attempt; transient failures are tried again
 /// (three attempts in all, a second apart).
-pub async fn report(ctx: &Ctx, task_id: &str, finish: &Finish) -> bool {
+pub(crate) async fn report(ctx: &Ctx, task_id: &str, finish: &Finish) -> bool {
     let req = finish.request(&ctx.host_id, task_id);
     let attempts = ctx.timing.finish_attempts.max(1);
     for attempt in 1..=attempts {
@@ -337,10 +337,17 @@ pub async fn report(ctx: &Ctx, task_id: &str, finish: &Finish) -> bool {
                         | Code::Aborted
                 ) && !e.is_refusal();
                 if transient && attempt < attempts {
-                    tracing::warn!(task_id, attempt, "reporting the task's end failed: {e}; trying again");
+                    tracing::warn!(
+                        task_id,
+                        attempt,
+                        "reporting the task's end failed: {e}; trying again"
+                    );
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 } else {
-                    tracing::error!(task_id, "could not report the task's end to ConductorOne: {e}");
+                    tracing::error!(
+                        task_id,
+                        "could not report the task's end to ConductorOne: {e}"
+                    );
                     return false;
                 }
             }
@@ -366,7 +373,10 @@ mod tests {
         assert_eq!(ok.status.as_ref().unwrap().code, 0);
         assert!(matches!(ok.final_state, Some(FinalState::Success(ref s)) if s.response.is_some()));
         let failed = Finish::failed(Code::Unimplemented, "no", true).request("h", "t");
-        assert_eq!(failed.status.as_ref().unwrap().code, Code::Unimplemented as i32);
+        assert_eq!(
+            failed.status.as_ref().unwrap().code,
+            Code::Unimplemented as i32
+        );
         assert!(matches!(failed.final_state, Some(FinalState::Error(ref e)) if e.non_retryable));
     }
 

@@ -156,7 +156,11 @@ async fn produce(
             break;
         }
         buf.truncate(filled);
-        if tx.send(msg(Msg::Data(UploadData { data: buf }))).await.is_err() {
+        if tx
+            .send(msg(Msg::Data(UploadData { data: buf })))
+            .await
+            .is_err()
+        {
             return Ok(());
         }
         if filled < CHUNK {

@@ -8,7 +8,7 @@ pub mod expand;
 pub mod progress;
 
 use crate::component::{ConnectorError, Resource, ResourceId, RunContext, SyncHints};
-use crate::runtime::{CallError, ConnectorInstance, Runtime};
+use crate::runtime::{CallError, ConnectorInstance, Program, Runtime};
 use data::{SyncData, show};
 use progress::Progress;
 use std::collections::VecDeque;
@@ -199,6 +199,8 @@ async fn execute(
 /// One sync run: the component instances of `run`, created from `runtime` as needed.
 pub struct Syncer<'r> {
     runtime: &'r Runtime,
+    /// The component to run (the runtime's own unless `with_program` says otherwise).
+    program: Arc<Program>,
     run: Arc<RunContext>,
     options: SyncOptions,
     progress: Arc<Progress>,
@@ -215,6 +217,7 @@ impl<'r> Syncer<'r> {
     ) -> Self {
         Syncer {
             runtime,
+            program: runtime.program().clone(),
             run,
             options,
             progress,
@@ -223,14 +226,20 @@ impl<'r> Syncer<'r> {
         }
     }
 
+    /// Runs `program` instead of the runtime's own component.
+    pub fn with_program(mut self, program: Arc<Program>) -> Self {
+        self.program = program;
+        self
+    }
+
     async fn instance(&mut self) -> Result<ConnectorInstance, SyncError> {
         match self.idle.pop() {
             Some(i) => Ok(i),
             None => self
                 .runtime
-                .instantiate(self.run.clone())
+                .instantiate_program(&self.program, self.run.clone())
                 .await
-                .map_err(|e| SyncError::Host(format!("{e:#}"))),
+                .map_err(host_error),
         }
     }
 
@@ -343,11 +352,27 @@ impl<'r> Syncer<'r> {
         loop {
             while running.len() < self.options.concurrency.max(1) {
                 let Some(task) = queue.pop_front() else { break };
-                let mut instance = match self.instance().await {
-                    Ok(i) => i,
-                    Err(e) => {
+                // With instances of its own at work, a run does not wait for a pool slot (other
+                // runs may be waiting for this run's); it waits for one of its own to finish.
+                let instance = match self.idle.pop() {
+                    Some(i) => Some(Ok(i)),
+                    None if running.is_empty() => Some(self.instance().await),
+                    None => self
+                        .runtime
+                        .try_instantiate(&self.program, self.run.clone())
+                        .await
+                        .map_err(host_error)
+                        .transpose(),
+                };
+                let mut instance = match instance {
+                    Some(Ok(i)) => i,
+                    Some(Err(e)) => {
                         running.abort_all();
                         return Err(e);
+                    }
+                    None => {
+                        queue.push_front(task);
+                        break;
                     }
                 };
                 running.spawn(async move {
@@ -515,3 +540,7 @@ impl<'r> Syncer<'r> {
 }
 
 const PHASE_DONE: usize = usize::MAX;
+
+fn host_error(e: anyhow::Error) -> SyncError {
+    SyncError::Host(format!("{e:#}"))
+}

@@ -1,0 +1,247 @@
+//! Service mode through the real `baton-segment` binary: it runs against the fake
+//! ConductorOne until SIGTERM, serving health checks; refused or malformed credentials are
+//! clear errors, and the secret never appears in its output, even at debug level.
+//! (Declared in host/Cargo.toml so that cargo hands it the binary's path.)
+
+use fakes::c1::{FakeC1, FakeC1Config};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The binary with a clean environment of `BATON_*` settings.
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton-segment"));
+    cmd.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("BATON_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("BATON_LOG_FORMAT", "json");
+    cmd
+}
+
+/// The fake ConductorOne, its CA written to `dir`, and the client secret.
+async fn fake_c1(dir: &Path) -> (FakeC1, String, String, PathBuf) {
+    let (mut cfg, secret) = FakeC1Config::generated("baton-segment");
+    cfg.next_poll = Duration::from_millis(100);
+    let id = cfg.client_id.clone();
+    let fake = FakeC1::start(cfg).await.unwrap();
+    let ca = dir.join("c1-ca.pem");
+    fake.write_ca_pem(&ca).unwrap();
+    (fake, id, secret, ca)
+}
+
+fn connect_to(cmd: &mut Command, fake: &FakeC1, id: &str, secret: &str, ca: &Path) {
+    cmd.env("BATON_CLIENT_ID", id)
+        .env("BATON_CLIENT_SECRET", secret)
+        .env("BATON_C1_API_HOST", fake.host())
+        .env("BATON_C1_CA_CERT", ca);
+}
+
+async fn output(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs"))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_secret_is_a_clear_error_and_never_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, id, right_secret, ca) = fake_c1(dir.path()).await;
+    // Well-formed, but for another key.
+    let (_, wrong_secret, _) =
+        baton::credentials::generate_credentials("baton-segment", "127.0.0.1");
+    let mut cmd = command(dir.path());
+    connect_to(&mut cmd, &fake, &id, &wrong_secret, &ca);
+    cmd.env("BATON_LOG_LEVEL", "debug").arg("--demo");
+    let out = output(cmd).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ConductorOne refused the client credentials"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("BATON_CLIENT_SECRET"), "{stderr}");
+    let key = &wrong_secret["secret-token:conductorone.com:v1:".len()..];
+    for needle in [
+        wrong_secret.as_str(),
+        key,
+        &key[..16],
+        &key[key.len() - 16..],
+    ] {
+        assert!(!stderr.contains(needle), "the secret leaked: {stderr}");
+        assert!(!stdout.contains(needle), "the secret leaked: {stdout}");
+    }
+    assert!(!stderr.contains(&right_secret[34..]));
+    assert_eq!(fake.token_requests(), 1, "refusals are not retried");
+    assert!(!fake.received_anywhere(&wrong_secret));
+    assert!(fake.hellos().is_empty());
+}
+
+#[test]
+fn malformed_credentials_and_flag_misuse_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = "secret-token:conductorone.com:v1:QUFBQS1ub3QtYS1qd2s";
+    let out = command(dir.path())
+        .args(["--demo", "--client-id", "svc@acme.conductor.one/pcc"])
+        .args(["--client-secret", broken])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("BATON_CLIENT_SECRET"), "{stderr}");
+    assert!(!stderr.contains("QUFBQS1ub3QtYS1qd2s"), "{stderr}");
+    assert!(!text(&out.stdout).contains("QUFBQS1ub3QtYS1qd2s"));
+
+    let out = command(dir.path())
+        .args(["--demo", "--client-id", "no-host-here"])
+        .env("BATON_CLIENT_SECRET", broken)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("BATON_CLIENT_ID"), "{stderr}");
+    assert!(!stderr.contains("QUFBQS1ub3QtYS1qd2s"), "{stderr}");
+
+    // Required together.
+    let out = command(dir.path())
+        .args(["--client-id", "svc@acme.conductor.one/pcc"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--client-secret"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Service mode does not mix with one-shot provisioning.
+    let out = command(dir.path())
+        .args(["--client-id", "svc@acme.conductor.one/pcc"])
+        .env("BATON_CLIENT_SECRET", broken)
+        .args(["--revoke-grant", "group:grpEng:member:user:usrBob"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+    assert!(!stderr.contains("QUFBQS1ub3QtYS1qd2s"), "{stderr}");
+
+    // The help lists the service-mode flags.
+    let out = command(dir.path()).arg("--help").output().unwrap();
+    let help = text(&out.stdout);
+    for flag in [
+        "--client-id",
+        "--client-secret",
+        "--provisioning",
+        "--health-check",
+        "--health-check-port",
+        "--health-check-bind-address",
+        "BATON_HOST_ID",
+    ] {
+        assert!(help.contains(flag), "{flag} in\n{help}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+/// Kills the child if the test fails half-way.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_as_a_service_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, id, secret, ca) = fake_c1(dir.path()).await;
+    let port = free_port();
+    let log_path = dir.path().join("baton-segment.log");
+    let mut cmd = command(dir.path());
+    connect_to(&mut cmd, &fake, &id, &secret, &ca);
+    cmd.env("BATON_HOST_ID", "cli-host")
+        .env("BATON_PROVISIONING", "true")
+        .env("BATON_LOG_LEVEL", "debug")
+        .args(["--demo", "--health-check", "--health-check-port"])
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut running = Running(Some(cmd.spawn().expect("the binary starts")));
+    let pid = running.0.as_ref().unwrap().id();
+
+    let hellos = fake.wait_for_hellos(1, WAIT).await.expect("it says hello");
+    assert_eq!(hellos[0].host_id, "cli-host");
+    assert!(http_get(port, "/ready").starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/live").starts_with("HTTP/1.1 200"));
+
+    let task_id = fake.push_sync_task();
+    let finished = fake.wait_for_finished(1, WAIT).await.unwrap();
+    assert_eq!(finished[0].task_id, task_id);
+    assert!(finished[0].is_success(), "{:?}", finished[0]);
+    assert_eq!(fake.uploads().len(), 1);
+    assert_eq!(fake.uploads()[0].host_id, "cli-host");
+
+    // SIGTERM: a clean stop.
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = running.0.take().unwrap();
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "it stops within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(exit.success(), "{exit:?}\n{log}");
+    assert!(log.contains("connected to ConductorOne"), "{log}");
+    assert!(log.contains(&task_id), "the task is logged by id:\n{log}");
+    assert!(log.contains("task finished"), "{log}");
+    assert!(log.contains("service mode stopped"), "{log}");
+    let key = &secret["secret-token:conductorone.com:v1:".len()..];
+    assert!(
+        !log.contains(key) && !log.contains(&key[..16]),
+        "the secret leaked:\n{log}"
+    );
+    assert!(!fake.received_anywhere(&secret));
+}
