@@ -12,8 +12,8 @@ use baton_segment::sandbox::{Origin, Secret};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 fn rss_bytes() -> usize {
@@ -26,7 +26,10 @@ fn rss_bytes() -> usize {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         instantiation().await;
         hundred_tenants().await;
@@ -35,8 +38,18 @@ fn main() {
 
 async fn instantiation() {
     let started = Instant::now();
-    let runtime = Runtime::new(SEGMENT_CONNECTOR_WASM, RuntimeLimits { max_instances: 16, ..RuntimeLimits::default() }).unwrap();
-    println!("compile + link the bundled component: {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    let runtime = Runtime::new(
+        SEGMENT_CONNECTOR_WASM,
+        RuntimeLimits {
+            max_instances: 16,
+            ..RuntimeLimits::default()
+        },
+    )
+    .unwrap();
+    println!(
+        "compile + link the bundled component: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let connection = Connection::new("http://127.0.0.1:9", Secret::new("unused"));
     let run = connection.run_context(connection.policy().unwrap());
     // Warm the pool's slots first.
@@ -50,19 +63,27 @@ async fn instantiation() {
         drop(instance);
     }
     let per = t.elapsed() / N;
-    println!("instantiate + drop (store, WASI and HTTP contexts, limits), pooling: {:.1} µs per tenant run (target < 50 µs)", per.as_secs_f64() * 1e6);
+    println!(
+        "instantiate + drop (store, WASI and HTTP contexts, limits), pooling: {:.1} µs per tenant run (target < 50 µs)",
+        per.as_secs_f64() * 1e6
+    );
     let t = Instant::now();
     for _ in 0..N {
         let mut instance = runtime.instantiate(run.clone()).await.unwrap();
         instance.metadata().await.unwrap();
     }
     let per = t.elapsed() / N;
-    println!("instantiate + one call (metadata) + drop: {:.1} µs", per.as_secs_f64() * 1e6);
+    println!(
+        "instantiate + one call (metadata) + drop: {:.1} µs",
+        per.as_secs_f64() * 1e6
+    );
 }
 
 async fn hundred_tenants() {
     const TENANTS: usize = 100;
-    let fake = fakes::segment::FakeSegment::start(fakes::segment::FakeConfig::demo()).await.unwrap();
+    let fake = fakes::segment::FakeSegment::start(fakes::segment::FakeConfig::demo())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, "demo-token").unwrap();
@@ -101,7 +122,13 @@ async fn hundred_tenants() {
     };
     let t = Instant::now();
     let report = serve::run(
-        ServeOptions { tenants, once: true, connector: None, cache_dir: None, health: None },
+        ServeOptions {
+            tenants,
+            once: true,
+            connector: None,
+            cache_dir: None,
+            health: None,
+        },
         std::future::pending(),
     )
     .await

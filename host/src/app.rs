@@ -60,15 +60,23 @@ impl Connection {
     }
 
     /// Like [`Connection::run_context`], with limits for each instance of the run.
-    pub fn run_context_with(&self, policy: HttpPolicy, limits: Option<InstanceLimits>) -> Arc<RunContext> {
+    pub fn run_context_with(
+        &self,
+        policy: HttpPolicy,
+        limits: Option<InstanceLimits>,
+    ) -> Arc<RunContext> {
         Arc::new(RunContext {
             label: self.label.clone(),
             config: {
                 let mut config = self.settings.clone();
-                config.insert("base-url".to_string(), self.base_url.trim_end_matches('/').to_string());
+                config.insert(
+                    "base-url".to_string(),
+                    self.base_url.trim_end_matches('/').to_string(),
+                );
                 config.insert("max-in-flight".to_string(), self.concurrency.to_string());
                 config
-            },            session: SessionStore::new(SESSION_BYTES),
+            },
+            session: SessionStore::new(SESSION_BYTES),
             network: RunNetwork::new(policy),
             limits,
             meter: Default::default(),

@@ -145,6 +145,7 @@ impl ProvisionArgs {
 #[command(next_help_heading = "Service mode (ConductorOne)")]
 pub struct ServiceArgs {
     /// ConductorOne client id; with --client-secret, runs as a service taking tasks from ConductorOne
+    /// (BATON_C1_API_HOST overrides its host, BATON_C1_CA_CERT adds a CA to trust)
     #[arg(long, env = "BATON_CLIENT_ID", requires = "client_secret", conflicts_with_all = [
         "grant_entitlement", "revoke_grant", "create_account_email", "create_account_login",
         "create_account_profile", "delete_resource", "dry_run",
@@ -281,6 +282,10 @@ pub struct ServeArgs {
     pub health_check_port: u16,
 
     /// Address the health checks and metrics listen on
-    #[arg(long, env = "BATON_HEALTH_CHECK_BIND_ADDRESS", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        env = "BATON_HEALTH_CHECK_BIND_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
     pub health_check_bind_address: std::net::IpAddr,
 }

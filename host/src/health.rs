@@ -1,10 +1,10 @@
 //! The health-check port (Baton's `--health-check`): `/health`, `/ready`, `/live`, and in
 //! multi-tenant mode `/metrics` in Prometheus text format.
 
-use axum::http::{header, StatusCode};
+use axum::Router;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +12,10 @@ use std::sync::Arc;
 pub type MetricsSource = Option<Arc<dyn Fn() -> String + Send + Sync>>;
 
 /// Serves until the returned task is aborted. Fails at once if the address is taken.
-pub async fn serve(addr: SocketAddr, metrics: MetricsSource) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: MetricsSource,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let ok = || async { (StatusCode::OK, "ok\n") };
     let router = Router::new()
         .route("/health", get(ok))
@@ -24,10 +27,14 @@ pub async fn serve(addr: SocketAddr, metrics: MetricsSource) -> anyhow::Result<(
                 let metrics = metrics.clone();
                 async move {
                     match metrics {
-                        Some(render) => {
-                            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()).into_response()
+                        Some(render) => (
+                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                            render(),
+                        )
+                            .into_response(),
+                        None => {
+                            (StatusCode::NOT_FOUND, "no metrics in this mode\n").into_response()
                         }
-                        None => (StatusCode::NOT_FOUND, "no metrics in this mode\n").into_response(),
                     }
                 }
             }),

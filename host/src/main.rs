@@ -113,18 +113,42 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
 /// Multi-tenant mode: every tenant of the tenants file, each in its own sandbox, until Ctrl-C or
 /// SIGTERM (or one round with `--once`).
 async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
-    use baton_segment::serve::{self, config, ServeOptions};
+    use baton_segment::serve::{self, ServeOptions, config};
     let tenants = config::load(&args.tenants)?;
-    let cache_dir = if args.no_cache { None } else { args.cache_dir.or_else(baton_segment::cache::default_dir) };
-    let health = args.health_check.then(|| std::net::SocketAddr::new(args.health_check_bind_address, args.health_check_port));
+    let cache_dir = if args.no_cache {
+        None
+    } else {
+        args.cache_dir.or_else(baton_segment::cache::default_dir)
+    };
+    let health = args
+        .health_check
+        .then(|| std::net::SocketAddr::new(args.health_check_bind_address, args.health_check_port));
     let count = tenants.len();
-    let opts = ServeOptions { tenants, once: args.once, connector: args.connector, cache_dir, health };
+    let opts = ServeOptions {
+        tenants,
+        once: args.once,
+        connector: args.connector,
+        cache_dir,
+        health,
+    };
     let report = serve::run(opts, baton_segment::service::shutdown_signal()).await?;
     if args.once && !report.failures.is_empty() {
-        let lines: Vec<String> = report.failures.iter().map(|(t, e)| format!("  {t}: {e}")).collect();
-        anyhow::bail!("{} of {count} tenants failed:\n{}", report.failures.len(), lines.join("\n"));
+        let lines: Vec<String> = report
+            .failures
+            .iter()
+            .map(|(t, e)| format!("  {t}: {e}"))
+            .collect();
+        anyhow::bail!(
+            "{} of {count} tenants failed:\n{}",
+            report.failures.len(),
+            lines.join("\n")
+        );
     }
-    Ok(if args.once { format!("{count} tenants synced") } else { String::new() })
+    Ok(if args.once {
+        format!("{count} tenants synced")
+    } else {
+        String::new()
+    })
 }
 
 /// Service mode (see docs/service-mode.md): a daemon taking tasks from ConductorOne until

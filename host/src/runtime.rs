@@ -5,8 +5,8 @@
 use crate::component::{
     AccountInfo, BatonConnector, BatonConnectorPre, ConnectorError, ConnectorMetadata,
     CreateAccountOutcome, DeleteOutcome, Entitlement, EntitlementPage, GrantOutcome, GrantPage,
-    GrantRecord, HostState, InstanceLimits, Operation, PlannedRequest, Resource, ResourceId, ResourcePage,
-    ResourceType, RevokeOutcome, RunContext,
+    GrantRecord, HostState, InstanceLimits, Operation, PlannedRequest, Resource, ResourceId,
+    ResourcePage, ResourceType, RevokeOutcome, RunContext,
 };
 use crate::limits::{GuestLimits, MEMORY_LIMIT_MESSAGE};
 use anyhow::Context as _;
@@ -22,10 +22,10 @@ impl<T> WasmtimeContext<T> for wasmtime::Result<T> {
     }
 }
 use std::path::Path;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
@@ -50,7 +50,11 @@ pub struct RuntimeLimits {
 impl RuntimeLimits {
     /// The per-instance limits of a run that sets none.
     pub fn instance(&self) -> InstanceLimits {
-        InstanceLimits { memory_bytes: self.memory_bytes, cpu_per_call: self.cpu_per_call, wall_per_call: self.wall_per_call }
+        InstanceLimits {
+            memory_bytes: self.memory_bytes,
+            cpu_per_call: self.cpu_per_call,
+            wall_per_call: self.wall_per_call,
+        }
     }
 }
 
@@ -72,7 +76,12 @@ pub struct Program {
 }
 
 impl Program {
-    fn compile(engine: &Engine, linker: &Linker<HostState>, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Program> {
+    fn compile(
+        engine: &Engine,
+        linker: &Linker<HostState>,
+        wasm: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Program> {
         let component = match cache_dir {
             Some(dir) => crate::cache::load_or_compile(dir, engine, wasm)?.0,
             None => Component::new(engine, wasm).wctx("compiling the connector component")?,
@@ -85,8 +94,11 @@ impl Program {
                 refused.join(", ")
             );
         }
-        let pre = linker.instantiate_pre(&component).wctx("the component needs imports this host does not grant")?;
-        let pre = BatonConnectorPre::new(pre).wctx("the component does not implement the baton:connector world")?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .wctx("the component needs imports this host does not grant")?;
+        let pre = BatonConnectorPre::new(pre)
+            .wctx("the component does not implement the baton:connector world")?;
         Ok(Program { pre })
     }
 }
@@ -172,12 +184,24 @@ impl Runtime {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, ticker_stop.clone());
         let slots = Arc::new(Semaphore::new(limits.max_instances.max(1) as usize));
-        Ok(Runtime { engine, linker, program, limits, slots, ticker_stop })
+        Ok(Runtime {
+            engine,
+            linker,
+            program,
+            limits,
+            slots,
+            ticker_stop,
+        })
     }
 
     /// Another component on the same engine (and pool), e.g. one tenant's own connector.
     pub fn load(&self, wasm: &[u8], cache_dir: Option<&Path>) -> anyhow::Result<Arc<Program>> {
-        Ok(Arc::new(Program::compile(&self.engine, &self.linker, wasm, cache_dir)?))
+        Ok(Arc::new(Program::compile(
+            &self.engine,
+            &self.linker,
+            wasm,
+            cache_dir,
+        )?))
     }
 
     /// The component the runtime was created with.
@@ -199,25 +223,46 @@ impl Runtime {
     }
 
     /// A fresh instance of `program` for `run`, waiting for a pool slot if all are taken.
-    pub async fn instantiate_program(&self, program: &Program, run: Arc<RunContext>) -> anyhow::Result<ConnectorInstance> {
-        let slot = self.slots.clone().acquire_owned().await.map_err(|_| anyhow::anyhow!("the runtime is shutting down"))?;
+    pub async fn instantiate_program(
+        &self,
+        program: &Program,
+        run: Arc<RunContext>,
+    ) -> anyhow::Result<ConnectorInstance> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow::anyhow!("the runtime is shutting down"))?;
         self.instantiate_in(program, run, slot).await
     }
 
     /// Like [`Runtime::instantiate_program`], but `None` at once when every pool slot is taken.
-    pub async fn try_instantiate(&self, program: &Program, run: Arc<RunContext>) -> anyhow::Result<Option<ConnectorInstance>> {
+    pub async fn try_instantiate(
+        &self,
+        program: &Program,
+        run: Arc<RunContext>,
+    ) -> anyhow::Result<Option<ConnectorInstance>> {
         match self.slots.clone().try_acquire_owned() {
             Ok(slot) => self.instantiate_in(program, run, slot).await.map(Some),
             Err(_) => Ok(None),
         }
     }
 
-    async fn instantiate_in(&self, program: &Program, run: Arc<RunContext>, slot: OwnedSemaphorePermit) -> anyhow::Result<ConnectorInstance> {
+    async fn instantiate_in(
+        &self,
+        program: &Program,
+        run: Arc<RunContext>,
+        slot: OwnedSemaphorePermit,
+    ) -> anyhow::Result<ConnectorInstance> {
         let limits = run.limits.clone().unwrap_or_else(|| self.limits.instance());
         // The pool's slots are sized for the runtime's memory limit: a run cannot exceed it.
         let memory = limits.memory_bytes.min(self.limits.memory_bytes);
         let cpu_ticks = (limits.cpu_per_call.as_millis() / TICK.as_millis()).max(1) as u64;
-        let mut store = Store::new(&self.engine, HostState::new(run, GuestLimits::new(memory), cpu_ticks));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(run, GuestLimits::new(memory), cpu_ticks),
+        );
         store.limiter(|s| &mut s.limits);
         store.set_max_component_handles(crate::component::MAX_RESOURCES * 2);
         store.epoch_deadline_callback(|mut cx| {
@@ -235,7 +280,13 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
             .wctx("instantiating the connector component")?;
-        Ok(ConnectorInstance { store, bindings, wall: limits.wall_per_call, broken: false, _slot: slot })
+        Ok(ConnectorInstance {
+            store,
+            bindings,
+            wall: limits.wall_per_call,
+            broken: false,
+            _slot: slot,
+        })
     }
 }
 
@@ -313,7 +364,10 @@ impl ConnectorInstance {
         outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     ) -> Result<T, CallError> {
         let state = self.store.data();
-        state.run.meter.record(state.cpu_ticks, state.limits.peak_bytes());
+        state
+            .run
+            .meter
+            .record(state.cpu_ticks, state.limits.peak_bytes());
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {

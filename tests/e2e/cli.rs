@@ -396,7 +396,16 @@ fn serve_once_syncs_every_tenant_and_fails_if_one_did() {
     let (_rt, fake) = fake_segment();
     let dir = tempfile::tempdir().unwrap();
     let file = tenants_file(dir.path(), &fake);
-    let out = baton_segment(&["serve", "--tenants", file.to_str().unwrap(), "--once", "--no-cache"], dir.path());
+    let out = baton_segment(
+        &[
+            "serve",
+            "--tenants",
+            file.to_str().unwrap(),
+            "--once",
+            "--no-cache",
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("1 of 2 tenants failed") && err.contains("globex: no token: the environment variable BATON_TEST_GLOBEX_TOKEN_UNSET is not set"), "{err}");
@@ -408,8 +417,13 @@ fn serve_once_syncs_every_tenant_and_fails_if_one_did() {
 fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
     Some(body)
@@ -420,9 +434,21 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
     let (_rt, fake) = fake_segment();
     let dir = tempfile::tempdir().unwrap();
     let file = tenants_file(dir.path(), &fake);
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
-        .args(["serve", "--tenants", file.to_str().unwrap(), "--no-cache", "--health-check", "--health-check-port", &port.to_string()])
+        .args([
+            "serve",
+            "--tenants",
+            file.to_str().unwrap(),
+            "--no-cache",
+            "--health-check",
+            "--health-check-port",
+            &port.to_string(),
+        ])
         .current_dir(dir.path())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -432,7 +458,9 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
         if let Some(body) = http_get(&addr, "/metrics") {
-            if body.contains("tenant_last_run_success{tenant=\"acme\"} 1") && body.contains("tenant_last_run_success{tenant=\"globex\"} 0") {
+            if body.contains("tenant_last_run_success{tenant=\"acme\"} 1")
+                && body.contains("tenant_last_run_success{tenant=\"globex\"} 0")
+            {
                 metrics = body;
                 break;
             }
@@ -441,7 +469,10 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
     let live = http_get(&addr, "/live").unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    assert!(metrics.contains("baton_segment_tenant_requests_total{tenant=\"acme\"} 29"), "{metrics}");
+    assert!(
+        metrics.contains("baton_segment_tenant_requests_total{tenant=\"acme\"} 29"),
+        "{metrics}"
+    );
     assert!(metrics.contains("text/plain; version=0.0.4"));
     assert!(live.starts_with("HTTP/1.1 200"), "{live}");
 }
@@ -453,9 +484,23 @@ fn serve_refuses_a_component_that_imports_what_the_sandbox_does_not_grant() {
     let file = tenants_file(dir.path(), &fake);
     let wasm = dir.path().join("filesystem.wasm");
     std::fs::write(&wasm, guests::filesystem_wasm()).unwrap();
-    let out = baton_segment(&["serve", "--tenants", file.to_str().unwrap(), "--once", "--no-cache", "--connector", wasm.to_str().unwrap()], dir.path());
+    let out = baton_segment(
+        &[
+            "serve",
+            "--tenants",
+            file.to_str().unwrap(),
+            "--once",
+            "--no-cache",
+            "--connector",
+            wasm.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     assert!(!out.status.success());
     let err = text(&out.stderr);
-    assert!(err.contains("does not grant: ") && err.contains("wasi:filesystem/types"), "{err}");
+    assert!(
+        err.contains("does not grant: ") && err.contains("wasi:filesystem/types"),
+        "{err}"
+    );
     assert!(!dir.path().join("acme.c1z").exists(), "nothing ran");
 }

@@ -5,16 +5,16 @@
 mod common;
 mod guests;
 
-use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
-use baton_segment::serve::{self, ServeOptions};
 use baton_segment::runtime::{Runtime, RuntimeLimits};
 use baton_segment::sandbox::Origin;
+use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
+use baton_segment::serve::{self, ServeOptions};
 use common::*;
 use fakes::segment::FakeConfig;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,7 +41,9 @@ async fn server(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
                 match behaviour {
                     Behaviour::Silent => tokio::time::sleep(Duration::from_secs(3600)).await,
                     Behaviour::Huge => {
-                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n").await;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n")
+                            .await;
                         let chunk = vec![b'x'; 64 * 1024];
                         for _ in 0..160 {
                             if socket.write_all(&chunk).await.is_err() {
@@ -50,7 +52,9 @@ async fn server(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
                         }
                     }
                     Behaviour::Counting => {
-                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                            .await;
                     }
                 }
             });
@@ -92,8 +96,18 @@ fn good(id: &str, base_url: &str, dir: &Path) -> Tenant {
 }
 
 /// A tenant running the hostile component with `attack`, under tight limits.
-fn hostile(id: &str, attack: &str, base_url: &str, dir: &Path, wasm: &Path, extra: &[(&str, &str)]) -> Tenant {
-    let mut settings: BTreeMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+fn hostile(
+    id: &str,
+    attack: &str,
+    base_url: &str,
+    dir: &Path,
+    wasm: &Path,
+    extra: &[(&str, &str)],
+) -> Tenant {
+    let mut settings: BTreeMap<String, String> = extra
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     settings.insert("attack".into(), attack.into());
     let mut limits = limits(base_url);
     limits.memory_bytes = 32 << 20;
@@ -118,9 +132,25 @@ fn contents(path: &Path) -> Vec<(String, Vec<u8>)> {
     let c1z = Synced::open(path);
     let conn = rusqlite::Connection::open(c1z.reader.db_path()).unwrap();
     let mut rows = vec![];
-    for table in ["v1_resource_types", "v1_resources", "v1_entitlements", "v1_grants"] {
-        let mut stmt = conn.prepare(&format!("select external_id, data from {table} order by id")).unwrap();
-        let mapped = stmt.query_map([], |r| Ok((format!("{table}/{}", r.get::<_, String>(0)?), r.get::<_, Vec<u8>>(1)?))).unwrap();
+    for table in [
+        "v1_resource_types",
+        "v1_resources",
+        "v1_entitlements",
+        "v1_grants",
+    ] {
+        let mut stmt = conn
+            .prepare(&format!(
+                "select external_id, data from {table} order by id"
+            ))
+            .unwrap();
+        let mapped = stmt
+            .query_map([], |r| {
+                Ok((
+                    format!("{table}/{}", r.get::<_, String>(0)?),
+                    r.get::<_, Vec<u8>>(1)?,
+                ))
+            })
+            .unwrap();
         rows.extend(mapped.map(Result::unwrap));
     }
     rows
@@ -136,14 +166,26 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
 
     // What a well-behaved tenant writes when it runs alone.
     let solo = serve::run(
-        ServeOptions { tenants: vec![good("solo", &base, dir.path())], once: true, connector: None, cache_dir: None, health: None },
+        ServeOptions {
+            tenants: vec![good("solo", &base, dir.path())],
+            once: true,
+            connector: None,
+            cache_dir: None,
+            health: None,
+        },
         std::future::pending(),
     )
     .await
     .unwrap();
     assert!(solo.failures.is_empty(), "{:?}", solo.failures);
     let expected = contents(&dir.path().join("solo.c1z"));
-    assert_eq!(expected.iter().filter(|(k, _)| k.starts_with("v1_grants/")).count(), 44);
+    assert_eq!(
+        expected
+            .iter()
+            .filter(|(k, _)| k.starts_with("v1_grants/"))
+            .count(),
+        44
+    );
 
     let (silent, _) = server(Behaviour::Silent).await;
     let (huge, _) = server(Behaviour::Huge).await;
@@ -158,33 +200,91 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
         t.limits.allowed_origins.push(Origin::parse(url).unwrap());
         t
     };
-    let mut flood = with_origin(hostile("flood", "flood", &base, d, w, &[("target", &flood_target), ("count", "200")]), &flood_target);
+    let mut flood = with_origin(
+        hostile(
+            "flood",
+            "flood",
+            &base,
+            d,
+            w,
+            &[("target", &flood_target), ("count", "200")],
+        ),
+        &flood_target,
+    );
     flood.limits.request_budget = Some(20);
     let tenants = vec![
         good("good-a", &base, d),
         hostile("spin", "spin", &base, d, w, &[]),
-        with_origin(hostile("hang", "hang", &base, d, w, &[("target", &silent)]), &silent),
+        with_origin(
+            hostile("hang", "hang", &base, d, w, &[("target", &silent)]),
+            &silent,
+        ),
         hostile("memory-bomb", "memory-bomb", &base, d, w, &[]),
         good("good-b", &base, d),
         hostile("recursion", "recursion", &base, d, w, &[]),
-        hostile("other-origin", "fetch", &base, d, w, &[("target", &outside)]),
+        hostile(
+            "other-origin",
+            "fetch",
+            &base,
+            d,
+            w,
+            &[("target", &outside)],
+        ),
         hostile("localhost", "fetch", &base, d, w, &[("target", &localhost)]),
-        hostile("absolute-form", "absolute-form", &base, d, w, &[("allowed-authority", &authority), ("target", &format!("{outside}/steal"))]),
-        hostile("set-authorization", "set-authorization", &base, d, w, &[("target", &base)]),
-        with_origin(hostile("huge-response", "huge-response", &base, d, w, &[("target", &huge)]), &huge),
+        hostile(
+            "absolute-form",
+            "absolute-form",
+            &base,
+            d,
+            w,
+            &[
+                ("allowed-authority", &authority),
+                ("target", &format!("{outside}/steal")),
+            ],
+        ),
+        hostile(
+            "set-authorization",
+            "set-authorization",
+            &base,
+            d,
+            w,
+            &[("target", &base)],
+        ),
+        with_origin(
+            hostile(
+                "huge-response",
+                "huge-response",
+                &base,
+                d,
+                w,
+                &[("target", &huge)],
+            ),
+            &huge,
+        ),
         flood,
         good("good-c", &base, d),
     ];
-    let report = serve::run(ServeOptions { tenants, once: true, connector: None, cache_dir: None, health: None }, std::future::pending())
-        .await
-        .unwrap();
+    let report = serve::run(
+        ServeOptions {
+            tenants,
+            once: true,
+            connector: None,
+            cache_dir: None,
+            health: None,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
 
     let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
     for (t, m) in &failures {
         println!("[multitenant] {t}: {m}");
     }
     let expect = |tenant: &str, words: &[&str]| {
-        let message = failures.get(tenant).unwrap_or_else(|| panic!("{tenant} should have failed: {failures:?}"));
+        let message = failures
+            .get(tenant)
+            .unwrap_or_else(|| panic!("{tenant} should have failed: {failures:?}"));
         for w in words {
             assert!(message.contains(w), "{tenant}: {w:?} in {message}");
         }
@@ -199,23 +299,40 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     expect("set-authorization", &["Forbidden"]);
     expect("huge-response", &["size exceeds limit"]);
     expect("flood", &["ConnectionLimitReached"]);
-    assert_eq!(failures.len(), 10, "only the hostile tenants failed: {failures:?}");
+    assert_eq!(
+        failures.len(),
+        10,
+        "only the hostile tenants failed: {failures:?}"
+    );
 
     // Nothing reached the origin no tenant may use; the flood stopped at its budget.
     assert_eq!(outside_connections.load(Ordering::SeqCst), 0);
-    assert!(flood_connections.load(Ordering::SeqCst) <= 20, "{}", flood_connections.load(Ordering::SeqCst));
+    assert!(
+        flood_connections.load(Ordering::SeqCst) <= 20,
+        "{}",
+        flood_connections.load(Ordering::SeqCst)
+    );
     // Failed tenants wrote nothing; the others wrote exactly what a solo run writes.
     for t in ["spin", "hang", "memory-bomb", "flood"] {
         assert!(!dir.path().join(format!("{t}.c1z")).exists(), "{t}");
     }
     for t in ["good-a", "good-b", "good-c"] {
-        assert_eq!(contents(&dir.path().join(format!("{t}.c1z"))), expected, "{t} matches the solo run");
+        assert_eq!(
+            contents(&dir.path().join(format!("{t}.c1z"))),
+            expected,
+            "{t} matches the solo run"
+        );
     }
     // Each tenant has its own metrics.
     let metrics = report.metrics.render();
-    assert!(metrics.contains("baton_segment_tenant_last_run_success{tenant=\"good-b\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("baton_segment_tenant_last_run_success{tenant=\"good-b\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("baton_segment_tenant_last_run_success{tenant=\"spin\"} 0"));
-    assert!(metrics.contains("baton_segment_tenant_denied_requests_total{tenant=\"other-origin\"} 1"));
+    assert!(
+        metrics.contains("baton_segment_tenant_denied_requests_total{tenant=\"other-origin\"} 1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,19 +340,44 @@ async fn a_tenant_finds_nothing_of_the_previous_tenant_in_a_reused_memory_slot()
     let fake = fake(FakeConfig::demo()).await;
     let dir = temp_dir();
     // One pool slot: the second tenant's instance takes the first one's memory slot.
-    let runtime = Runtime::new(guests::hostile_wasm(), RuntimeLimits { max_instances: 1, memory_bytes: 64 << 20, ..RuntimeLimits::default() }).unwrap();
+    let runtime = Runtime::new(
+        guests::hostile_wasm(),
+        RuntimeLimits {
+            max_instances: 1,
+            memory_bytes: 64 << 20,
+            ..RuntimeLimits::default()
+        },
+    )
+    .unwrap();
     let program = runtime.program().clone();
     let wasm = dir.path().join("hostile.wasm");
     std::fs::write(&wasm, guests::hostile_wasm()).unwrap();
     let marker = "TENANT-A-SECRET-MARKER-7731";
-    let writer = hostile("tenant-a", "write-marker", &fake.base_url(), dir.path(), &wasm, &[("marker", marker)]);
+    let writer = hostile(
+        "tenant-a",
+        "write-marker",
+        &fake.base_url(),
+        dir.path(),
+        &wasm,
+        &[("marker", marker)],
+    );
     let report = serve::run_tenant(&runtime, &program, &writer).await;
     // The marker writer "succeeds" at validate and is then an empty connector.
     assert!(report.error.is_none(), "{:?}", report.error);
-    let scanner = hostile("tenant-b", "scan-memory", &fake.base_url(), dir.path(), &wasm, &[("marker", marker)]);
+    let scanner = hostile(
+        "tenant-b",
+        "scan-memory",
+        &fake.base_url(),
+        dir.path(),
+        &wasm,
+        &[("marker", marker)],
+    );
     let report = serve::run_tenant(&runtime, &program, &scanner).await;
     let message = report.error.expect("the scanner reports what it found");
-    assert!(message.contains(" 0 hits") || message.contains("hits: 0"), "{message}");
+    assert!(
+        message.contains(" 0 hits") || message.contains("hits: 0"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,14 +387,23 @@ async fn a_component_that_imports_more_than_the_sandbox_grants_is_refused_with_t
     std::fs::write(&path, guests::filesystem_wasm()).unwrap();
     let tenants = vec![good("t", "https://api.segmentapis.com", dir.path())];
     let err = serve::run(
-        ServeOptions { tenants, once: true, connector: Some(path), cache_dir: None, health: None },
+        ServeOptions {
+            tenants,
+            once: true,
+            connector: Some(path),
+            cache_dir: None,
+            health: None,
+        },
         std::future::pending(),
     )
     .await
     .err()
     .expect("refused");
     let text = format!("{err:#}");
-    assert!(text.contains("does not grant") && text.contains("wasi:filesystem/"), "{text}");
+    assert!(
+        text.contains("does not grant") && text.contains("wasi:filesystem/"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,9 +415,22 @@ async fn a_sync_past_its_wall_time_budget_is_stopped_and_the_file_is_unchanged()
     let mut slow = good("slow", &fake.base_url(), dir.path());
     slow.limits.wall_per_sync = Duration::from_millis(700);
     std::fs::write(&slow.output, b"previous").unwrap();
-    let report = serve::run(ServeOptions { tenants: vec![slow.clone()], once: true, connector: None, cache_dir: None, health: None }, std::future::pending())
-        .await
-        .unwrap();
-    assert!(report.failures[0].1.contains("wall-time budget of 700ms"), "{:?}", report.failures);
+    let report = serve::run(
+        ServeOptions {
+            tenants: vec![slow.clone()],
+            once: true,
+            connector: None,
+            cache_dir: None,
+            health: None,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.failures[0].1.contains("wall-time budget of 700ms"),
+        "{:?}",
+        report.failures
+    );
     assert_eq!(std::fs::read(&slow.output).unwrap(), b"previous");
 }

@@ -244,3 +244,34 @@ async fn requests_in_flight_never_exceed_the_configured_number() {
     assert!(peak <= 3, "at most 3 requests in flight, saw {peak}");
     assert!(peak >= 2, "the work did run in parallel (peak {peak})");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_segment_are_kept_open_and_reused() {
+    let fake = fake(FakeConfig::demo()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let target = fake.addr();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let dir = temp_dir();
+    let mut job = baton_segment::app::SyncJob::new(url, Secret::new(TOKEN), out(&dir));
+    job.connection.concurrency = 2;
+    let summary = baton_segment::app::sync_on(runtime(), job).await.unwrap();
+    let connections = accepted.load(Ordering::SeqCst);
+    assert_eq!(summary.net.requests, 29);
+    assert!(
+        connections <= 4,
+        "{} requests over {connections} connections",
+        summary.net.requests
+    );
+}

@@ -739,6 +739,39 @@ async fn a_token_endpoint_outage_at_startup_is_waited_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_renewed_before_expiry_and_after_a_refusal() {
+    // Tokens live 4 s: each is replaced after 2 s.
+    let env = Env::start(|c| c.token_ttl = Duration::from_secs(4), FakeConfig::demo()).await;
+    let daemon = env.spawn(env.options());
+    env.c1.wait_for_hellos(1, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(env.c1.tokens_issued() >= 2, "{}", env.c1.tokens_issued());
+    let rpcs = |env: &Env| -> Vec<_> {
+        env.c1
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "token")
+            .collect()
+    };
+    assert!(
+        rpcs(&env).iter().all(|r| r.authorization_valid),
+        "no call went out with an expired token"
+    );
+
+    // ConductorOne forgets every token: the next call gets a fresh one and goes through.
+    env.c1.set_token_ttl(Duration::from_secs(3600));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let issued = env.c1.tokens_issued();
+    env.c1.revoke_tokens();
+    env.c1
+        .push_task(task_of(task::TaskType::Hello(task::HelloTask {})));
+    expect_success(&env.finished(1).await);
+    assert!(env.c1.tokens_issued() > issued);
+    assert!(rpcs(&env).iter().any(|r| !r.authorization_valid));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_longer_outage_is_a_clear_error() {
     let env = Env::start(|c| c.token_endpoint_failures = 100, FakeConfig::demo()).await;
     let err = env.spawn(env.options()).error().await;

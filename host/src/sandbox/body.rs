@@ -1,21 +1,28 @@
 //! The response body handed to a component: capped in size, counted, and holding the run's
-//! in-flight slot (shared with the connection) until it is read to the end or dropped.
+//! in-flight slot until it is read to the end or dropped, and failing when the server stops
+//! sending for longer than the between-bytes timeout.
 
 use super::stats::NetStats;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 use wasmtime_wasi_http::Error;
 
 pub struct CappedBody<B> {
     inner: B,
+    /// The longest wait for the next piece of the body.
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
     remaining: u64,
     limit: u64,
     stats: Arc<NetStats>,
-    permit: Option<Arc<OwnedSemaphorePermit>>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<B> CappedBody<B> {
@@ -23,10 +30,13 @@ impl<B> CappedBody<B> {
         inner: B,
         limit: u64,
         stats: Arc<NetStats>,
-        permit: Arc<OwnedSemaphorePermit>,
+        permit: OwnedSemaphorePermit,
+        idle: Duration,
     ) -> Self {
         CappedBody {
             inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
             remaining: limit,
             limit,
             stats,
@@ -46,6 +56,9 @@ impl<B: Body<Data = Bytes, Error = Error> + Unpin> Body for CappedBody<B> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + this.idle);
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
                     NetStats::add(&this.stats.bytes_received, n);
@@ -63,6 +76,14 @@ impl<B: Body<Data = Bytes, Error = Error> + Unpin> Body for CappedBody<B> {
             Poll::Ready(None) => {
                 this.permit = None;
                 Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // Nothing for too long: the server stalled mid-body.
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.permit = None;
+                    return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+                }
+                Poll::Pending
             }
             other => other,
         }

@@ -11,6 +11,7 @@
 //!   sending again; reads that fail with a 5xx or a lost connection are retried with backoff.
 
 mod body;
+mod client;
 pub mod origin;
 pub mod retry;
 pub mod stats;
@@ -115,18 +116,29 @@ impl HttpPolicy {
 }
 
 /// The network of one run (a sync or a task), shared by all its component instances.
-#[derive(Debug)]
 pub struct RunNetwork {
     pub policy: HttpPolicy,
     pub stats: Arc<NetStats>,
     slots: Arc<Semaphore>,
     gate: RateGate,
     started: AtomicU64,
+    /// This run's connections (never shared with another run or tenant).
+    client: client::PooledClient,
+}
+
+impl std::fmt::Debug for RunNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunNetwork")
+            .field("policy", &self.policy)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunNetwork {
     pub fn new(policy: HttpPolicy) -> Arc<RunNetwork> {
         Arc::new(RunNetwork {
+            client: client::pooled(policy.connect_timeout, policy.max_in_flight.max(1)),
             slots: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
             policy,
             stats: Arc::new(NetStats::default()),
@@ -135,6 +147,10 @@ impl RunNetwork {
         })
     }
 }
+
+/// Used when a request has no first-byte or between-bytes timeout (the policy always sets
+/// them; the guest's may only be shorter).
+const FIRST_BYTE_CAP: Duration = Duration::from_secs(300);
 
 /// The `wasi:http` hooks of one store.
 pub struct SandboxHooks {
@@ -288,23 +304,27 @@ async fn send(
     loop {
         net.gate.wait().await;
         alive(&alive_flag)?;
-        let mut request = Request::from_parts(
-            parts.clone(),
-            Full::new(body.clone())
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut request = Request::from_parts(parts.clone(), Full::new(body.clone()));
         *request.uri_mut() = parts.uri.clone();
-        match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
-            Ok((response, io)) => {
+        let answer = match tokio::time::timeout(
+            options.first_byte_timeout.unwrap_or(FIRST_BYTE_CAP),
+            net.client.request(request),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(client::error(e)),
+            Err(_) => Err(Error::ConnectionReadTimeout),
+        };
+        match answer {
+            Ok(response) => {
                 let status = response.status();
+                let between_bytes = options.between_bytes_timeout.unwrap_or(FIRST_BYTE_CAP);
                 if status.as_u16() == 429 {
                     NetStats::add(&net.stats.rate_limited, 1);
                     if attempt < policy.rate_limited_retries {
                         let (head, body) = response.into_parts();
-                        let driver = tokio::spawn(io);
                         let bytes = read_small(body).await;
-                        driver.abort();
                         let wait = rate_limit_wait(&head.headers, &bytes, SystemTime::now())
                             .unwrap_or_else(|| policy.backoff(attempt));
                         if wait <= policy.max_rate_limit_wait {
@@ -316,7 +336,17 @@ async fn send(
                             continue;
                         }
                         // Too long to wait here: hand the 429 to the component (with its body).
-                        return Ok(rebuild(head, bytes, io_done(), &net, Arc::new(permit)));
+                        let body = CappedBody::new(
+                            Full::new(bytes).map_err(|never| match never {}),
+                            net.policy.max_response_bytes,
+                            net.stats.clone(),
+                            permit,
+                            between_bytes,
+                        );
+                        return Ok((
+                            http::Response::from_parts(head, body.boxed_unsync()),
+                            io_done(),
+                        ));
                     }
                 } else if status.is_server_error() {
                     NetStats::add(&net.stats.server_errors, 1);
@@ -340,19 +370,13 @@ async fn send(
                 {
                     return Err(Error::HttpResponseBodySize(Some(limit)));
                 }
-                // The request stays in flight until its body is read *and* its connection is
-                // closed: the slot is shared by both and freed when both are done.
-                let slot = Arc::new(permit);
+                // The request stays in flight until its body is read to the end or dropped.
                 let stats = net.stats.clone();
-                let body_slot = slot.clone();
-                let response = response
-                    .map(|b| CappedBody::new(Box::pin(b), limit, stats, body_slot).boxed_unsync());
-                let io = async move {
-                    let result = io.await;
-                    drop(slot);
-                    result
-                };
-                return Ok((response, Box::new(io)));
+                let response = response.map(|b| {
+                    let body = b.map_err(Error::Hyper);
+                    CappedBody::new(body, limit, stats, permit, between_bytes).boxed_unsync()
+                });
+                return Ok((response, io_done()));
             }
             Err(e)
                 if (idempotent || matches!(e, Error::Connect(_)))
@@ -384,7 +408,10 @@ fn is_transient(e: &Error) -> bool {
 }
 
 /// Reads a small error body (a 429's), at most 64 KiB and 10 s.
-async fn read_small<B: http_body::Body<Data = Bytes, Error = Error>>(body: B) -> Bytes {
+async fn read_small<B: http_body::Body<Data = Bytes>>(body: B) -> Bytes
+where
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let limited = Limited::new(body, 64 * 1024).collect();
     match tokio::time::timeout(Duration::from_secs(10), limited).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -394,25 +421,4 @@ async fn read_small<B: http_body::Body<Data = Bytes, Error = Error>>(body: B) ->
 
 fn io_done() -> Box<dyn Future<Output = Result<(), Error>> + Send> {
     Box::new(async { Ok(()) })
-}
-
-fn rebuild(
-    head: http::response::Parts,
-    bytes: Bytes,
-    io: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    net: &RunNetwork,
-    permit: Arc<tokio::sync::OwnedSemaphorePermit>,
-) -> (
-    http::Response<WasiBody>,
-    Box<dyn Future<Output = Result<(), Error>> + Send>,
-) {
-    let body = Full::new(bytes).map_err(|never| match never {});
-    let capped = CappedBody::new(
-        body,
-        net.policy.max_response_bytes,
-        net.stats.clone(),
-        permit,
-    )
-    .boxed_unsync();
-    (http::Response::from_parts(head, capped), io)
 }

@@ -14,7 +14,7 @@
 //! ```
 
 use crate::sandbox::{Origin, Secret};
-use anyhow::{anyhow, bail, Context};
+use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -76,9 +76,15 @@ impl TokenSource {
     /// The token, or an error that names the source (never the value).
     pub fn read(&self) -> anyhow::Result<Secret> {
         let value = match self {
-            TokenSource::Env(var) => std::env::var(var).map_err(|_| anyhow!("the environment variable {var} is not set"))?,
-            TokenSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| anyhow!("cannot read the token file {}: {}", path.display(), e.kind()))?,
+            TokenSource::Env(var) => std::env::var(var)
+                .map_err(|_| anyhow!("the environment variable {var} is not set"))?,
+            TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                anyhow!(
+                    "cannot read the token file {}: {}",
+                    path.display(),
+                    e.kind()
+                )
+            })?,
         };
         let value = value.trim();
         if value.is_empty() {
@@ -132,7 +138,12 @@ pub struct Tenant {
     pub limits: TenantLimits,
 }
 
-fn duration(field: &str, tenant: &str, value: Option<&String>, default: Duration) -> anyhow::Result<Duration> {
+fn duration(
+    field: &str,
+    tenant: &str,
+    value: Option<&String>,
+    default: Duration,
+) -> anyhow::Result<Duration> {
     match value {
         None => Ok(default),
         Some(v) => humantime::parse_duration(v)
@@ -142,7 +153,8 @@ fn duration(field: &str, tenant: &str, value: Option<&String>, default: Duration
 
 /// Reads and checks a tenants file. Relative output and token paths are relative to the file.
 pub fn load(path: &Path) -> anyhow::Result<Vec<Tenant>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the tenants file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the tenants file {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, base).with_context(|| format!("in the tenants file {}", path.display()))
 }
@@ -157,8 +169,15 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
     let mut tenants = vec![];
     for t in file.tenant {
         let id = t.id.trim().to_string();
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
-            bail!("tenant id {:?} must be letters, digits, '-', '_' or '.'", t.id);
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            bail!(
+                "tenant id {:?} must be letters, digits, '-', '_' or '.'",
+                t.id
+            );
         }
         if !ids.insert(id.clone()) {
             bail!("tenant id {id:?} appears twice");
@@ -168,10 +187,14 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             (None, Some(file)) => TokenSource::File(base.join(file)),
             _ => bail!("tenant {id:?}: set exactly one of token_env and token_file"),
         };
-        let origin = Origin::parse(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
+        let origin =
+            Origin::parse(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
         let output = base.join(&t.output);
         if !outputs.insert(output.clone()) {
-            bail!("tenant {id:?}: output {} is another tenant's too", output.display());
+            bail!(
+                "tenant {id:?}: output {} is another tenant's too",
+                output.display()
+            );
         }
         let l = t.limits;
         let allowed_origins = match l.allowed_origins {
@@ -179,7 +202,8 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             Some(list) => {
                 let mut origins = vec![origin.clone()];
                 for o in list {
-                    let o = Origin::parse(&o).map_err(|e| anyhow!("tenant {id:?}: allowed_origins: {e}"))?;
+                    let o = Origin::parse(&o)
+                        .map_err(|e| anyhow!("tenant {id:?}: allowed_origins: {e}"))?;
                     if !origins.contains(&o) {
                         origins.push(o);
                     }
@@ -188,10 +212,26 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             }
         };
         let limits = TenantLimits {
-            memory_bytes: (l.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB).clamp(1, 4096) << 20) as usize,
-            cpu_per_call: duration("cpu_per_call", &id, l.cpu_per_call.as_ref(), Duration::from_secs(10))?,
-            wall_per_call: duration("wall_per_call", &id, l.wall_per_call.as_ref(), Duration::from_secs(600))?,
-            wall_per_sync: duration("wall_per_sync", &id, l.wall_per_sync.as_ref(), Duration::from_secs(3600))?,
+            memory_bytes: (l.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB).clamp(1, 4096) << 20)
+                as usize,
+            cpu_per_call: duration(
+                "cpu_per_call",
+                &id,
+                l.cpu_per_call.as_ref(),
+                Duration::from_secs(10),
+            )?,
+            wall_per_call: duration(
+                "wall_per_call",
+                &id,
+                l.wall_per_call.as_ref(),
+                Duration::from_secs(600),
+            )?,
+            wall_per_sync: duration(
+                "wall_per_sync",
+                &id,
+                l.wall_per_sync.as_ref(),
+                Duration::from_secs(3600),
+            )?,
             concurrent_requests: l.concurrent_requests.unwrap_or(4).clamp(1, 64),
             request_budget: l.request_budget,
             response_max_bytes: l.response_max_mib.unwrap_or(32).clamp(1, 1024) << 20,
@@ -206,15 +246,29 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
         // Settings reach the component; credentials must not.
         for key in t.settings.keys() {
             let k = key.to_ascii_lowercase();
-            if ["token", "secret", "password", "authorization"].iter().any(|w| k.contains(w)) {
-                bail!("tenant {id:?}: settings.{key}: credentials go in token_env or token_file, never to the component");
+            if ["token", "secret", "password", "authorization"]
+                .iter()
+                .any(|w| k.contains(w))
+            {
+                bail!(
+                    "tenant {id:?}: settings.{key}: credentials go in token_env or token_file, never to the component"
+                );
             }
             if k == "base-url" {
                 bail!("tenant {id:?}: settings.{key}: set base_url instead");
             }
         }
         let settings = t.settings;
-        tenants.push(Tenant { id, base_url: t.base_url, token, output, interval, connector, settings, limits });
+        tenants.push(Tenant {
+            id,
+            base_url: t.base_url,
+            token,
+            output,
+            interval,
+            connector,
+            settings,
+            limits,
+        });
     }
     Ok(tenants)
 }
@@ -255,8 +309,14 @@ allowed_origins = ["http://127.0.0.1:9000"]
         assert_eq!(t[0].interval, Some(Duration::from_secs(3600)));
         assert_eq!(t[0].limits.memory_bytes, 64 << 20);
         assert_eq!(t[0].limits.concurrent_requests, 4);
-        assert_eq!(t[0].limits.allowed_origins, vec![Origin::parse("https://api.segmentapis.com").unwrap()]);
-        assert_eq!(t[1].token, TokenSource::File(PathBuf::from("/etc/baton/secrets/globex")));
+        assert_eq!(
+            t[0].limits.allowed_origins,
+            vec![Origin::parse("https://api.segmentapis.com").unwrap()]
+        );
+        assert_eq!(
+            t[1].token,
+            TokenSource::File(PathBuf::from("/etc/baton/secrets/globex"))
+        );
         assert_eq!(t[1].output, PathBuf::from("/etc/baton/globex.c1z"));
         assert_eq!(t[1].interval, None);
         assert_eq!(t[1].limits.cpu_per_call, Duration::from_millis(500));
@@ -272,8 +332,13 @@ allowed_origins = ["http://127.0.0.1:9000"]
         let one = |extra: &str| format!("[[tenant]]\nid = \"a\"\noutput = \"a.c1z\"\n{extra}");
         assert!(err(&one("")).contains("exactly one of token_env and token_file"));
         assert!(err(&one("token_env = \"X\"\ntoken_file = \"f\"")).contains("exactly one"));
-        assert!(err(&one("token_env = \"X\"\ninterval = \"soon\"")).contains("interval = \"soon\""));
-        assert!(err(&one("token_env = \"X\"\ntokn = 1")).contains("tokn"), "unknown keys are refused");
+        assert!(
+            err(&one("token_env = \"X\"\ninterval = \"soon\"")).contains("interval = \"soon\"")
+        );
+        assert!(
+            err(&one("token_env = \"X\"\ntokn = 1")).contains("tokn"),
+            "unknown keys are refused"
+        );
         assert!(err(&one("token_env = \"X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
         let twice = format!("{}\n{}", one("token_env = \"X\""), one("token_env = \"Y\""));
         assert!(err(&twice).contains("appears twice"));
@@ -286,12 +351,27 @@ allowed_origins = ["http://127.0.0.1:9000"]
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t");
         std::fs::write(&file, "s3cr3t-token\n").unwrap();
-        assert_eq!(TokenSource::File(file.clone()).read().unwrap().expose(), "s3cr3t-token");
-        let missing = TokenSource::File(dir.path().join("missing")).read().unwrap_err().to_string();
+        assert_eq!(
+            TokenSource::File(file.clone()).read().unwrap().expose(),
+            "s3cr3t-token"
+        );
+        let missing = TokenSource::File(dir.path().join("missing"))
+            .read()
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("cannot read the token file"));
-        let unset = TokenSource::Env("BATON_TEST_SURELY_UNSET_VARIABLE".into()).read().unwrap_err().to_string();
+        let unset = TokenSource::Env("BATON_TEST_SURELY_UNSET_VARIABLE".into())
+            .read()
+            .unwrap_err()
+            .to_string();
         assert!(unset.contains("BATON_TEST_SURELY_UNSET_VARIABLE is not set"));
         std::fs::write(&file, "  \n").unwrap();
-        assert!(TokenSource::File(file).read().unwrap_err().to_string().contains("empty"));
+        assert!(
+            TokenSource::File(file)
+                .read()
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 }

@@ -71,37 +71,124 @@ impl Metrics {
     pub fn render(&self) -> String {
         let tenants = self.lock();
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&TenantTotals) -> Option<f64>| {
-            let _ = writeln!(out, "# HELP baton_segment_{name} {help}");
-            let _ = writeln!(out, "# TYPE baton_segment_{name} {kind}");
-            for (id, t) in tenants.iter() {
-                if let Some(v) = value(t) {
-                    let _ = writeln!(out, "baton_segment_{name}{{tenant=\"{}\"}} {v}", escape(id));
+        let mut family =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&TenantTotals) -> Option<f64>| {
+                let _ = writeln!(out, "# HELP baton_segment_{name} {help}");
+                let _ = writeln!(out, "# TYPE baton_segment_{name} {kind}");
+                for (id, t) in tenants.iter() {
+                    if let Some(v) = value(t) {
+                        let _ =
+                            writeln!(out, "baton_segment_{name}{{tenant=\"{}\"}} {v}", escape(id));
+                    }
                 }
-            }
-        };
-        family("tenant_runs_succeeded_total", "counter", "Syncs that completed.", &|t| Some(t.runs_ok as f64));
-        family("tenant_runs_failed_total", "counter", "Syncs that failed.", &|t| Some(t.runs_failed as f64));
-        family("tenant_requests_total", "counter", "Requests the tenant's connector made to Segment.", &|t| Some(t.requests as f64));
-        family("tenant_retries_total", "counter", "Requests the host sent again (429, 5xx, lost connections).", &|t| Some(t.retries as f64));
-        family("tenant_rate_limited_total", "counter", "Answers of 429 Too Many Requests.", &|t| Some(t.rate_limited as f64));
-        family("tenant_denied_requests_total", "counter", "Requests the sandbox refused (origin, budget).", &|t| Some(t.denied as f64));
-        family("tenant_response_bytes_total", "counter", "Response bytes received for the tenant.", &|t| Some(t.bytes as f64));
-        family("tenant_last_run_success", "gauge", "1 if the last sync completed, 0 if it failed.", &|t| t.last.as_ref().map(|r| if r.success { 1.0 } else { 0.0 }));
-        family("tenant_last_run_wall_seconds", "gauge", "Duration of the last sync.", &|t| t.last.as_ref().map(|r| r.wall.as_secs_f64()));
-        family("tenant_last_run_cpu_seconds", "gauge", "Guest CPU time of the last sync.", &|t| t.last.as_ref().map(|r| r.cpu.as_secs_f64()));
-        family("tenant_last_run_peak_memory_bytes", "gauge", "Largest linear memory of one instance in the last sync.", &|t| t.last.as_ref().map(|r| r.peak_memory_bytes as f64));
-        family("tenant_last_run_grants", "gauge", "Grants written by the last sync.", &|t| t.last.as_ref().filter(|r| r.success).map(|r| r.grants as f64));
-        family("tenant_last_run_resources", "gauge", "Resources written by the last sync.", &|t| t.last.as_ref().filter(|r| r.success).map(|r| r.resources as f64));
-        family("tenant_last_success_timestamp_seconds", "gauge", "When the last successful sync ended (Unix time).", &|t| {
-            t.last_success.and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64())
-        });
+            };
+        family(
+            "tenant_runs_succeeded_total",
+            "counter",
+            "Syncs that completed.",
+            &|t| Some(t.runs_ok as f64),
+        );
+        family(
+            "tenant_runs_failed_total",
+            "counter",
+            "Syncs that failed.",
+            &|t| Some(t.runs_failed as f64),
+        );
+        family(
+            "tenant_requests_total",
+            "counter",
+            "Requests the tenant's connector made to Segment.",
+            &|t| Some(t.requests as f64),
+        );
+        family(
+            "tenant_retries_total",
+            "counter",
+            "Requests the host sent again (429, 5xx, lost connections).",
+            &|t| Some(t.retries as f64),
+        );
+        family(
+            "tenant_rate_limited_total",
+            "counter",
+            "Answers of 429 Too Many Requests.",
+            &|t| Some(t.rate_limited as f64),
+        );
+        family(
+            "tenant_denied_requests_total",
+            "counter",
+            "Requests the sandbox refused (origin, budget).",
+            &|t| Some(t.denied as f64),
+        );
+        family(
+            "tenant_response_bytes_total",
+            "counter",
+            "Response bytes received for the tenant.",
+            &|t| Some(t.bytes as f64),
+        );
+        family(
+            "tenant_last_run_success",
+            "gauge",
+            "1 if the last sync completed, 0 if it failed.",
+            &|t| t.last.as_ref().map(|r| if r.success { 1.0 } else { 0.0 }),
+        );
+        family(
+            "tenant_last_run_wall_seconds",
+            "gauge",
+            "Duration of the last sync.",
+            &|t| t.last.as_ref().map(|r| r.wall.as_secs_f64()),
+        );
+        family(
+            "tenant_last_run_cpu_seconds",
+            "gauge",
+            "Guest CPU time of the last sync.",
+            &|t| t.last.as_ref().map(|r| r.cpu.as_secs_f64()),
+        );
+        family(
+            "tenant_last_run_peak_memory_bytes",
+            "gauge",
+            "Largest linear memory of one instance in the last sync.",
+            &|t| t.last.as_ref().map(|r| r.peak_memory_bytes as f64),
+        );
+        family(
+            "tenant_last_run_grants",
+            "gauge",
+            "Grants written by the last sync.",
+            &|t| {
+                t.last
+                    .as_ref()
+                    .filter(|r| r.success)
+                    .map(|r| r.grants as f64)
+            },
+        );
+        family(
+            "tenant_last_run_resources",
+            "gauge",
+            "Resources written by the last sync.",
+            &|t| {
+                t.last
+                    .as_ref()
+                    .filter(|r| r.success)
+                    .map(|r| r.resources as f64)
+            },
+        );
+        family(
+            "tenant_last_success_timestamp_seconds",
+            "gauge",
+            "When the last successful sync ended (Unix time).",
+            &|t| {
+                t.last_success
+                    .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64())
+            },
+        );
         out
     }
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -112,15 +199,44 @@ mod tests {
     fn renders_counters_and_last_run_gauges_per_tenant() {
         let m = Metrics::default();
         m.register("idle");
-        m.record("acme", RunReport { success: true, net: NetSnapshot { requests: 29, ..Default::default() }, grants: 44, ..Default::default() });
-        m.record("acme", RunReport { success: false, error: Some("boom".into()), net: NetSnapshot { requests: 1, rate_limited: 1, ..Default::default() }, ..Default::default() });
+        m.record(
+            "acme",
+            RunReport {
+                success: true,
+                net: NetSnapshot {
+                    requests: 29,
+                    ..Default::default()
+                },
+                grants: 44,
+                ..Default::default()
+            },
+        );
+        m.record(
+            "acme",
+            RunReport {
+                success: false,
+                error: Some("boom".into()),
+                net: NetSnapshot {
+                    requests: 1,
+                    rate_limited: 1,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
         let text = m.render();
-        assert!(text.contains("baton_segment_tenant_requests_total{tenant=\"acme\"} 30"), "{text}");
+        assert!(
+            text.contains("baton_segment_tenant_requests_total{tenant=\"acme\"} 30"),
+            "{text}"
+        );
         assert!(text.contains("baton_segment_tenant_runs_succeeded_total{tenant=\"acme\"} 1"));
         assert!(text.contains("baton_segment_tenant_runs_failed_total{tenant=\"acme\"} 1"));
         assert!(text.contains("baton_segment_tenant_last_run_success{tenant=\"acme\"} 0"));
         assert!(text.contains("baton_segment_tenant_runs_succeeded_total{tenant=\"idle\"} 0"));
-        assert!(!text.contains("baton_segment_tenant_last_run_success{tenant=\"idle\"}"), "no run yet, no gauge");
+        assert!(
+            !text.contains("baton_segment_tenant_last_run_success{tenant=\"idle\"}"),
+            "no run yet, no gauge"
+        );
         assert!(text.contains("# TYPE baton_segment_tenant_requests_total counter"));
         assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
     }

@@ -41,17 +41,36 @@ const MAX_POOL: u32 = 1000;
 
 /// The runtime for `tenants`: the pool holds every tenant's instances at once, each slot as
 /// large as the largest tenant memory limit.
-pub fn runtime_for(tenants: &[Tenant], wasm: &[u8], cache_dir: Option<&std::path::Path>) -> anyhow::Result<Runtime> {
-    let instances: usize = tenants.iter().map(|t| t.limits.concurrent_requests + 1).sum();
-    let memory = tenants.iter().map(|t| t.limits.memory_bytes).max().unwrap_or(config::DEFAULT_MEMORY_MIB as usize);
-    let limits = RuntimeLimits { max_instances: (instances as u32).clamp(1, MAX_POOL), memory_bytes: memory, ..RuntimeLimits::default() };
+pub fn runtime_for(
+    tenants: &[Tenant],
+    wasm: &[u8],
+    cache_dir: Option<&std::path::Path>,
+) -> anyhow::Result<Runtime> {
+    let instances: usize = tenants
+        .iter()
+        .map(|t| t.limits.concurrent_requests + 1)
+        .sum();
+    let memory = tenants
+        .iter()
+        .map(|t| t.limits.memory_bytes)
+        .max()
+        .unwrap_or(config::DEFAULT_MEMORY_MIB as usize);
+    let limits = RuntimeLimits {
+        max_instances: (instances as u32).clamp(1, MAX_POOL),
+        memory_bytes: memory,
+        ..RuntimeLimits::default()
+    };
     Runtime::with_cache(wasm, limits, cache_dir)
 }
 
 /// Runs every tenant (once with `--once`, else on its interval) until `shutdown` resolves.
-pub async fn run(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<ServeReport> {
+pub async fn run(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ServeReport> {
     let default_wasm = match &opts.connector {
-        Some(path) => std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the connector {}: {e}", path.display()))?,
+        Some(path) => std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the connector {}: {e}", path.display()))?,
         None => SEGMENT_CONNECTOR_WASM.to_vec(),
     };
     let cache = opts.cache_dir.as_deref();
@@ -62,8 +81,12 @@ pub async fn run(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> anyh
         if let Some(path) = &tenant.connector
             && !programs.contains_key(path)
         {
-            let wasm = std::fs::read(path).map_err(|e| anyhow::anyhow!("tenant {}: cannot read {}: {e}", tenant.id, path.display()))?;
-            let program = runtime.load(&wasm, cache).map_err(|e| anyhow::anyhow!("tenant {}: {}: {e:#}", tenant.id, path.display()))?;
+            let wasm = std::fs::read(path).map_err(|e| {
+                anyhow::anyhow!("tenant {}: cannot read {}: {e}", tenant.id, path.display())
+            })?;
+            let program = runtime
+                .load(&wasm, cache)
+                .map_err(|e| anyhow::anyhow!("tenant {}: {}: {e:#}", tenant.id, path.display()))?;
             programs.insert(path.clone(), program);
         }
     }
@@ -74,7 +97,8 @@ pub async fn run(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> anyh
     let health = match opts.health {
         Some(addr) => {
             let m = metrics.clone();
-            let (bound, task) = crate::health::serve(addr, Some(Arc::new(move || m.render()))).await?;
+            let (bound, task) =
+                crate::health::serve(addr, Some(Arc::new(move || m.render()))).await?;
             tracing::info!("health checks and metrics on http://{bound}/metrics");
             Some(task)
         }
@@ -83,7 +107,12 @@ pub async fn run(opts: ServeOptions, shutdown: impl Future<Output = ()>) -> anyh
 
     let mut tasks = tokio::task::JoinSet::new();
     for tenant in opts.tenants {
-        let program = tenant.connector.as_ref().and_then(|p| programs.get(p)).cloned().unwrap_or_else(|| runtime.program().clone());
+        let program = tenant
+            .connector
+            .as_ref()
+            .and_then(|p| programs.get(p))
+            .cloned()
+            .unwrap_or_else(|| runtime.program().clone());
         let (runtime, metrics, once) = (runtime.clone(), metrics.clone(), opts.once);
         tasks.spawn(async move {
             loop {
@@ -143,7 +172,11 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
         wall_per_call: limits.wall_per_call,
     };
     let run = connection.run_context_with(policy, Some(instance));
-    let job = SyncJob { connection, output: tenant.output.clone(), show_progress: false };
+    let job = SyncJob {
+        connection,
+        output: tenant.output.clone(),
+        show_progress: false,
+    };
     let sync = app::sync_in(runtime, job, run.clone(), Some(program.clone()));
     // Dropping the sync on timeout drops its instances and stores: nothing of it keeps running.
     let outcome = match tokio::time::timeout(limits.wall_per_sync, sync).await {
@@ -186,5 +219,9 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
 
 fn failed(tenant: &str, message: String, started: Instant) -> RunReport {
     tracing::warn!(tenant = %tenant, "sync failed: {message}");
-    RunReport { error: Some(message), wall: started.elapsed(), ..RunReport::default() }
+    RunReport {
+        error: Some(message),
+        wall: started.elapsed(),
+        ..RunReport::default()
+    }
 }

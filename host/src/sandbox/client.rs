@@ -1,0 +1,115 @@
+//! The HTTP client behind the sandbox: one per run (a tenant's sync or task, never shared
+//! between tenants), keeping connections to Segment open between requests so a sync does not
+//! pay a TCP and TLS handshake for every one. TLS trusts Mozilla's roots (webpki-roots), so the
+//! host works the same in a minimal container image.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+use wasmtime_wasi_http::Error;
+
+pub type PooledClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Idle connections are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
+    let mut http = HttpConnector::new();
+    // The scheme decides TLS, not the connector: https URLs are wrapped below.
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .expect("the ring provider supports the default TLS versions")
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(max_idle)
+        .build(https)
+}
+
+/// The rustls error somewhere in `e`'s chain (it arrives wrapped in io errors, whose `source`
+/// skips what they wrap).
+fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .map(|i| i as &(dyn std::error::Error + 'static));
+    wrapped
+        .and_then(rustls_cause)
+        .or_else(|| e.source().and_then(rustls_cause))
+}
+
+/// The guest-facing error for a failed request: certificate problems are told apart (and not
+/// retried), failures to connect are `Connect` (retried), anything else a dropped connection.
+pub fn error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(tls) = rustls_cause(&e) {
+        tracing::warn!(target: "sandbox", "TLS failure: {tls}");
+        return match tls {
+            rustls::Error::InvalidCertificate(_) => Error::TlsCertificateError,
+            _ => Error::TlsProtocolError,
+        };
+    }
+    if e.is_connect() {
+        Error::Connect(std::io::Error::other(format!("{e:#}")))
+    } else {
+        tracing::debug!(target: "sandbox", "request failed: {e:#}");
+        Error::ConnectionTerminated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A TLS server on loopback with a self-signed certificate, which no public root trusts.
+    async fn untrusted_tls_server() -> String {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = acceptor.accept(socket).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_certificate_no_public_root_trusts_is_refused_as_such() {
+        let url = untrusted_tls_server().await;
+        let client = pooled(Duration::from_secs(5), 1);
+        let request = http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let e = client.request(request).await.unwrap_err();
+        assert!(matches!(error(e), Error::TlsCertificateError));
+    }
+}
