@@ -761,35 +761,20 @@ fn plan_grant(
 ) -> Result<Vec<PlannedRequest>, ConnectorError> {
     let target = target(&entitlement.id)?;
     let p = principal(principal_resource)?;
-    let unknown_email = format!("<e-mail of {}>", show(&principal_resource.id));
     match &target {
         Target::WorkspaceMember => Ok(vec![read(
             format!("/users/{}", path_segment(&principal_resource.id.resource)),
             "check the user is a member; a member already holds workspace membership, so nothing is written",
         )]),
         Target::GroupMember(group) => {
-            let email = match &p {
-                Principal::Invite { email }
-                | Principal::User {
-                    email: Some(email), ..
-                } => email.clone(),
-                Principal::User { .. } => unknown_email,
-                Principal::Group { .. } => {
-                    return Err(ConnectorError::InvalidArgument(
-                        "a user group cannot be a member of another user group".into(),
-                    ));
-                }
-            };
-            let listing = if invite_email_of(&p).is_some() {
-                "invites"
-            } else {
-                "users"
-            };
+            if matches!(p, Principal::Group { .. }) {
+                return Err(ConnectorError::InvalidArgument(
+                    "a user group cannot be a member of another user group".into(),
+                ));
+            }
+            let (email, check) = plan_membership_check(group, &p, principal_resource, "already ");
             Ok(vec![
-                read(
-                    format!("/groups/{}/{listing}", path_segment(group)),
-                    format!("check whether {email} is already a member (every page)"),
-                ),
+                check,
                 Write::AddGroupMember {
                     group,
                     email: &email,
@@ -851,6 +836,33 @@ fn plan_grant(
     }
 }
 
+/// The address group membership is managed by (as far as the synced principal says), and the
+/// read that checks whether it is `already` a member.
+fn plan_membership_check(
+    group: &str,
+    p: &Principal,
+    principal_resource: &Resource,
+    already: &str,
+) -> (String, PlannedRequest) {
+    let email = match p {
+        Principal::Invite { email }
+        | Principal::User {
+            email: Some(email), ..
+        } => email.clone(),
+        _ => format!("<e-mail of {}>", show(&principal_resource.id)),
+    };
+    let listing = if invite_email_of(p).is_some() {
+        "invites"
+    } else {
+        "users"
+    };
+    let check = read(
+        format!("/groups/{}/{listing}", path_segment(group)),
+        format!("check whether {email} is {already}a member (every page)"),
+    );
+    (email, check)
+}
+
 fn plan_revoke(
     grant: &Grant,
     principal_resource: &Resource,
@@ -863,23 +875,9 @@ fn plan_revoke(
             grant.principal.resource
         ))),
         Target::GroupMember(group) => {
-            let email = match &p {
-                Principal::Invite { email }
-                | Principal::User {
-                    email: Some(email), ..
-                } => email.clone(),
-                _ => format!("<e-mail of {}>", show(&principal_resource.id)),
-            };
-            let listing = if invite_email_of(&p).is_some() {
-                "invites"
-            } else {
-                "users"
-            };
+            let (email, check) = plan_membership_check(group, &p, principal_resource, "");
             Ok(vec![
-                read(
-                    format!("/groups/{}/{listing}", path_segment(group)),
-                    format!("check that {email} is a member (every page)"),
-                ),
+                check,
                 Write::RemoveGroupMember {
                     group,
                     email: &email,

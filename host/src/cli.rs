@@ -173,21 +173,8 @@ pub struct ServiceArgs {
     #[arg(long, env = "BATON_TASK_CONCURRENCY", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub task_concurrency: u16,
 
-    /// Serve /health, /ready and /live over HTTP in service mode
-    #[arg(long, env = "BATON_HEALTH_CHECK")]
-    pub health_check: bool,
-
-    /// Port of the health checks
-    #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
-    pub health_check_port: u16,
-
-    /// Address the health checks listen on (0.0.0.0 for a Kubernetes probe)
-    #[arg(
-        long,
-        env = "BATON_HEALTH_CHECK_BIND_ADDRESS",
-        default_value = "127.0.0.1"
-    )]
-    pub health_check_bind_address: std::net::IpAddr,
+    #[command(flatten)]
+    pub health: HealthArgs,
 }
 
 impl ServiceArgs {
@@ -250,6 +237,36 @@ pub enum Command {
     Serve(ServeArgs),
 }
 
+/// The health-check port (Baton's flags): `/health`, `/ready`, `/live`, and in multi-tenant
+/// mode `/metrics`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Serve /health, /ready and /live (and /metrics in `serve`) over HTTP
+    #[arg(long, env = "BATON_HEALTH_CHECK")]
+    pub health_check: bool,
+
+    /// Port of the health checks
+    #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
+    pub health_check_port: u16,
+
+    /// Address the health checks listen on (0.0.0.0 for a Kubernetes probe)
+    #[arg(
+        long,
+        env = "BATON_HEALTH_CHECK_BIND_ADDRESS",
+        default_value = "127.0.0.1"
+    )]
+    pub health_check_bind_address: std::net::IpAddr,
+}
+
+impl HealthArgs {
+    /// Where to serve the health checks, if they are on.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.health_check.then(|| {
+            std::net::SocketAddr::new(self.health_check_bind_address, self.health_check_port)
+        })
+    }
+}
+
 /// Multi-tenant mode (see the README's "Many workspaces in one process").
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -273,19 +290,6 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
 
-    /// Serve /health, /ready, /live and /metrics (Prometheus) over HTTP
-    #[arg(long, env = "BATON_HEALTH_CHECK")]
-    pub health_check: bool,
-
-    /// Port of the health checks and metrics
-    #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
-    pub health_check_port: u16,
-
-    /// Address the health checks and metrics listen on
-    #[arg(
-        long,
-        env = "BATON_HEALTH_CHECK_BIND_ADDRESS",
-        default_value = "127.0.0.1"
-    )]
-    pub health_check_bind_address: std::net::IpAddr,
+    #[command(flatten)]
+    pub health: HealthArgs,
 }

@@ -268,7 +268,7 @@ fn resource_id_back(id: &pb::ResourceId) -> ResourceId {
     }
 }
 
-fn profile_back(s: Option<&Struct>) -> Vec<ProfileField> {
+pub fn profile_back(s: Option<&Struct>) -> Vec<ProfileField> {
     s.map(|s| {
         s.fields
             .iter()
@@ -429,5 +429,25 @@ pub fn grant_back(g: &pb::Grant) -> crate::component::GrantRecord {
                 resource: String::new(),
             }),
         expandable: None,
+    }
+}
+
+/// Who an account-creation request is for, as the contract's record.
+pub fn account_info_back(
+    info: &pb::AccountInfo,
+    resource_type: &str,
+) -> crate::component::AccountInfo {
+    crate::component::AccountInfo {
+        emails: info
+            .emails
+            .iter()
+            .map(|e| crate::component::Email {
+                address: e.address.clone(),
+                is_primary: e.is_primary,
+            })
+            .collect(),
+        login: info.login.clone(),
+        profile: profile_back(info.profile.as_ref()),
+        resource_type: resource_type.to_string(),
     }
 }

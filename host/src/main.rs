@@ -120,9 +120,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
     } else {
         args.cache_dir.or_else(baton_segment::cache::default_dir)
     };
-    let health = args
-        .health_check
-        .then(|| std::net::SocketAddr::new(args.health_check_bind_address, args.health_check_port));
+    let health = args.health.address();
     let count = tenants.len();
     let opts = ServeOptions {
         tenants,
@@ -166,8 +164,7 @@ async fn run_service(cli: Cli) -> anyhow::Result<String> {
     opts.provisioning = s.provisioning;
     opts.task_concurrency = s.task_concurrency.into();
     let opts = opts.with_environment();
-    let health = if s.health_check {
-        let addr = std::net::SocketAddr::new(s.health_check_bind_address, s.health_check_port);
+    let health = if let Some(addr) = s.health.address() {
         let (addr, task) = baton_segment::health::serve(addr, None).await?;
         tracing::info!("health checks on http://{addr}/health, /ready and /live");
         Some(task)

@@ -10,8 +10,8 @@
 //! | delete_resource | `DeleteResourceResponse` | `ResourceDoesNotExist` |
 
 use crate::component::{
-    AccountInfo, ConnectorError, CreateAccountOutcome, DeleteOperation, Email, GrantOperation,
-    GrantRecord, Operation, ProfileField, ProfileValue, ResourceId, RevokeOperation,
+    ConnectorError, CreateAccountOutcome, DeleteOperation, GrantOperation, GrantRecord, Operation,
+    ResourceId, RevokeOperation,
 };
 use crate::convert;
 use crate::provision::{Outcome, ProvisionError};
@@ -20,7 +20,6 @@ use baton::pb;
 use baton::rpc;
 use baton::service::task;
 use prost_types::Any;
-use prost_types::value::Kind;
 use std::time::{Duration, SystemTime};
 use tonic::Code;
 
@@ -42,23 +41,6 @@ fn resource_id(id: &pb::ResourceId) -> ResourceId {
 
 fn valid_id(id: Option<&pb::ResourceId>) -> Option<&pb::ResourceId> {
     id.filter(|i| !i.resource_type.is_empty() && !i.resource.is_empty())
-}
-
-fn profile(s: Option<&prost_types::Struct>) -> Vec<ProfileField> {
-    let Some(s) = s else { return vec![] };
-    s.fields
-        .iter()
-        .map(|(k, v)| ProfileField {
-            key: k.clone(),
-            value: match &v.kind {
-                Some(Kind::StringValue(t)) => ProfileValue::Text(t.clone()),
-                Some(Kind::NumberValue(n)) => ProfileValue::Number(*n),
-                Some(Kind::BoolValue(b)) => ProfileValue::Boolean(*b),
-                Some(Kind::NullValue(_)) | None => ProfileValue::Empty,
-                Some(other) => ProfileValue::Text(format!("{other:?}")),
-            },
-        })
-        .collect()
 }
 
 impl Request {
@@ -101,19 +83,10 @@ impl Request {
                     .account_info
                     .as_ref()
                     .ok_or("the create-account task has no account_info")?;
-                Ok(Operation::CreateAccount(AccountInfo {
-                    emails: info
-                        .emails
-                        .iter()
-                        .map(|e| Email {
-                            address: e.address.clone(),
-                            is_primary: e.is_primary,
-                        })
-                        .collect(),
-                    login: info.login.clone(),
-                    profile: profile(info.profile.as_ref()),
-                    resource_type: t.resource_type_id.clone(),
-                }))
+                Ok(Operation::CreateAccount(convert::account_info_back(
+                    info,
+                    &t.resource_type_id,
+                )))
             }
             Request::Delete(t) => {
                 let id = valid_id(t.resource_id.as_ref())
