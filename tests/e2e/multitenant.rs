@@ -219,6 +219,10 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
             hostile("hang", "hang", &base, d, w, &[("target", &silent)]),
             &silent,
         ),
+        with_origin(
+            hostile("spin-after-hang", "spin-after-hang", &base, d, w, &[("target", &silent)]),
+            &silent,
+        ),
         hostile("memory-bomb", "memory-bomb", &base, d, w, &[]),
         good("good-b", &base, d),
         hostile("recursion", "recursion", &base, d, w, &[]),
@@ -291,6 +295,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     };
     expect("spin", &["CPU budget"]);
     expect("hang", &["did not finish validate within 2 s"]);
+    expect("spin-after-hang", &["CPU budget"]);
     expect("memory-bomb", &["memory limit of 32 MiB"]);
     expect("recursion", &["stopped during validate"]);
     expect("other-origin", &["HttpRequestDenied"]);
@@ -301,7 +306,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     expect("flood", &["ConnectionLimitReached"]);
     assert_eq!(
         failures.len(),
-        10,
+        11,
         "only the hostile tenants failed: {failures:?}"
     );
 
@@ -313,7 +318,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
         flood_connections.load(Ordering::SeqCst)
     );
     // Failed tenants wrote nothing; the others wrote exactly what a solo run writes.
-    for t in ["spin", "hang", "memory-bomb", "flood"] {
+    for t in ["spin", "hang", "spin-after-hang", "memory-bomb", "flood"] {
         assert!(!dir.path().join(format!("{t}.c1z")).exists(), "{t}");
     }
     for t in ["good-a", "good-b", "good-c"] {
