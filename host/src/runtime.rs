@@ -182,7 +182,7 @@ impl Runtime {
         let linker = linker(&engine).wctx("linking the sandbox interfaces")?;
         let program = Arc::new(Program::compile(&engine, &linker, wasm, cache_dir)?);
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(&engine, ticker_stop.clone());
+        spawn_ticker(&engine, ticker_stop.clone())?;
         let slots = Arc::new(Semaphore::new(limits.max_instances.max(1) as usize));
         Ok(Runtime {
             engine,
@@ -290,7 +290,8 @@ impl Runtime {
     }
 }
 
-fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) {
+/// The thread that advances the epoch every tick: what CPU budgets and yielding rely on.
+fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("epoch-ticker".into())
@@ -303,7 +304,8 @@ fn spawn_ticker(engine: &Engine, stop: Arc<AtomicBool>) {
                 }
             }
         })
-        .expect("spawning the epoch ticker thread");
+        .context("starting the epoch ticker thread")?;
+    Ok(())
 }
 
 /// Why a call did not return: the instance is unusable afterwards.
