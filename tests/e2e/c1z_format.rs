@@ -7,8 +7,11 @@ mod common;
 use common::*;
 use fakes::segment::FakeConfig;
 
-/// (table, [(column, declared type, not null)])
-const TABLES: &[(&str, &[(&str, &str, bool)])] = &[
+/// (column, declared type, not null)
+type Column = (&'static str, &'static str, bool);
+
+/// (table, columns)
+const TABLES: &[(&str, &[Column])] = &[
     (
         "v1_resource_types",
         &[
@@ -103,7 +106,15 @@ const TABLES: &[(&str, &[(&str, &str, bool)])] = &[
 ];
 
 /// (index, table, unique, columns, partial WHERE)
-const INDEXES: &[(&str, &str, bool, &[&str], Option<&str>)] = &[
+type Index = (
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    Option<&'static str>,
+);
+
+const INDEXES: &[Index] = &[
     (
         "idx_resource_types_external_sync_v1",
         "v1_resource_types",

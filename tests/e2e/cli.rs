@@ -457,13 +457,12 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
     let mut metrics = String::new();
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        if let Some(body) = http_get(&addr, "/metrics") {
-            if body.contains("tenant_last_run_success{tenant=\"acme\"} 1")
-                && body.contains("tenant_last_run_success{tenant=\"globex\"} 0")
-            {
-                metrics = body;
-                break;
-            }
+        if let Some(body) = http_get(&addr, "/metrics")
+            && body.contains("tenant_last_run_success{tenant=\"acme\"} 1")
+            && body.contains("tenant_last_run_success{tenant=\"globex\"} 0")
+        {
+            metrics = body;
+            break;
         }
     }
     let live = http_get(&addr, "/live").unwrap_or_default();

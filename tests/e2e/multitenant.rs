@@ -220,7 +220,14 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
             &silent,
         ),
         with_origin(
-            hostile("spin-after-hang", "spin-after-hang", &base, d, w, &[("target", &silent)]),
+            hostile(
+                "spin-after-hang",
+                "spin-after-hang",
+                &base,
+                d,
+                w,
+                &[("target", &silent)],
+            ),
             &silent,
         ),
         hostile("memory-bomb", "memory-bomb", &base, d, w, &[]),
@@ -402,8 +409,7 @@ async fn a_component_that_imports_more_than_the_sandbox_grants_is_refused_with_t
         std::future::pending(),
     )
     .await
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     let text = format!("{err:#}");
     assert!(
         text.contains("does not grant") && text.contains("wasi:filesystem/"),

@@ -665,7 +665,7 @@ fn label(k: u8, v: u8) -> Label {
     Label {
         key: format!("k{k}"),
         value: format!("v{v}"),
-        description: (k % 2 == 0).then(|| format!("label {k}")),
+        description: k.is_multiple_of(2).then(|| format!("label {k}")),
     }
 }
 

@@ -146,6 +146,13 @@ impl Task {
     }
 }
 
+/// A finished call: the instance (to reuse unless it broke), the task, and what came of it.
+type Done = (
+    ConnectorInstance,
+    Task,
+    Result<Result<Answer, ConnectorError>, CallError>,
+);
+
 enum Answer {
     Resources(crate::component::ResourcePage),
     Entitlements(crate::component::EntitlementPage),
@@ -344,11 +351,7 @@ impl<'r> Syncer<'r> {
     /// Runs a phase's calls (and the calls their answers lead to) until none is left.
     async fn phase(&mut self, data: &mut SyncData, tasks: VecDeque<Task>) -> Result<(), SyncError> {
         let mut queue = tasks;
-        let mut running: JoinSet<(
-            ConnectorInstance,
-            Task,
-            Result<Result<Answer, ConnectorError>, CallError>,
-        )> = JoinSet::new();
+        let mut running: JoinSet<Done> = JoinSet::new();
         loop {
             while running.len() < self.options.concurrency.max(1) {
                 let Some(task) = queue.pop_front() else { break };
