@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method as WasiMethod,
-    OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    OutgoingBody, OutgoingRequest, Scheme,
 };
 use wasip2::io::streams::StreamError;
 
@@ -189,13 +189,10 @@ impl WasiEnv {
             .set_path_with_query(Some(&path))
             .map_err(|_| invalid("path"))?;
         let body = outgoing.body().map_err(|_| invalid("body"))?;
-        let options = RequestOptions::new();
-        let secs = |s: u64| s * 1_000_000_000;
-        // The host clamps these further.
-        let _ = options.set_connect_timeout(Some(secs(10)));
-        let _ = options.set_first_byte_timeout(Some(secs(60)));
-        let _ = options.set_between_bytes_timeout(Some(secs(30)));
-        let future = outgoing_handler::handle(outgoing, Some(options)).map_err(transport_error)?;
+        // No request options: the host sets the timeouts. (wasmtime-wasi-http 48 also keeps
+        // every `request-options` handed to `handle` in the instance's resource table until
+        // the instance ends, so sending them would use up the table over a long sync.)
+        let future = outgoing_handler::handle(outgoing, None).map_err(transport_error)?;
         if let Some(bytes) = &request.body {
             let stream = body.write().map_err(|_| invalid("body stream"))?;
             for chunk in bytes.chunks(WRITE_CHUNK) {

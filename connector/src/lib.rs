@@ -19,6 +19,9 @@ pub mod segment;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
+#[cfg(feature = "native")]
+pub mod native;
+
 #[cfg(test)]
 mod testing;
 

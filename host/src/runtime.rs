@@ -407,7 +407,14 @@ impl ConnectorInstance {
                 }
                 Some(Trap::UnreachableCodeReached) => "it panicked or aborted".into(),
                 Some(trap) => format!("it trapped ({trap})"),
-                None => text,
+                // Not a trap code: the causes say what happened (wasmtime's outer context is
+                // only "error while executing").
+                None => error
+                    .chain()
+                    .map(|c| c.to_string())
+                    .filter(|c| !c.starts_with("error while executing"))
+                    .collect::<Vec<_>>()
+                    .join(": "),
             }
         };
         let stderr = state.stderr_tail();

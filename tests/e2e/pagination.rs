@@ -83,3 +83,42 @@ async fn every_page_of_a_large_workspace_is_read_once() {
     }
     assert!(summary.warnings.is_empty(), "{:?}", summary.warnings);
 }
+
+/// One instance serves a whole sync: thousands of requests must not use up what the host
+/// allows an instance to hold at once (its resource table: 2048 entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_sync_in_one_instance_does_not_exhaust_its_resources() {
+    let ws = Workspace::generate(
+        5,
+        GenSpec {
+            users: 2300,
+            groups: 3,
+            invites: 1,
+            sources: 2,
+            warehouses: 1,
+            functions: 1,
+            spaces: 1,
+        },
+    );
+    let fake = fake(FakeConfig::new(TOKEN, ws)).await;
+    let dir = temp_dir();
+    let mut job = job(&fake, TOKEN, &out(&dir));
+    job.connection.concurrency = 1;
+    let summary = baton_segment::app::sync_on(runtime(), job)
+        .await
+        .expect("the sync completes");
+    assert!(
+        summary.net.requests > baton_segment::component::MAX_RESOURCES as u64,
+        "{}",
+        summary.net.requests
+    );
+    assert_eq!(
+        summary
+            .resources_by_type
+            .iter()
+            .find(|(t, _)| t == "user")
+            .unwrap()
+            .1,
+        2300
+    );
+}
