@@ -669,6 +669,27 @@ async fn a_cancelled_sync_stops_and_uploads_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_heartbeats_keep_failing_is_abandoned() {
+    let env = Env::start(
+        |c| c.next_heartbeat = Duration::from_secs(1),
+        FakeConfig::demo(),
+    )
+    .await;
+    env.segment.inject(Fault::once(FaultKind::Hang));
+    env.c1.fail_heartbeats(1000);
+    let mut opts = env.options();
+    opts.timing.heartbeat_failures = 3;
+    let daemon = env.spawn(opts);
+    let id = env.c1.push_sync_task();
+    let done = env.finished(1).await;
+    assert_eq!(done.task_id, id);
+    expect_failure(&done, Code::Aborted, false);
+    assert!(env.c1.uploads().is_empty());
+    assert!(env.temp_is_empty(), "the partial sync file is gone");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_upload_is_sent_again_once() {
     let env = Env::start(|c| c.upload_failures = 1, FakeConfig::demo()).await;
     let daemon = env.spawn(env.options());

@@ -79,6 +79,8 @@ pub(crate) struct State {
     pub next_heartbeat: Duration,
     pub token_failures_left: u32,
     pub upload_failures_left: u32,
+    /// Heartbeats still to refuse with `Unavailable` (see `fail_heartbeats`).
+    pub heartbeat_failures_left: u32,
 
     /// Issued access tokens and when they expire.
     pub tokens: HashMap<String, Instant>,
@@ -209,6 +211,7 @@ impl FakeC1 {
             next_heartbeat: cfg.next_heartbeat,
             token_failures_left: cfg.token_endpoint_failures,
             upload_failures_left: cfg.upload_failures,
+            heartbeat_failures_left: 0,
             tokens: HashMap::new(),
             nonces: HashSet::new(),
             token_requests: 0,
@@ -397,6 +400,11 @@ impl FakeC1 {
     /// The next `n` token requests are answered 503.
     pub fn fail_token_requests(&self, n: u32) {
         self.shared.state().token_failures_left = n;
+    }
+
+    /// The next `n` heartbeats fail with `Unavailable` (other calls still work).
+    pub fn fail_heartbeats(&self, n: u32) {
+        self.shared.state().heartbeat_failures_left = n;
     }
 
     /// The next `n` uploads fail with `Unavailable` after their first data chunk.

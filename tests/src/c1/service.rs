@@ -321,6 +321,10 @@ impl BatonService for Service {
         let (meta, _, msg) = request.into_parts();
         let (host_id, task_id) = (msg.host_id.clone(), msg.task_id.clone());
         self.unary("Heartbeat", &meta, &host_id, &task_id, |st, _| {
+            if st.heartbeat_failures_left > 0 {
+                st.heartbeat_failures_left -= 1;
+                return Err(Status::unavailable("scripted heartbeat failure"));
+            }
             check_host_id(&msg.host_id)?;
             if msg.task_id.is_empty() && msg.task_ids.is_empty() {
                 return Err(Status::invalid_argument("task_id or task_ids is required"));
