@@ -105,6 +105,7 @@ async fn hundred_tenants() {
                 concurrent_requests: 2,
                 request_budget: None,
                 response_max_bytes: 32 << 20,
+                session_bytes: 64 << 20,
                 allowed_origins: vec![origin.clone()],
             },
         })

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Session store size per run: enough for the permissions of tens of thousands of users.
-const SESSION_BYTES: usize = 256 << 20;
+pub const SESSION_BYTES: usize = 256 << 20;
 
 /// How the component reaches Segment: the API, the token the host adds, and the limits.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub struct Connection {
     pub label: String,
     /// More settings for the component (`config` in the contract); never secrets.
     pub settings: BTreeMap<String, String>,
+    /// The run's session store (host memory the component fills): its size limit.
+    pub session_bytes: usize,
 }
 
 impl Connection {
@@ -42,6 +44,7 @@ impl Connection {
             http_timeout: Duration::from_secs(300),
             label: "segment".into(),
             settings: BTreeMap::new(),
+            session_bytes: SESSION_BYTES,
         }
     }
 
@@ -76,7 +79,7 @@ impl Connection {
                 config.insert("max-in-flight".to_string(), self.concurrency.to_string());
                 config
             },
-            session: SessionStore::new(SESSION_BYTES),
+            session: SessionStore::new(self.session_bytes),
             network: RunNetwork::new(policy),
             limits,
             meter: Default::default(),

@@ -78,6 +78,7 @@ fn limits(base_url: &str) -> TenantLimits {
         concurrent_requests: 4,
         request_budget: None,
         response_max_bytes: 32 << 20,
+        session_bytes: 64 << 20,
         allowed_origins: vec![Origin::parse(base_url).unwrap()],
     }
 }
@@ -200,6 +201,8 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
         t.limits.allowed_origins.push(Origin::parse(url).unwrap());
         t
     };
+    let mut session_flood = hostile("session-flood", "session-flood", &base, d, w, &[]);
+    session_flood.limits.session_bytes = 1 << 20;
     let mut flood = with_origin(
         hostile(
             "flood",
@@ -273,6 +276,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
             &huge,
         ),
         flood,
+        session_flood,
         good("good-c", &base, d),
     ];
     let report = serve::run(
@@ -311,9 +315,13 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     expect("set-authorization", &["Forbidden"]);
     expect("huge-response", &["size exceeds limit"]);
     expect("flood", &["ConnectionLimitReached"]);
+    expect(
+        "session-flood",
+        &["the session store is full (1048576 bytes at most)"],
+    );
     assert_eq!(
         failures.len(),
-        11,
+        12,
         "only the hostile tenants failed: {failures:?}"
     );
 

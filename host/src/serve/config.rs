@@ -62,6 +62,7 @@ struct LimitsEntry {
     concurrent_requests: Option<usize>,
     request_budget: Option<u64>,
     response_max_mib: Option<u64>,
+    session_mib: Option<u64>,
     allowed_origins: Option<Vec<String>>,
 }
 
@@ -117,6 +118,8 @@ pub struct TenantLimits {
     /// Requests one sync may make; `None` for no limit.
     pub request_budget: Option<u64>,
     pub response_max_bytes: u64,
+    /// Host memory its session store may hold (what its instances share during a run).
+    pub session_bytes: usize,
     /// Origins its component may reach; the token goes only to the base URL's.
     pub allowed_origins: Vec<Origin>,
 }
@@ -235,6 +238,7 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             concurrent_requests: l.concurrent_requests.unwrap_or(4).clamp(1, 64),
             request_budget: l.request_budget,
             response_max_bytes: l.response_max_mib.unwrap_or(32).clamp(1, 1024) << 20,
+            session_bytes: (l.session_mib.unwrap_or(64).clamp(1, 1024) << 20) as usize,
             allowed_origins,
         };
         let interval = t
@@ -322,6 +326,7 @@ allowed_origins = ["http://127.0.0.1:9000"]
         assert_eq!(t[1].limits.cpu_per_call, Duration::from_millis(500));
         assert_eq!(t[1].limits.request_budget, Some(5000));
         assert_eq!(t[1].limits.response_max_bytes, 8 << 20);
+        assert_eq!(t[0].limits.session_bytes, 64 << 20);
         assert_eq!(t[1].limits.allowed_origins.len(), 2);
     }
 

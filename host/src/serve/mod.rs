@@ -159,6 +159,7 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
     connection.concurrency = limits.concurrent_requests;
     connection.label = tenant.id.clone();
     connection.settings = tenant.settings.clone();
+    connection.session_bytes = limits.session_bytes;
     let mut policy = match connection.policy() {
         Ok(p) => p,
         Err(e) => return failed(&tenant.id, format!("{e:#}"), started),
