@@ -257,40 +257,10 @@ impl<'r> Syncer<'r> {
 
         self.progress.set_phase(0);
         let mut first = self.instance().await?;
-        match first.validate().await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                return Err(SyncError::Connector {
-                    call: "validate".into(),
-                    message: describe(&error),
-                    error,
-                });
-            }
-            Err(error) => {
-                return Err(SyncError::Component {
-                    call: "validate".into(),
-                    error,
-                });
-            }
-        }
+        settle("validate", first.validate().await)?;
 
         self.progress.set_phase(1);
-        data.resource_types = match first.resource_types().await {
-            Ok(Ok(types)) => types,
-            Ok(Err(error)) => {
-                return Err(SyncError::Connector {
-                    call: "resource-types".into(),
-                    message: describe(&error),
-                    error,
-                });
-            }
-            Err(error) => {
-                return Err(SyncError::Component {
-                    call: "resource-types".into(),
-                    error,
-                });
-            }
-        };
+        data.resource_types = settle("resource-types", first.resource_types().await)?;
         self.idle.push(first);
 
         self.progress.set_phase(2);
@@ -543,6 +513,25 @@ impl<'r> Syncer<'r> {
 }
 
 const PHASE_DONE: usize = usize::MAX;
+
+/// The answer of a call made once per sync (validate, resource types), or its failure.
+fn settle<T>(
+    call: &str,
+    result: Result<Result<T, ConnectorError>, CallError>,
+) -> Result<T, SyncError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(SyncError::Connector {
+            call: call.into(),
+            message: describe(&error),
+            error,
+        }),
+        Err(error) => Err(SyncError::Component {
+            call: call.into(),
+            error,
+        }),
+    }
+}
 
 fn host_error(e: anyhow::Error) -> SyncError {
     SyncError::Host(format!("{e:#}"))
