@@ -6,3 +6,4 @@
 
 pub mod c1;
 pub mod segment;
+pub mod server;

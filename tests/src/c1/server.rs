@@ -6,6 +6,7 @@ use super::model::{
     LoggedRequest, RecordedFinish, RecordedHeartbeat, RecordedUpload, UploadAttempt,
 };
 use super::{service, tls, token};
+use crate::server::ServerHandle;
 use anyhow::Context as _;
 use baton::credentials::{self, ed25519_dalek::VerifyingKey};
 use baton::service::{BatonServiceHelloRequest, Task, task};
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 /// How the fake behaves. [`FakeC1Config::new`] or [`FakeC1Config::generated`] fill in the
@@ -184,8 +185,7 @@ pub struct FakeC1 {
     ca_pem: String,
     ca_der: Vec<u8>,
     shared: Arc<Shared>,
-    shutdown_tx: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    server: ServerHandle,
 }
 
 impl FakeC1 {
@@ -247,8 +247,7 @@ impl FakeC1 {
             ca_pem: material.ca_pem,
             ca_der: material.ca_der,
             shared,
-            shutdown_tx,
-            task: Some(task),
+            server: ServerHandle::new(shutdown_tx, task),
         })
     }
 
@@ -511,20 +510,8 @@ impl FakeC1 {
     }
 
     /// Stops accepting, closes every connection and waits for the server task to end.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown_tx.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-    }
-}
-
-impl Drop for FakeC1 {
-    fn drop(&mut self) {
-        let _ = self.shutdown_tx.send(true);
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 

@@ -4,6 +4,7 @@
 use super::faults::{FaultQueue, RateLimiter};
 use super::model::{FUNCTION_TYPES, Fault, LoggedRequest, Plan, Workspace};
 use super::{handlers, ids};
+use crate::server::ServerHandle;
 use anyhow::Context as _;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 
 /// How the fake behaves. Build with [`FakeConfig::demo`] or [`FakeConfig::new`], then adjust fields.
 #[derive(Debug, Clone)]
@@ -118,8 +119,7 @@ impl Shared {
 pub struct FakeSegment {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown_tx: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    server: ServerHandle,
 }
 
 impl FakeSegment {
@@ -160,8 +160,7 @@ impl FakeSegment {
         Ok(FakeSegment {
             addr,
             shared,
-            shutdown_tx,
-            task: Some(task),
+            server: ServerHandle::new(shutdown_tx, task),
         })
     }
 
@@ -245,21 +244,8 @@ impl FakeSegment {
 
     /// Stops accepting, closes every connection (hanging ones included) and waits for the
     /// server task to end.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown_tx.send(true);
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-        }
-    }
-}
-
-impl Drop for FakeSegment {
-    fn drop(&mut self) {
-        let _ = self.shutdown_tx.send(true);
-        if let Some(task) = self.task.take() {
-            // Aborting drops the connection set, which aborts every connection task.
-            task.abort();
-        }
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
     }
 }
 
