@@ -105,7 +105,22 @@ impl<'e, E: Env> Connector<'e, E> {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Best effort: a full session store only costs requests later, never correctness.
+    /// Records what later calls of the sync read instead of the API (user and group
+    /// permissions, the marks that a listing is complete). They trust it to be whole, so a
+    /// store that refuses an entry fails the call, rather than let grants go missing.
+    pub(crate) fn record<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ConnectorError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| ConnectorError::Internal(format!("encoding {key:?}: {e}")))?;
+        self.env.session_set(key, &bytes).map_err(|e| {
+            ConnectorError::FailedPrecondition(format!(
+                "the host's session store refused {key:?} ({e}); the sync needs it to hold every \
+                 user's and group's permissions: raise the host's session store limit"
+            ))
+        })
+    }
+
+    /// Best effort, for what can be fetched again (the workspace, the roles, derived
+    /// indexes): a full session store only costs requests later, never correctness.
     pub(crate) fn cache_put<T: Serialize>(&self, key: &str, value: &T) {
         let bytes = match serde_json::to_vec(value) {
             Ok(b) => b,

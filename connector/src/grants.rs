@@ -61,6 +61,15 @@ pub(crate) fn permission_grants(
     grants
 }
 
+/// A group's role grants reach the group's direct user members (Baton grant expansion).
+pub(crate) fn role_expansion(group_id: &str) -> GrantExpandable {
+    GrantExpandable {
+        entitlement_ids: vec![entitlement_id(GROUP, group_id, MEMBER)],
+        shallow: true,
+        resource_type_ids: vec![USER.into()],
+    }
+}
+
 pub(crate) fn member_grant(on: &ResourceId, principal: ResourceId) -> Grant {
     let entitlement = entitlement_id(&on.resource_type, &on.resource, MEMBER);
     Grant {
@@ -169,11 +178,7 @@ impl<E: Env> Connector<'_, E> {
         let mut items = vec![];
         if token.is_empty() {
             let catalog = self.role_catalog()?;
-            let expandable = GrantExpandable {
-                entitlement_ids: vec![entitlement_id(GROUP, &group.resource, MEMBER)],
-                shallow: true,
-                resource_type_ids: vec![USER.into()],
-            };
+            let expandable = role_expansion(&group.resource);
             let permissions = self.group_permissions(&group.resource)?;
             items = permission_grants(&catalog, &permissions, group, Some(&expandable), &|m| {
                 self.debug(m)

@@ -226,7 +226,7 @@ pub fn invite_resource(email: &str, ws: Option<&ResourceId>) -> Resource {
     }
 }
 
-fn group_resource(g: &Group, ws: &ResourceId) -> Resource {
+pub(crate) fn group_resource(g: &Group, ws: &ResourceId) -> Resource {
     let members = g.member_count.unwrap_or(0.0).max(0.0);
     let profile = vec![
         text("id", &g.id),
@@ -589,13 +589,13 @@ impl<E: Env> Connector<'_, E> {
             users.remove(i);
         }
         for u in &users {
-            self.cache_put(
+            self.record(
                 &format!("{}{}", keys::USER_PERMISSIONS, u.id),
                 &u.permissions.clone().unwrap_or_default(),
-            );
+            )?;
         }
         if p.next.is_none() {
-            self.cache_put(keys::USERS_COMPLETE, &true);
+            self.record(keys::USERS_COMPLETE, &true)?;
         }
         Ok(UsersLoad {
             users,
@@ -612,7 +612,8 @@ impl<E: Env> Connector<'_, E> {
         let mut p = match self.api.page::<GroupsPage>("/groups", "", cursor) {
             Ok(p) => p,
             Err(e) if cursor.is_none() && is_missing_feature(&e) => {
-                self.cache_put(keys::GROUPS_COMPLETE, &true);
+                self.record(keys::GROUPS_COMPLETE, &true)
+                    .map_err(GroupsError::Failed)?;
                 return Err(GroupsError::Missing(missing_feature_warning(
                     "User groups",
                     "groups, their members and their role assignments",
@@ -630,13 +631,15 @@ impl<E: Env> Connector<'_, E> {
             }
         }
         for g in &p.items {
-            self.cache_put(
+            self.record(
                 &format!("{}{}", keys::GROUP_PERMISSIONS, g.id),
                 &g.permissions.clone().unwrap_or_default(),
-            );
+            )
+            .map_err(GroupsError::Failed)?;
         }
         if p.next.is_none() {
-            self.cache_put(keys::GROUPS_COMPLETE, &true);
+            self.record(keys::GROUPS_COMPLETE, &true)
+                .map_err(GroupsError::Failed)?;
         }
         Ok(p)
     }
@@ -709,5 +712,38 @@ mod tests {
             c.list_resources(FUNCTION, Some(&ws), "9|").is_err(),
             "a token this connector never issued"
         );
+    }
+
+    #[test]
+    fn a_full_session_store_fails_the_listing_instead_of_losing_grants() {
+        let env = FakeEnv::new();
+        env.route(
+            "GET /users?pagination%5Bcount%5D=200",
+            200,
+            r#"{"data":{"users":[{"id":"u1","name":"A","email":"a@x.io","permissions":[]},{"id":"u2","name":"B","email":"b@x.io","permissions":[]}],"pagination":{"current":"MA=="}}}"#,
+        );
+        let ws = rid(WORKSPACE, "w");
+        // Room for everything: the listing records each user and that it is complete.
+        let c = Connector::new(&env, &Default::default());
+        assert_eq!(
+            c.list_resources(USER, Some(&ws), "").unwrap().items.len(),
+            2
+        );
+
+        // Room for one user only: the call fails and says what to do.
+        let env = FakeEnv::new();
+        env.route(
+            "GET /users?pagination%5Bcount%5D=200",
+            200,
+            r#"{"data":{"users":[{"id":"u1","name":"A","email":"a@x.io","permissions":[]},{"id":"u2","name":"B","email":"b@x.io","permissions":[]}],"pagination":{"current":"MA=="}}}"#,
+        );
+        env.session_capacity.set(Some(1));
+        let c = Connector::new(&env, &Default::default());
+        match c.list_resources(USER, Some(&ws), "") {
+            Err(ConnectorError::FailedPrecondition(m)) => {
+                assert!(m.contains("session store") && m.contains("limit"), "{m}")
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
     }
 }

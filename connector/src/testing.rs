@@ -12,6 +12,8 @@ pub struct FakeEnv {
     routes: RefCell<HashMap<String, Handler>>,
     requests: RefCell<Vec<HttpRequest>>,
     session: RefCell<BTreeMap<String, Vec<u8>>>,
+    /// Entries the session store takes before it is full.
+    pub session_capacity: std::cell::Cell<Option<usize>>,
 }
 
 impl FakeEnv {
@@ -25,6 +27,21 @@ impl FakeEnv {
         self.routes
             .borrow_mut()
             .insert(key.to_string(), Box::new(move |_| (status, body.clone())));
+    }
+
+    /// Answers `key` with whatever `handler` says (for answers that change between calls).
+    pub fn route_with(&self, key: &str, handler: impl Fn(&HttpRequest) -> (u16, String) + 'static) {
+        self.routes
+            .borrow_mut()
+            .insert(key.to_string(), Box::new(handler));
+    }
+
+    /// "METHOD path?query" of every request, in order.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method.as_str(), r.path))
+            .collect()
     }
 
     pub fn requests(&self) -> Vec<HttpRequest> {
@@ -67,6 +84,11 @@ impl Env for FakeEnv {
     }
 
     fn session_set(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        if let Some(capacity) = self.session_capacity.get()
+            && self.session.borrow().len() >= capacity
+        {
+            return Err("the store is full".into());
+        }
         self.session
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
@@ -83,4 +105,109 @@ impl Env for FakeEnv {
     }
 
     fn log(&self, _level: LogLevel, _message: &str) {}
+}
+
+/// A small workspace for provisioning tests: workspace `w`, roles `r1` (Source Admin) and `r2`
+/// (Workspace Owner), user `u1` <u1@x.io> holding `permissions` (JSON), group `g1`, and every
+/// write answered with success.
+pub mod workspace {
+    use super::FakeEnv;
+    use crate::bindings::{Entitlement, Purpose, Resource};
+    use crate::ids::WORKSPACE;
+    use crate::resources::{group_resource, invite_resource, rid, user_resource};
+    use crate::segment::model::{Group, User};
+
+    pub const ROLES: &str = "GET /roles?pagination%5Bcount%5D=200";
+    pub const INVITES: &str = "GET /invites?pagination%5Bcount%5D=200";
+    pub const USERS: &str = "GET /users?pagination%5Bcount%5D=200";
+
+    pub fn env(user_permissions: &str) -> FakeEnv {
+        let env = FakeEnv::new();
+        env.route(
+            "GET /",
+            200,
+            r#"{"data":{"workspace":{"id":"w","name":"W","slug":"w"}}}"#,
+        );
+        env.route(
+            ROLES,
+            200,
+            r#"{"data":{"roles":[{"id":"r1","name":"Source Admin","description":""},{"id":"r2","name":"Workspace Owner","description":""}],"pagination":{"current":"MA=="}}}"#,
+        );
+        env.route(
+            "GET /users/u1",
+            200,
+            &format!(r#"{{"data":{{"user":{{"id":"u1","name":"U","email":"u1@x.io","permissions":{user_permissions}}}}}}}"#),
+        );
+        env.route(
+            "GET /groups/g1",
+            200,
+            r#"{"data":{"userGroup":{"id":"g1","name":"G","memberCount":0,"permissions":[]}}}"#,
+        );
+        env.route(
+            "GET /groups/g1/users?pagination%5Bcount%5D=200",
+            200,
+            r#"{"data":{"users":[],"pagination":{"current":"MA=="}}}"#,
+        );
+        env.route(
+            INVITES,
+            200,
+            r#"{"data":{"invites":[],"pagination":{"current":"MA=="}}}"#,
+        );
+        env.route(
+            USERS,
+            200,
+            r#"{"data":{"users":[],"pagination":{"current":"MA=="}}}"#,
+        );
+        for write in [
+            "POST /users/u1/permissions",
+            "PUT /users/u1/permissions",
+            "POST /groups/g1/permissions",
+            "POST /groups/g1/users",
+        ] {
+            env.route(write, 200, r#"{"data":{"permissions":[]}}"#);
+        }
+        env.route("POST /invites", 201, r#"{"data":{"emails":["new@x.io"]}}"#);
+        env
+    }
+
+    pub fn user() -> Resource {
+        user_resource(
+            &User {
+                id: "u1".into(),
+                name: "U".into(),
+                email: "u1@x.io".into(),
+                permissions: None,
+            },
+            &rid(WORKSPACE, "w"),
+        )
+    }
+
+    pub fn group() -> Resource {
+        group_resource(
+            &Group {
+                id: "g1".into(),
+                name: "G".into(),
+                member_count: None,
+                permissions: None,
+            },
+            &rid(WORKSPACE, "w"),
+        )
+    }
+
+    pub fn invite(email: &str) -> Resource {
+        invite_resource(email, Some(&rid(WORKSPACE, "w")))
+    }
+
+    pub fn entitlement(id: &str) -> Entitlement {
+        let (t, r, slug) = crate::ids::parse_entitlement_id(id).expect("an entitlement id");
+        Entitlement {
+            id: id.into(),
+            resource: rid(t, r),
+            display_name: String::new(),
+            description: String::new(),
+            slug: slug.into(),
+            purpose: Purpose::Assignment,
+            grantable_to: vec![],
+        }
+    }
 }

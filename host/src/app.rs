@@ -93,14 +93,22 @@ pub struct SyncJob {
     pub output: PathBuf,
     /// Show a live progress line on stderr (when it is a terminal).
     pub show_progress: bool,
+    /// Attempts of a call the connector reports as rate limited or unavailable.
+    pub max_attempts: u32,
 }
 
 impl SyncJob {
     pub fn new(base_url: impl Into<String>, token: Secret, output: impl Into<PathBuf>) -> SyncJob {
+        SyncJob::with(Connection::new(base_url, token), output)
+    }
+
+    /// A sync over `connection` into `output`, without progress on the terminal.
+    pub fn with(connection: Connection, output: impl Into<PathBuf>) -> SyncJob {
         SyncJob {
-            connection: Connection::new(base_url, token),
+            connection,
             output: output.into(),
             show_progress: false,
+            max_attempts: SyncOptions::default().max_attempts,
         }
     }
 }
@@ -161,6 +169,7 @@ async fn sync_with(
     let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
     let options = SyncOptions {
         concurrency: job.connection.concurrency.max(1),
+        max_attempts: job.max_attempts.max(1),
         ..SyncOptions::default()
     };
     let mut syncer = Syncer::new(runtime, run, options, progress);

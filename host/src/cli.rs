@@ -75,11 +75,15 @@ pub struct SyncArgs {
     pub http_timeout_seconds: u64,
 }
 
+/// The operations a create-account flag cannot be combined with.
+const OTHER_THAN_CREATE_ACCOUNT: [&str; 3] =
+    ["grant_entitlement", "revoke_grant", "delete_resource"];
+
 /// One-shot provisioning, as Baton connectors do it: ids are looked up in the `.c1z` given by
 /// `--file` (sync first).
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("operation").multiple(false).args([
-    "grant_entitlement", "revoke_grant", "create_account_email", "create_account_login", "delete_resource",
+    "grant_entitlement", "revoke_grant", "create_account_email", "delete_resource",
 ]))]
 pub struct ProvisionArgs {
     /// Grant this entitlement (e.g. group:grpEng:member) to --grant-principal
@@ -106,12 +110,13 @@ pub struct ProvisionArgs {
     #[arg(long, env = "BATON_CREATE_ACCOUNT_EMAIL")]
     pub create_account_email: Option<String>,
 
-    /// Create an account with this login (an e-mail address, for Segment)
-    #[arg(long, env = "BATON_CREATE_ACCOUNT_LOGIN")]
+    /// Create an account with this login (an e-mail address, for Segment); may go with
+    /// --create-account-email and --create-account-profile
+    #[arg(long, env = "BATON_CREATE_ACCOUNT_LOGIN", conflicts_with_all = OTHER_THAN_CREATE_ACCOUNT)]
     pub create_account_login: Option<String>,
 
     /// Profile of the account to create, as a JSON object (e.g. {"email": "ana@example.com"})
-    #[arg(long, env = "BATON_CREATE_ACCOUNT_PROFILE")]
+    #[arg(long, env = "BATON_CREATE_ACCOUNT_PROFILE", conflicts_with_all = OTHER_THAN_CREATE_ACCOUNT)]
     pub create_account_profile: Option<String>,
 
     /// Delete the resource with this id (a user: remove them from the workspace; an invite: withdraw it)
@@ -292,4 +297,55 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub health: HealthArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("baton-segment").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn create_account_flags_go_together_but_not_with_other_operations() {
+        let cli = parse(&[
+            "--create-account-email",
+            "ana@example.com",
+            "--create-account-login",
+            "ana@example.com",
+            "--create-account-profile",
+            r#"{"name":"Ana"}"#,
+        ])
+        .expect("the create-account flags combine");
+        assert_eq!(
+            cli.provision.create_account_login.as_deref(),
+            Some("ana@example.com")
+        );
+        assert!(cli.provision.requested());
+
+        for other in [
+            ["--revoke-grant", "group:g:member:user:u"],
+            ["--delete-resource", "u"],
+        ] {
+            for flag in [
+                "--create-account-email",
+                "--create-account-login",
+                "--create-account-profile",
+            ] {
+                let mut args = vec![flag, "{}"];
+                args.extend(other);
+                if other[0] == "--delete-resource" {
+                    args.extend(["--delete-resource-type", "user"]);
+                }
+                let err = parse(&args).expect_err("two operations at once");
+                assert_eq!(
+                    err.kind(),
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "{args:?}"
+                );
+            }
+        }
+    }
 }

@@ -99,9 +99,8 @@ async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<FakeS
 async fn sync(cli: Cli) -> anyhow::Result<String> {
     let (connection, demo) = connection(&cli.sync).await?;
     let job = SyncJob {
-        connection,
-        output: cli.file,
         show_progress: true,
+        ..SyncJob::with(connection, cli.file)
     };
     let summary = app::sync(job).await?;
     if let Some(fake) = demo {

@@ -216,8 +216,8 @@ async fn persistent_server_errors_fail_the_sync_with_the_status() {
     let dir = temp_dir();
     let mut j = job(&fake, TOKEN, &out(&dir));
     j.connection.concurrency = 1;
-    // Cut the wait: the host tries 5 times, the engine 6 times each; keep this test quick by
-    // checking the message of the first failure the engine gives up on.
+    // Cut the wait: the host tries 5 times per call, the engine (here) calls twice.
+    j.max_attempts = 2;
     let err = tokio::time::timeout(
         Duration::from_secs(120),
         baton_segment::app::sync_on(runtime(), j),
@@ -232,4 +232,33 @@ async fn persistent_server_errors_fail_the_sync_with_the_status() {
         "{text}"
     );
     assert!(!out(&dir).exists());
+    assert_eq!(
+        fake.requests().iter().filter(|r| r.path == "/").count(),
+        10,
+        "5 tries by the host for each of the engine's 2 calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calls_made_once_per_sync_are_retried_too() {
+    let fake = fake(FakeConfig::demo()).await;
+    let body = r#"{"errors":[{"type":"internal","message":"upstream timeout"}]}"#;
+    // More failures than the host retries on its own: validate reports the workspace
+    // unavailable, and the engine calls it again.
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/",
+        FaultKind::Status {
+            status: 503,
+            body: body.into(),
+        },
+        5,
+    ));
+    let dir = temp_dir();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("validate succeeds when called again");
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/").count(), 6);
+    assert_eq!(summary.retried_calls, 1);
+    assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use fakes::segment::{FakeConfig, GenSpec, Workspace};
+use fakes::segment::{FakeConfig, Fault, FaultKind, GenSpec, Workspace};
 use std::collections::HashSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,4 +121,47 @@ async fn a_long_sync_in_one_instance_does_not_exhaust_its_resources() {
             .1,
         2300
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_form_a_cycle_stop_the_sync_instead_of_looping() {
+    let ws = Workspace::generate(
+        3,
+        GenSpec {
+            users: 250,
+            groups: 1,
+            invites: 1,
+            sources: 1,
+            warehouses: 1,
+            functions: 1,
+            spaces: 1,
+        },
+    );
+    let fake = fake(FakeConfig::new(TOKEN, ws)).await;
+    // The second (last) page of users points back to the first: page 1 → 2 → 1 → 2 …
+    // Each page looks fine on its own; only the listing as a whole repeats a cursor.
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/users",
+        FaultKind::LastPageLoopsTo("MA==".into()),
+        100,
+    ));
+    let dir = temp_dir();
+    std::fs::write(out(&dir), b"the previous sync").unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(60), sync(&fake, &out(&dir)))
+        .await
+        .expect("the sync stops instead of looping")
+        .expect_err("a cycle of pages is an error");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("list-resources(user") && text.contains("a second time"),
+        "{text}"
+    );
+    let user_pages = fake
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/users")
+        .count();
+    assert!(user_pages <= 4, "{user_pages} pages of users read");
+    assert_eq!(std::fs::read(out(&dir)).unwrap(), b"the previous sync");
 }

@@ -480,19 +480,23 @@ async fn missing_ids_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoke_that_hits_the_write_limit_waits_and_completes() {
     let mut cfg = FakeConfig::demo();
-    // Segment's documented 60 writes per minute, scaled down: 1 write per 1.5 s.
+    // Segment's documented 60 writes per minute per write operation, scaled down to 1 per 4 s
+    // (long enough that the second revoke's reads surely end inside the first one's window).
     cfg.write_limit = 1;
-    cfg.write_window = std::time::Duration::from_millis(1_500);
+    cfg.write_window = std::time::Duration::from_secs(4);
     let s = setup(cfg).await;
-    s.run(
-        &s.lookup()
-            .grant("group:grpEng:member", "usrGrace", "user")
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let start = std::time::Instant::now();
-    let outcome = s
+    let member_of = |group: &str, email: &str| {
+        s.fake
+            .workspace()
+            .groups
+            .iter()
+            .find(|g| g.id == group)
+            .unwrap()
+            .member_emails
+            .contains(&email.to_string())
+    };
+    // The first removal spends the window's one DELETE /group/{id}/users.
+    let first = s
         .run(
             &s.lookup()
                 .revoke("group:grpEng:member:user:usrBob")
@@ -500,25 +504,39 @@ async fn a_revoke_that_hits_the_write_limit_waits_and_completes() {
         )
         .await
         .unwrap();
+    assert_eq!(kind(&first), "revoked");
+    let start = std::time::Instant::now();
+    let outcome = s
+        .run(
+            &s.lookup()
+                .revoke("group:grpData:member:user:usrCarol")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(kind(&outcome), "revoked");
-    let statuses: Vec<u16> = s
+    let deletes: Vec<(String, u16)> = s
         .fake
         .requests()
         .iter()
         .filter(|r| r.method == "DELETE")
-        .map(|r| r.status)
+        .map(|r| (r.path.clone(), r.status))
         .collect();
-    assert_eq!(statuses, [429, 200], "refused once, then done");
-    assert!(start.elapsed() >= std::time::Duration::from_millis(500));
+    let statuses: Vec<u16> = deletes.iter().map(|d| d.1).collect();
+    assert_eq!(
+        statuses,
+        [200, 429, 200],
+        "refused once, then done: {deletes:?}"
+    );
     assert!(
-        !s.fake
-            .workspace()
-            .groups
-            .iter()
-            .find(|g| g.id == "grpEng")
-            .unwrap()
-            .member_emails
-            .contains(&"bob@acme.test".to_string())
+        start.elapsed() >= std::time::Duration::from_secs(1),
+        "the host waited for the window to end"
+    );
+    assert!(!member_of("grpEng", "bob@acme.test"));
+    assert!(!member_of("grpData", "carol@acme.test"));
+    assert!(
+        member_of("grpData", "erin@acme.test"),
+        "nothing else changed"
     );
 }
 
@@ -819,13 +837,44 @@ mod property {
         }
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    /// What is granted then revoked: a scoped role on one resource, or a role on the whole
+    /// workspace (`role:<id>:member`).
+    #[derive(Debug, Clone)]
+    enum Access {
+        Scoped {
+            choice: usize,
+            resource: &'static str,
+        },
+        Wide {
+            role: usize,
+        },
+    }
 
-        /// Granting then revoking one scoped role leaves a user's and a group's permissions
-        /// exactly as they were, labels included.
+    fn access() -> impl Strategy<Value = Access> {
+        prop_oneof![
+            (0..CHOICES.len(), any::<prop::sample::Index>()).prop_map(|(choice, pick)| {
+                let ids = CHOICES[choice].3;
+                Access::Scoped {
+                    choice,
+                    resource: ids[pick.index(ids.len())],
+                }
+            }),
+            (0..WORKSPACE_ROLES.len()).prop_map(|role| Access::Wide { role }),
+        ]
+    }
+
+    fn writes(fake: &FakeSegment) -> usize {
+        fake.requests().iter().filter(|r| r.method != "GET").count()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// Granting then revoking one role (scoped, or on the whole workspace) leaves a user's
+        /// and a group's permissions exactly as they were, labels included; a grant of what is
+        /// already held writes nothing.
         #[test]
-        fn grant_then_revoke_restores_permissions_exactly(user_perms in permission_set(), group_perms in permission_set(), choice in 0..CHOICES.len(), pick in any::<prop::sample::Index>()) {
+        fn grant_then_revoke_restores_permissions_exactly(user_perms in permission_set(), group_perms in permission_set(), access in access()) {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             rt.block_on(async {
                 let fake = fake(FakeConfig::demo()).await;
@@ -833,19 +882,35 @@ mod property {
                     w.users.iter_mut().find(|u| u.id == "usrHeidi").unwrap().permissions = user_perms.clone();
                     w.groups.iter_mut().find(|g| g.id == "grpContractors").unwrap().permissions = group_perms.clone();
                 });
-                let (role, name, kind, ids) = CHOICES[choice];
-                let resource = ids[pick.index(ids.len())];
-                let scope = kind.to_ascii_lowercase();
-                let slug = baton_segment_slug(name);
+                let (role, ent) = match &access {
+                    Access::Scoped { choice, resource } => {
+                        let (role, name, kind, _) = CHOICES[*choice];
+                        (role, entitlement(&kind.to_ascii_lowercase(), resource, &baton_segment_slug(name)))
+                    }
+                    Access::Wide { role } => {
+                        let role = WORKSPACE_ROLES[*role].0;
+                        (role, entitlement("role", role, "member"))
+                    }
+                };
                 let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
                 for principal in [("user", "usrHeidi"), ("group", "grpContractors")] {
                     let before = fake.workspace();
                     let principal_resource = principal_resource(principal.0, principal.1);
-                    let ent = entitlement(&scope, resource, &slug);
                     let op = Operation::Grant(baton_segment::component::GrantOperation { principal: principal_resource.clone(), entitlement: ent.clone() });
+                    let writes_before = writes(&fake);
                     let granted = provision::execute(runtime(), &connection, &op).await.unwrap();
-                    let held_before = holds(&before, principal, role, kind, resource);
+                    let (held_before, held_in_some_form) = match &access {
+                        Access::Scoped { choice, resource } => {
+                            let held = holds(&before, principal, role, CHOICES[*choice].2, resource);
+                            (held, held)
+                        }
+                        Access::Wide { .. } => (
+                            holds_wide(&before, principal, role, true),
+                            holds_wide(&before, principal, role, false),
+                        ),
+                    };
                     prop_assert_eq!(matches!(granted, Outcome::AlreadyExists), held_before);
+                    prop_assert_eq!(writes(&fake) - writes_before, usize::from(!held_before), "one write, or none when already held");
                     let grant = baton_segment::component::GrantRecord {
                         id: format!("{}:{}:{}", ent.id, principal.0, principal.1),
                         entitlement_id: ent.id.clone(),
@@ -856,9 +921,13 @@ mod property {
                     let op = Operation::Revoke(baton_segment::component::RevokeOperation { grant, principal: principal_resource });
                     provision::execute(runtime(), &connection, &op).await.unwrap();
                     let mut expected = before.clone();
-                    if held_before {
-                        // It was held before the grant: the revoke removes it.
-                        remove(&mut expected, principal, role, kind, resource);
+                    if held_in_some_form {
+                        // It was held before the grant: the revoke removes it (on the whole
+                        // workspace: the role there, restricted by labels or not).
+                        match &access {
+                            Access::Scoped { choice, resource } => remove(&mut expected, principal, role, CHOICES[*choice].2, resource),
+                            Access::Wide { .. } => remove(&mut expected, principal, role, "WORKSPACE", "wkspAcme01"),
+                        }
                     }
                     prop_assert_eq!(fake.workspace(), expected);
                 }
@@ -932,6 +1001,17 @@ mod property {
                 && p.resources
                     .iter()
                     .any(|r| r.kind == kind && r.id == resource)
+        })
+    }
+
+    /// Holds `role` on the whole workspace (`unrestricted`: without labels).
+    fn holds_wide(w: &Workspace, who: (&str, &str), role: &str, unrestricted: bool) -> bool {
+        let mut w = w.clone();
+        perms_of(&mut w, who).iter().any(|p| {
+            p.role_id == role
+                && p.resources
+                    .iter()
+                    .any(|r| r.kind == "WORKSPACE" && (!unrestricted || r.labels.is_empty()))
         })
     }
 

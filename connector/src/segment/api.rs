@@ -143,17 +143,8 @@ impl<'e, E: Env> Api<'e, E> {
         decode(request, self.env.send(request))
     }
 
-    /// One page of a list endpoint. `query` holds extra parameters (already encoded);
-    /// `cursor` is `None` for the first page.
-    pub fn page<P>(
-        &self,
-        path: &str,
-        query: &str,
-        cursor: Option<&str>,
-    ) -> Result<Page<P::Item>, ApiError>
-    where
-        P: ListPage + DeserializeOwned,
-    {
+    /// The path and query of one page of a list endpoint.
+    pub fn page_url(&self, path: &str, query: &str, cursor: Option<&str>) -> String {
         let mut url = format!("{path}?{}={}", encode("pagination[count]"), self.page_size);
         if let Some(cursor) = cursor {
             url.push_str(&format!(
@@ -166,7 +157,21 @@ impl<'e, E: Env> Api<'e, E> {
             url.push('&');
             url.push_str(query);
         }
-        let request = HttpRequest::get(url);
+        url
+    }
+
+    /// One page of a list endpoint. `query` holds extra parameters (already encoded);
+    /// `cursor` is `None` for the first page.
+    pub fn page<P>(
+        &self,
+        path: &str,
+        query: &str,
+        cursor: Option<&str>,
+    ) -> Result<Page<P::Item>, ApiError>
+    where
+        P: ListPage + DeserializeOwned,
+    {
+        let request = HttpRequest::get(self.page_url(path, query, cursor));
         let page: P = self.call(&request)?;
         let (items, pagination) = page.into_parts();
         let op = request.describe();

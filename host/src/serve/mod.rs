@@ -173,11 +173,7 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
         wall_per_call: limits.wall_per_call,
     };
     let run = connection.run_context_with(policy, Some(instance));
-    let job = SyncJob {
-        connection,
-        output: tenant.output.clone(),
-        show_progress: false,
-    };
+    let job = SyncJob::with(connection, tenant.output.clone());
     let sync = app::sync_in(runtime, job, run.clone(), Some(program.clone()));
     // Dropping the sync on timeout drops its instances and stores: nothing of it keeps running.
     let outcome = match tokio::time::timeout(limits.wall_per_sync, sync).await {

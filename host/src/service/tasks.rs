@@ -246,11 +246,7 @@ async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::service::task::SyncFullT
         }
     };
     let path = dir.path().join("sync.c1z");
-    let job = SyncJob {
-        connection: ctx.connection.clone(),
-        output: path.clone(),
-        show_progress: false,
-    };
+    let job = SyncJob::with(ctx.connection.clone(), path.clone());
     let summary = match app::sync_on(&ctx.runtime, job).await {
         Ok(s) => s,
         Err(e) => return Finish::failed(Code::Unknown, format!("the sync failed: {e:#}"), false),

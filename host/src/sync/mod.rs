@@ -8,10 +8,10 @@ pub mod expand;
 pub mod progress;
 
 use crate::component::{ConnectorError, Resource, ResourceId, RunContext, SyncHints};
-use crate::runtime::{CallError, ConnectorInstance, Program, Runtime};
+use crate::runtime::{CallError, CallResult, ConnectorInstance, Program, Runtime};
 use data::{SyncData, show};
 use progress::Progress;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -123,6 +123,15 @@ impl Task {
         }
     }
 
+    /// The listing the task pages through (its name without the page).
+    fn listing(&self) -> String {
+        Task {
+            token: String::new(),
+            ..self.clone()
+        }
+        .name()
+    }
+
     fn name(&self) -> String {
         let page = if self.token.is_empty() {
             String::new()
@@ -213,6 +222,9 @@ pub struct Syncer<'r> {
     progress: Arc<Progress>,
     idle: Vec<ConnectorInstance>,
     retried_calls: u64,
+    /// Page tokens handed out so far, per listing: a listing that hands one out twice would
+    /// loop forever.
+    tokens: HashMap<String, HashSet<String>>,
 }
 
 impl<'r> Syncer<'r> {
@@ -230,6 +242,7 @@ impl<'r> Syncer<'r> {
             progress,
             idle: vec![],
             retried_calls: 0,
+            tokens: HashMap::new(),
         }
     }
 
@@ -256,12 +269,19 @@ impl<'r> Syncer<'r> {
         let mut data = SyncData::default();
 
         self.progress.set_phase(0);
-        let mut first = self.instance().await?;
-        settle("validate", first.validate().await)?;
+        self.once("validate", |mut i| async move {
+            let r = i.validate().await;
+            (i, r)
+        })
+        .await?;
 
         self.progress.set_phase(1);
-        data.resource_types = settle("resource-types", first.resource_types().await)?;
-        self.idle.push(first);
+        data.resource_types = self
+            .once("resource-types", |mut i| async move {
+                let r = i.resource_types().await;
+                (i, r)
+            })
+            .await?;
 
         self.progress.set_phase(2);
         let tasks = data
@@ -316,6 +336,61 @@ impl<'r> Syncer<'r> {
             elapsed: clock.elapsed(),
             retried_calls: self.retried_calls,
         })
+    }
+
+    /// A call made once per sync (validate, resource types), retried like any other when the
+    /// connector reports it rate limited or unavailable.
+    async fn once<T, F, Fut>(&mut self, name: &str, call: F) -> Result<T, SyncError>
+    where
+        F: Fn(ConnectorInstance) -> Fut,
+        Fut: Future<Output = (ConnectorInstance, CallResult<T>)>,
+    {
+        let mut attempt = 0;
+        loop {
+            let instance = self.instance().await?;
+            let (instance, result) = call(instance).await;
+            if !instance.is_broken() {
+                self.idle.push(instance);
+            }
+            Progress::add(&self.progress.calls, 1);
+            let error = match result {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => error,
+                Err(error) => {
+                    return Err(SyncError::Component {
+                        call: name.into(),
+                        error,
+                    });
+                }
+            };
+            let Some(wait) = self.retry_wait(&error, attempt) else {
+                return Err(SyncError::Connector {
+                    call: name.into(),
+                    message: describe(&error),
+                    error,
+                });
+            };
+            tracing::info!(
+                "{name}: {}; retrying in {:.1} s",
+                describe(&error),
+                wait.as_secs_f64()
+            );
+            self.retried_calls += 1;
+            attempt += 1;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// How long to wait before calling again after `error` on attempt `attempt` (from 0);
+    /// `None` when the call is not to be retried.
+    fn retry_wait(&self, error: &ConnectorError, attempt: u32) -> Option<Duration> {
+        let wait = match error {
+            ConnectorError::RateLimited(info) => Duration::from_millis(info.retry_after_ms),
+            ConnectorError::Unavailable(_) => Duration::from_secs(1u64 << attempt.min(5)),
+            _ => return None,
+        };
+        (attempt + 1 < self.options.max_attempts && wait <= self.options.max_retry_wait)
+            .then_some(wait)
     }
 
     /// Runs a phase's calls (and the calls their answers lead to) until none is left.
@@ -390,23 +465,15 @@ impl<'r> Syncer<'r> {
         error: ConnectorError,
         queue: &mut VecDeque<Task>,
     ) -> Result<(), SyncError> {
-        let wait = match &error {
-            ConnectorError::RateLimited(info) => Some(Duration::from_millis(info.retry_after_ms)),
-            ConnectorError::Unavailable(_) => {
-                Some(Duration::from_secs(1u64 << task.attempt.min(5)))
-            }
-            // As Baton does: something that vanished while listing is a warning, not a failure.
-            ConnectorError::NotFound(m) if !matches!(task.call, Call::Resources { .. }) => {
-                data.warnings.push(format!("{}: {m}; skipped", task.name()));
-                return Ok(());
-            }
-            _ => None,
-        };
-        match wait {
-            Some(wait)
-                if task.attempt + 1 < self.options.max_attempts
-                    && wait <= self.options.max_retry_wait =>
-            {
+        // As Baton does: something that vanished while listing is a warning, not a failure.
+        if let ConnectorError::NotFound(m) = &error
+            && !matches!(task.call, Call::Resources { .. })
+        {
+            data.warnings.push(format!("{}: {m}; skipped", task.name()));
+            return Ok(());
+        }
+        match self.retry_wait(&error, task.attempt) {
+            Some(wait) => {
                 tracing::info!(
                     "{}: {}; retrying in {:.1} s",
                     task.name(),
@@ -495,10 +562,16 @@ impl<'r> Syncer<'r> {
             }
         }
         if !next.is_empty() {
-            // Baton's rule: a page may not hand back the token it was asked with.
-            if next == task.token {
+            // Baton's rule, a page may not hand back the token it was asked with, extended to
+            // every token of the listing: a cycle of pages would never end either.
+            if !self
+                .tokens
+                .entry(task.listing())
+                .or_default()
+                .insert(next.clone())
+            {
                 return Err(invalid(format!(
-                    "it returned the page token {next:?} it was given; stopping to avoid an endless loop"
+                    "it returned the page token {next:?} a second time; stopping to avoid an endless loop"
                 )));
             }
             queue.push_back(Task {
@@ -513,25 +586,6 @@ impl<'r> Syncer<'r> {
 }
 
 const PHASE_DONE: usize = usize::MAX;
-
-/// The answer of a call made once per sync (validate, resource types), or its failure.
-fn settle<T>(
-    call: &str,
-    result: Result<Result<T, ConnectorError>, CallError>,
-) -> Result<T, SyncError> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(SyncError::Connector {
-            call: call.into(),
-            message: describe(&error),
-            error,
-        }),
-        Err(error) => Err(SyncError::Component {
-            call: call.into(),
-            error,
-        }),
-    }
-}
 
 fn host_error(e: anyhow::Error) -> SyncError {
     SyncError::Host(format!("{e:#}"))

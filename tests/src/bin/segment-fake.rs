@@ -60,7 +60,7 @@ struct Args {
     /// Latency added to every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Writes allowed per window per token.
+    /// Writes allowed per window per token and write operation (e.g. POST /invites).
     #[arg(long, default_value_t = 60)]
     write_limit: u32,
     /// Length of the write window in seconds.

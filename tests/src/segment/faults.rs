@@ -62,8 +62,9 @@ struct Window {
     consumed: u32,
 }
 
-/// A fixed-window counter per token: at most `limit` requests per `window`; a window starts
-/// with the first request after the previous one ended. Refused requests still count
+/// A fixed-window counter per key ([`bucket_key`]: a token, or a token and a write
+/// operation): at most `limit` requests per `window`; a window starts with the first request
+/// after the previous one ended. Refused requests still count
 /// (like rate-limiter-flexible, whose fields Segment's 429 body carries).
 #[derive(Debug, Clone)]
 pub struct Bucket {
@@ -155,6 +156,46 @@ impl RateLimiter {
     }
 }
 
+/// What a request counts against: per token for reads, and per token and operation for
+/// writes (Segment documents 60 per minute for each write operation, not for all together).
+pub fn bucket_key(method: &str, path: &str, token: &str) -> String {
+    if !is_write(method) {
+        return token.to_string();
+    }
+    format!(
+        "{token} {} {}",
+        method.to_ascii_uppercase(),
+        operation_path(path)
+    )
+}
+
+/// The path's template: ids become `*` (`/groups/g1/users?emails.0=…` → `/groups/*/users`).
+fn operation_path(path: &str) -> String {
+    const LITERALS: [&str; 10] = [
+        "users",
+        "groups",
+        "group",
+        "invites",
+        "permissions",
+        "roles",
+        "sources",
+        "warehouses",
+        "functions",
+        "spaces",
+    ];
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .map(|segment| {
+            if segment.is_empty() || LITERALS.contains(&segment) {
+                segment
+            } else {
+                "*"
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// POST, PUT, PATCH and DELETE are writes.
 pub fn is_write(method: &str) -> bool {
     matches!(
@@ -196,6 +237,26 @@ pub fn http_date(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_write_operation_has_its_own_budget() {
+        assert_eq!(
+            bucket_key("DELETE", "/group/g1/users?emails.0=a%40b.c", "t"),
+            bucket_key("delete", "/group/g2/users?emails.0=x%40y.z", "t")
+        );
+        assert_ne!(
+            bucket_key("POST", "/groups/g1/users", "t"),
+            bucket_key("DELETE", "/group/g1/users", "t")
+        );
+        assert_ne!(
+            bucket_key("POST", "/users/u1/permissions", "t"),
+            bucket_key("POST", "/groups/g1/permissions", "t")
+        );
+        assert_eq!(
+            bucket_key("GET", "/users/u1", "t"),
+            bucket_key("GET", "/roles", "t")
+        );
+    }
     use crate::segment::model::PathMatch;
 
     #[test]

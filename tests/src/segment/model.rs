@@ -314,6 +314,9 @@ pub enum FaultKind {
     Hang,
     /// Wait this long, then handle the request normally.
     Delay(Duration),
+    /// The request is handled normally, but a last page (an answer whose `data.pagination`
+    /// has no `next`) points back to this cursor: a buggy API whose pages form a cycle.
+    LastPageLoopsTo(String),
 }
 
 /// A fault to inject: matches method (case-insensitive; `None` = any) and path, and is

@@ -3,7 +3,7 @@
 //! → handler → envelope normalisation (no route / wrong method → 404 `not-found`) →
 //! `X-RateLimit-*` headers → (truncation fault) → log the answered status.
 
-use super::faults::{RateInfo, http_date};
+use super::faults::{RateInfo, bucket_key, http_date};
 use super::model::{FaultKind, LoggedRequest, Plan};
 use super::response::{ApiError, json_response};
 use super::server::Shared;
@@ -79,12 +79,13 @@ async fn process(
     }
 
     let mut truncate = false;
+    let mut loop_to = None;
     match fault {
         None => {}
         Some(FaultKind::RateLimited { ms_before_next }) => {
-            let token = bearer(authorization).unwrap_or_default().to_string();
+            let token = bearer(authorization).unwrap_or_default();
             let mut info = shared.state().limiter.bucket(method).peek(
-                &token,
+                &bucket_key(method, path, token),
                 Instant::now(),
                 SystemTime::now(),
             );
@@ -110,6 +111,7 @@ async fn process(
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::TruncatedJson) => truncate = true,
+        Some(FaultKind::LastPageLoopsTo(cursor)) => loop_to = Some(cursor),
     }
 
     // Bearer token.
@@ -135,10 +137,11 @@ async fn process(
     // Rate limit (a refused request changes no state: the handler is not called).
     let (info, plan) = {
         let mut st = shared.state();
-        let info = st
-            .limiter
-            .bucket(method)
-            .consume(&token, Instant::now(), SystemTime::now());
+        let info = st.limiter.bucket(method).consume(
+            &bucket_key(method, path, &token),
+            Instant::now(),
+            SystemTime::now(),
+        );
         (info, st.plan)
     };
     if !info.allowed {
@@ -154,7 +157,10 @@ async fn process(
         Some(err) => err.into_response(),
         None => normalise(next.run(req).await).await,
     };
-    let resp = with_rate_headers(resp, &info);
+    let mut resp = with_rate_headers(resp, &info);
+    if let Some(cursor) = loop_to {
+        resp = loop_last_page(resp, &cursor).await;
+    }
     if truncate {
         truncated(resp).await
     } else {
@@ -255,6 +261,26 @@ fn with_rate_headers(mut resp: Response, info: &RateInfo) -> Response {
     put(h, "x-ratelimit-remaining", info.remaining.to_string());
     put(h, "x-ratelimit-reset", http_date(info.reset_at));
     resp
+}
+
+/// Points a last page's `data.pagination.next` at `cursor`.
+async fn loop_last_page(resp: Response, cursor: &str) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let mut json: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    if let Some(pagination) = json
+        .pointer_mut("/data/pagination")
+        .and_then(|p| p.as_object_mut())
+        && pagination.get("next").is_none_or(|n| n.is_null())
+    {
+        pagination.insert("next".into(), cursor.into());
+    }
+    let body = serde_json::to_vec(&json).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Sends the first half of the body under the full body's `Content-Length`, then aborts,

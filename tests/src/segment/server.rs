@@ -31,7 +31,8 @@ pub struct FakeConfig {
     pub list_users_includes_permissions: bool,
     /// Added to every response.
     pub latency: Duration,
-    /// Writes allowed per `write_window` per token (default 60 per 60 s).
+    /// Writes allowed per `write_window` per token and write operation (default 60 per 60 s, as
+    /// Segment documents for each write endpoint).
     pub write_limit: u32,
     pub write_window: Duration,
     /// Optional read limit (default none).
