@@ -47,7 +47,7 @@ pub struct Cli {
     #[arg(long, env = "BATON_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
 
-    /// Log format [default: console when stderr is a terminal, otherwise json]
+    /// Log format [default: console when stdout is a terminal, otherwise json]
     #[arg(long, env = "BATON_LOG_FORMAT", value_enum, global = true)]
     pub log_format: Option<LogFormat>,
 }

@@ -50,7 +50,7 @@ pub struct InstanceLimits {
     pub memory_bytes: usize,
     /// Guest execution time per call (not counting time waiting on the host).
     pub cpu_per_call: Duration,
-    /// Time per call, including waiting for HTTP.
+    /// Time per call, including waiting for HTTP (but not the pauses Segment asks for).
     pub wall_per_call: Duration,
 }
 

@@ -30,9 +30,10 @@ impl LogLevel {
     }
 }
 
-/// Console when stderr is a terminal, JSON otherwise (as Baton connectors do).
+/// Console when stdout is a terminal, JSON otherwise, as Baton connectors choose (logs still
+/// go to stderr).
 pub fn default_format() -> LogFormat {
-    if std::io::stderr().is_terminal() {
+    if std::io::stdout().is_terminal() {
         LogFormat::Console
     } else {
         LogFormat::Json

@@ -9,6 +9,7 @@ use crate::component::{
     ResourcePage, ResourceType, RevokeOutcome, RunContext,
 };
 use crate::limits::{GuestLimits, MEMORY_LIMIT_MESSAGE};
+use crate::sandbox::RunNetwork;
 use anyhow::Context as _;
 
 /// `anyhow`'s `context` for wasmtime's own error type.
@@ -43,7 +44,7 @@ pub struct RuntimeLimits {
     pub memory_bytes: usize,
     /// Guest execution time per call (not counting time waiting on the host).
     pub cpu_per_call: Duration,
-    /// Time per call, including waiting for HTTP.
+    /// Time per call, including waiting for HTTP (but not the pauses Segment asks for).
     pub wall_per_call: Duration,
 }
 
@@ -353,17 +354,43 @@ macro_rules! call {
         }
         $self.store.data_mut().cpu_ticks = 0;
         $self.store.set_epoch_deadline(1);
+        let network = $self.store.data().run.network.clone();
         let exports = $self.bindings.baton_connector_connector();
-        let outcome = tokio::time::timeout($self.wall, exports.$method(&mut $self.store $(, $arg)*)).await;
+        let outcome = within_wall($self.wall, &network, exports.$method(&mut $self.store $(, $arg)*)).await;
         $self.settle($name, outcome)
     }};
+}
+
+/// Runs `call` for at most `wall`, not counting the pauses Segment asks the run's requests to
+/// make (429s the sandbox waits out): a call is not cut off for waiting as it was told to.
+/// `None` when the time ran out.
+async fn within_wall<F: Future>(
+    wall: Duration,
+    network: &RunNetwork,
+    call: F,
+) -> Option<F::Output> {
+    let paused_before = network.rate_limit_pause();
+    let mut deadline = tokio::time::Instant::now() + wall;
+    let mut credited = Duration::ZERO;
+    tokio::pin!(call);
+    loop {
+        if let Ok(output) = tokio::time::timeout_at(deadline, &mut call).await {
+            return Some(output);
+        }
+        let paused = network.rate_limit_pause().saturating_sub(paused_before);
+        if paused <= credited {
+            return None;
+        }
+        deadline += paused - credited;
+        credited = paused;
+    }
 }
 
 impl ConnectorInstance {
     fn settle<T>(
         &mut self,
         call: &'static str,
-        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        outcome: Option<wasmtime::Result<T>>,
     ) -> Result<T, CallError> {
         let state = self.store.data();
         state
@@ -371,15 +398,15 @@ impl ConnectorInstance {
             .meter
             .record(state.cpu_ticks, state.limits.peak_bytes());
         match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
+            Some(Ok(value)) => Ok(value),
+            Some(Err(error)) => {
                 self.broken = true;
                 Err(CallError::Trapped {
                     call,
                     reason: self.describe(&error),
                 })
             }
-            Err(_) => {
+            None => {
                 self.broken = true;
                 Err(CallError::TimedOut {
                     call,

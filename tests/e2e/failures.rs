@@ -262,3 +262,57 @@ async fn the_calls_made_once_per_sync_are_retried_too() {
     assert_eq!(summary.retried_calls, 1);
     assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
 }
+
+/// A sync whose every component call may take at most `wall` (rate-limit pauses aside).
+async fn sync_with_wall_per_call(
+    fake: &fakes::segment::FakeSegment,
+    output: &std::path::Path,
+    wall: Duration,
+) -> anyhow::Result<baton_segment::summary::SyncSummary> {
+    let j = job(fake, TOKEN, output);
+    let limits = baton_segment::component::InstanceLimits {
+        memory_bytes: 256 << 20,
+        cpu_per_call: Duration::from_secs(30),
+        wall_per_call: wall,
+    };
+    let run = j
+        .connection
+        .run_context_with(j.connection.policy()?, Some(limits));
+    baton_segment::app::sync_in(runtime(), j, run, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_out_a_429_does_not_count_against_the_time_a_call_may_take() {
+    let limited = fake(FakeConfig::demo()).await;
+    // Segment asks for a pause longer than a call may take.
+    limited.inject(Fault::on(
+        Some("GET"),
+        "/roles",
+        FaultKind::RateLimited {
+            ms_before_next: 2_500,
+        },
+        1,
+    ));
+    let dir = temp_dir();
+    let summary = sync_with_wall_per_call(&limited, &out(&dir), Duration::from_secs(2))
+        .await
+        .expect("the call waits as Segment says and completes");
+    assert_eq!(summary.net.rate_limited, 1);
+    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
+
+    // Without a pause Segment asked for, a slow call is still cut off at the limit.
+    let slow = fake(FakeConfig::demo()).await;
+    slow.inject(Fault::on(
+        Some("GET"),
+        "/roles",
+        FaultKind::Delay(Duration::from_millis(2_500)),
+        1,
+    ));
+    let err = sync_with_wall_per_call(&slow, &out(&dir), Duration::from_secs(2))
+        .await
+        .expect_err("the slow call is cut off");
+    assert!(
+        format!("{err:#}").contains("did not finish list-resources within 2 s"),
+        "{err:#}"
+    );
+}

@@ -103,7 +103,8 @@ impl HttpPolicy {
         self.allowed.iter().any(|o| o == origin)
     }
 
-    /// The guest's timeouts, never above the host's.
+    /// The guest's timeouts, never above the host's. (Connections are pooled per run and
+    /// opened with the host's connect timeout; a guest's shorter one is not applied.)
     fn clamp(&self, guest: Option<RequestOptions>) -> RequestOptions {
         let guest = guest.unwrap_or_default();
         let min = |g: Option<Duration>, cap: Duration| Some(g.map_or(cap, |g| g.min(cap)));
@@ -136,6 +137,12 @@ impl std::fmt::Debug for RunNetwork {
 }
 
 impl RunNetwork {
+    /// How long the run's requests have been held back in all because Segment asked for a
+    /// pause (429): time that per-call wall limits do not count.
+    pub fn rate_limit_pause(&self) -> Duration {
+        self.gate.held()
+    }
+
     pub fn new(policy: HttpPolicy) -> Arc<RunNetwork> {
         Arc::new(RunNetwork {
             client: client::pooled(policy.connect_timeout, policy.max_in_flight.max(1)),
@@ -421,4 +428,28 @@ where
 
 fn io_done() -> Box<dyn Future<Output = Result<(), Error>> + Send> {
     Box::new(async { Ok(()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_may_shorten_timeouts_but_never_lengthen_them() {
+        let policy = HttpPolicy::for_base_url("https://api.segmentapis.com", None).unwrap();
+        let asked = RequestOptions {
+            connect_timeout: Some(Duration::from_secs(3600)),
+            first_byte_timeout: Some(Duration::from_secs(1)),
+            between_bytes_timeout: Some(Duration::from_secs(3600)),
+        };
+        let got = policy.clamp(Some(asked));
+        assert_eq!(got.connect_timeout, Some(policy.connect_timeout));
+        assert_eq!(got.first_byte_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(
+            got.between_bytes_timeout,
+            Some(policy.between_bytes_timeout)
+        );
+        let none = policy.clamp(None);
+        assert_eq!(none.first_byte_timeout, Some(policy.first_byte_timeout));
+    }
 }

@@ -1,6 +1,7 @@
 //! Waiting as Segment says: the wait of a 429 (`data.msBeforeNext`, else `X-RateLimit-Reset`),
 //! shared by every request of the run, and backoff for transient failures.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Mutex;
 
@@ -39,6 +40,9 @@ impl RetryPolicy {
 #[derive(Debug, Default)]
 pub struct RateGate {
     not_before: Mutex<Option<Instant>>,
+    /// How long the gate has been held closed in all, in milliseconds (overlapping holds
+    /// counted once).
+    held_ms: AtomicU64,
 }
 
 impl RateGate {
@@ -50,11 +54,20 @@ impl RateGate {
     }
 
     pub async fn hold_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now + wait;
         let mut guard = self.not_before.lock().await;
         if guard.is_none_or(|t| t < until) {
+            let from = guard.map_or(now, |t| t.max(now));
+            self.held_ms
+                .fetch_add((until - from).as_millis() as u64, Ordering::Relaxed);
             *guard = Some(until);
         }
+    }
+
+    /// The time the gate has been held closed so far (the pauses Segment asked for).
+    pub fn held(&self) -> Duration {
+        Duration::from_millis(self.held_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -129,6 +142,19 @@ mod tests {
         assert_eq!(
             rate_limit_wait(&http::HeaderMap::new(), b"{}", SystemTime::now()),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn overlapping_holds_count_once() {
+        let gate = RateGate::default();
+        gate.hold_for(Duration::from_millis(1_000)).await;
+        gate.hold_for(Duration::from_millis(1_500)).await;
+        gate.hold_for(Duration::from_millis(200)).await;
+        let held = gate.held();
+        assert!(
+            held >= Duration::from_millis(1_499) && held <= Duration::from_millis(1_500),
+            "{held:?}"
         );
     }
 
