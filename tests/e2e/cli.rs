@@ -129,8 +129,9 @@ fn help_documents_every_flag_with_its_variable() {
 
 #[test]
 fn a_missing_token_is_a_clear_error_before_any_work() {
+    let (_rt, fake) = fake_segment();
     let dir = tempfile::tempdir().unwrap();
-    let out = baton_segment(&[], dir.path());
+    let out = baton_segment(&["--base-url", &fake.base_url()], dir.path());
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(
@@ -138,6 +139,29 @@ fn a_missing_token_is_a_clear_error_before_any_work() {
         "{err}"
     );
     assert!(!dir.path().join("sync.c1z").exists());
+    assert!(fake.requests().is_empty(), "no request was made");
+}
+
+#[test]
+fn a_wrong_token_exits_non_zero_and_leaves_the_previous_file() {
+    let (_rt, fake) = fake_segment();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sync.c1z"), b"the previous sync").unwrap();
+    let out = baton_segment(
+        &["--base-url", &fake.base_url(), "--token", "not-the-token"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Segment rejected the token (HTTP 401"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-token"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("sync.c1z")).unwrap(),
+        b"the previous sync"
+    );
 }
 
 #[test]

@@ -216,8 +216,6 @@ async fn persistent_server_errors_fail_the_sync_with_the_status() {
     let dir = temp_dir();
     let mut j = job(&fake, TOKEN, &out(&dir));
     j.connection.concurrency = 1;
-    // Cut the wait: the host tries 5 times per call, the engine (here) calls twice.
-    j.max_attempts = 2;
     let err = tokio::time::timeout(
         Duration::from_secs(120),
         baton_segment::app::sync_on(runtime(), j),
@@ -234,31 +232,27 @@ async fn persistent_server_errors_fail_the_sync_with_the_status() {
     assert!(!out(&dir).exists());
     assert_eq!(
         fake.requests().iter().filter(|r| r.path == "/").count(),
-        10,
-        "5 tries by the host for each of the engine's 2 calls"
+        5,
+        "the host's 5 tries, then a clear failure (no minutes of retries at the first contact)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_calls_made_once_per_sync_are_retried_too() {
     let fake = fake(FakeConfig::demo()).await;
-    let body = r#"{"errors":[{"type":"internal","message":"upstream timeout"}]}"#;
-    // More failures than the host retries on its own: validate reports the workspace
-    // unavailable, and the engine calls it again.
+    // More 429s than the host waits out on its own (it sends a request 9 times): validate
+    // reports the workspace rate limited, and the engine calls it again.
     fake.inject(Fault::on(
         Some("GET"),
         "/",
-        FaultKind::Status {
-            status: 503,
-            body: body.into(),
-        },
-        5,
+        FaultKind::RateLimited { ms_before_next: 50 },
+        9,
     ));
     let dir = temp_dir();
     let summary = sync(&fake, &out(&dir))
         .await
         .expect("validate succeeds when called again");
-    assert_eq!(fake.requests().iter().filter(|r| r.path == "/").count(), 6);
+    assert_eq!(fake.requests().iter().filter(|r| r.path == "/").count(), 10);
     assert_eq!(summary.retried_calls, 1);
     assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
 }

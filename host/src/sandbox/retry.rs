@@ -1,9 +1,8 @@
 //! Waiting as Segment says: the wait of a 429 (`data.msBeforeNext`, else `X-RateLimit-Reset`),
 //! shared by every request of the run, and backoff for transient failures.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -39,15 +38,20 @@ impl RetryPolicy {
 /// Segment wants a pause, the others wait too instead of spending more of the limit.
 #[derive(Debug, Default)]
 pub struct RateGate {
-    not_before: Mutex<Option<Instant>>,
-    /// How long the gate has been held closed in all, in milliseconds (overlapping holds
-    /// counted once).
-    held_ms: AtomicU64,
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    not_before: Option<Instant>,
+    /// Length of every hold so far, overlapping holds counted once (the part of the current
+    /// hold still to come included).
+    held: Duration,
 }
 
 impl RateGate {
     pub async fn wait(&self) {
-        let until = *self.not_before.lock().await;
+        let until = self.lock().not_before;
         if let Some(until) = until {
             tokio::time::sleep_until(until.into()).await;
         }
@@ -56,18 +60,27 @@ impl RateGate {
     pub async fn hold_for(&self, wait: Duration) {
         let now = Instant::now();
         let until = now + wait;
-        let mut guard = self.not_before.lock().await;
-        if guard.is_none_or(|t| t < until) {
-            let from = guard.map_or(now, |t| t.max(now));
-            self.held_ms
-                .fetch_add((until - from).as_millis() as u64, Ordering::Relaxed);
-            *guard = Some(until);
+        let mut state = self.lock();
+        if state.not_before.is_none_or(|t| t < until) {
+            let from = state.not_before.map_or(now, |t| t.max(now));
+            state.held += until - from;
+            state.not_before = Some(until);
         }
     }
 
-    /// The time the gate has been held closed so far (the pauses Segment asked for).
+    /// How long the gate has been closed up to now (the pauses Segment asked for): the
+    /// difference between two readings is how long it was closed in between.
     pub fn held(&self) -> Duration {
-        Duration::from_millis(self.held_ms.load(Ordering::Relaxed))
+        let state = self.lock();
+        let to_come = state.not_before.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        state.held.saturating_sub(to_come)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state is two plain values: a panic elsewhere cannot leave it inconsistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -146,14 +159,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn overlapping_holds_count_once() {
+    async fn the_time_held_counts_overlapping_holds_once_and_only_what_has_passed() {
         let gate = RateGate::default();
-        gate.hold_for(Duration::from_millis(1_000)).await;
-        gate.hold_for(Duration::from_millis(1_500)).await;
-        gate.hold_for(Duration::from_millis(200)).await;
+        gate.hold_for(Duration::from_millis(300)).await;
+        gate.hold_for(Duration::from_millis(400)).await;
+        gate.hold_for(Duration::from_millis(100)).await;
+        assert!(
+            gate.held() < Duration::from_millis(100),
+            "{:?}",
+            gate.held()
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
         let held = gate.held();
         assert!(
-            held >= Duration::from_millis(1_499) && held <= Duration::from_millis(1_500),
+            held >= Duration::from_millis(399) && held < Duration::from_millis(450),
             "{held:?}"
         );
     }

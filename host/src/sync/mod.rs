@@ -338,8 +338,10 @@ impl<'r> Syncer<'r> {
         })
     }
 
-    /// A call made once per sync (validate, resource types), retried like any other when the
-    /// connector reports it rate limited or unavailable.
+    /// A call made once per sync (validate, resource types), called again when the connector
+    /// reports it rate limited. Not when unavailable: the sandbox has already retried its
+    /// requests with backoff, and an unreachable or failing Segment at the first contact is
+    /// better reported at once than after minutes of retries.
     async fn once<T, F, Fut>(&mut self, name: &str, call: F) -> Result<T, SyncError>
     where
         F: Fn(ConnectorInstance) -> Fut,
@@ -363,7 +365,11 @@ impl<'r> Syncer<'r> {
                     });
                 }
             };
-            let Some(wait) = self.retry_wait(&error, attempt) else {
+            let wait = match error {
+                ConnectorError::RateLimited(_) => self.retry_wait(&error, attempt),
+                _ => None,
+            };
+            let Some(wait) = wait else {
                 return Err(SyncError::Connector {
                     call: name.into(),
                     message: describe(&error),
