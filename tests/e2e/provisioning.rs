@@ -441,6 +441,34 @@ async fn workspace_membership_is_not_revoked_but_points_to_deleting_the_user() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn granting_workspace_membership_to_someone_who_left_invites_them_once() {
+    let s = setup(FakeConfig::demo()).await;
+    // Frank left the workspace after the sync.
+    s.fake.update_workspace(|w| {
+        w.users.retain(|u| u.id != "usrFrank");
+        for g in &mut w.groups {
+            g.member_emails.retain(|e| e != "frank@acme.test");
+        }
+    });
+    let op = s
+        .lookup()
+        .grant("workspace:wkspAcme01:member", "usrFrank", "user")
+        .unwrap();
+    s.exactly_once(
+        &op,
+        |w| {
+            w.invites.push(fakes::segment::Invite {
+                email: "frank@acme.test".into(),
+                permissions: vec![],
+            })
+        },
+        "granted",
+        "already-exists",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_ids_are_clear_errors() {
     let s = setup(FakeConfig::demo()).await;
     let e = s
