@@ -183,64 +183,17 @@ async fn responses_over_the_size_cap_do_not_reach_the_component() {
     }
 }
 
-/// A TCP proxy in front of `target` that records the most requests waiting for an answer at
-/// once: a connection counts from when it is accepted until the first byte of the answer
-/// arrives, which lies inside the time the host holds the request's in-flight slot (the host
-/// opens one connection per request).
-async fn peak_counting_proxy(target: std::net::SocketAddr) -> (String, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let active = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
-    let p = peak.clone();
-    tokio::spawn(async move {
-        while let Ok((inbound, _)) = listener.accept().await {
-            let (active, peak) = (active.clone(), p.clone());
-            tokio::spawn(async move {
-                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
-                    active.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                };
-                let (mut in_read, mut in_write) = inbound.into_split();
-                let (mut out_read, mut out_write) = outbound.into_split();
-                let upstream = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
-                    let _ = out_write.shutdown().await;
-                });
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut answered = false;
-                loop {
-                    let n = out_read.read(&mut buf).await.unwrap_or(0);
-                    if !answered {
-                        answered = true;
-                        active.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    if n == 0 || in_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = in_write.shutdown().await;
-                upstream.abort();
-            });
-        }
-    });
-    (url, peak)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_flight_never_exceed_the_configured_number() {
     let mut cfg = FakeConfig::demo();
+    // Every answer takes a while, so requests the host lets go overlap at the fake.
     cfg.latency = std::time::Duration::from_millis(150);
     let fake = fake(cfg).await;
-    let (proxy, peak) = peak_counting_proxy(fake.addr()).await;
     let dir = temp_dir();
-    let mut job = baton_segment::app::SyncJob::new(proxy, Secret::new(TOKEN), out(&dir));
+    let mut job = job(&fake, TOKEN, &out(&dir));
     job.connection.concurrency = 3;
     baton_segment::app::sync_on(runtime(), job).await.unwrap();
-    let peak = peak.load(Ordering::SeqCst);
+    let peak = fake.peak_in_flight();
     assert!(peak <= 3, "at most 3 requests in flight, saw {peak}");
     assert!(peak >= 2, "the work did run in parallel (peak {peak})");
 }

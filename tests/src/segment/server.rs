@@ -11,7 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -89,6 +89,9 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     log: Mutex<Vec<(u64, LoggedRequest)>>,
     seq: AtomicU64,
+    /// Requests arrived and not yet answered, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,12 +106,15 @@ impl Shared {
     /// Records an arriving request; returns its sequence number for [`Shared::finish`].
     pub fn record(&self, req: LoggedRequest) -> u64 {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         lock(&self.log).push((seq, req));
         seq
     }
 
     /// Stores the answered status of a recorded request.
     pub fn finish(&self, seq: u64, status: u16) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut log = lock(&self.log);
         if let Some((_, r)) = log.iter_mut().rev().find(|(s, _)| *s == seq) {
             r.status = status;
@@ -154,6 +160,8 @@ impl FakeSegment {
             state: Mutex::new(state),
             log: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
         });
         let router = handlers::router(shared.clone());
         let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
@@ -180,6 +188,12 @@ impl FakeSegment {
             .iter()
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// The most requests the fake was handling at once (arrived, not yet answered; an
+    /// injected latency counts as handling).
+    pub fn peak_in_flight(&self) -> usize {
+        self.shared.peak_in_flight.load(Ordering::SeqCst)
     }
 
     pub fn clear_requests(&self) {
