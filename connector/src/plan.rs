@@ -9,8 +9,8 @@ use crate::connector::Connector;
 use crate::env::Env;
 use crate::ids::{INVITE, USER, WORKSPACE};
 use crate::provision::{
-    Principal, Target, Write, account_email, invite_email_of, principal, read, show, subject,
-    target,
+    Principal, Target, Write, account_email, invite_email_of, principal, read, refused, show,
+    subject, target,
 };
 use crate::resources::path_segment;
 
@@ -129,9 +129,7 @@ impl<E: Env> Connector<'_, E> {
         let p = principal(principal_resource)?;
         match &target {
             Target::WorkspaceMember => match &p {
-                Principal::Group { .. } => Err(ConnectorError::InvalidArgument(
-                    "a user group cannot be a member of the workspace; its users are".into(),
-                )),
+                Principal::Group { .. } => Err(refused::group_in_workspace()),
                 Principal::User { id, email } => {
                     let mut steps = vec![read(
                         format!("/users/{}", path_segment(id)),
@@ -146,9 +144,7 @@ impl<E: Env> Connector<'_, E> {
             },
             Target::GroupMember(group) => {
                 if matches!(p, Principal::Group { .. }) {
-                    return Err(ConnectorError::InvalidArgument(
-                        "a user group cannot be a member of another user group".into(),
-                    ));
+                    return Err(refused::group_in_group());
                 }
                 let (email, mut steps) = self.plan_email(&p, principal_resource);
                 steps.push(self.plan_membership_check(group, &p, &email, "already "));
@@ -163,8 +159,8 @@ impl<E: Env> Connector<'_, E> {
             }
             Target::RoleMember(_) | Target::Scoped { .. } => {
                 let Some(subject) = subject(&p) else {
-                    return Err(ConnectorError::InvalidArgument(
-                        "a pending invitation cannot hold a role until it is accepted".into(),
+                    return Err(refused::role_to_invitation(
+                        invite_email_of(&p).unwrap_or_default(),
                     ));
                 };
                 let mut steps = vec![];
@@ -232,10 +228,7 @@ impl<E: Env> Connector<'_, E> {
         let target = target(&grant.entitlement_id)?;
         let p = principal(principal_resource)?;
         match &target {
-            Target::WorkspaceMember => Err(ConnectorError::FailedPrecondition(format!(
-                "workspace membership cannot be revoked on its own: delete the user instead (--delete-resource {} --delete-resource-type user)",
-                grant.principal.resource
-            ))),
+            Target::WorkspaceMember => Err(refused::workspace_revoke(&grant.principal.resource)),
             Target::GroupMember(group) => {
                 let (email, mut steps) = self.plan_email(&p, principal_resource);
                 steps.push(self.plan_membership_check(group, &p, &email, ""));
@@ -283,7 +276,6 @@ impl<E: Env> Connector<'_, E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::rid;
     use crate::testing::{FakeEnv, workspace};
 
     fn lines(plan: &[PlannedRequest]) -> Vec<String> {
@@ -317,19 +309,6 @@ mod tests {
         })
     }
 
-    fn grant_of(entitlement: &str, principal: &Resource) -> Grant {
-        Grant {
-            id: format!(
-                "{entitlement}:{}:{}",
-                principal.id.resource_type, principal.id.resource
-            ),
-            entitlement_id: entitlement.into(),
-            entitlement_resource: rid("source", "s1"),
-            principal: principal.id.clone(),
-            expandable: None,
-        }
-    }
-
     #[test]
     fn plans_list_the_requests_a_real_run_makes_in_order() {
         let user = workspace::user();
@@ -359,7 +338,7 @@ mod tests {
 
         let held = r#"[{"roleId":"r1","roleName":"Source Admin","resources":[{"id":"s1","type":"SOURCE"},{"id":"w","type":"WORKSPACE","labels":[{"key":"environment","value":"prod"}]}]}]"#;
         let env = workspace::env(held);
-        let grant = grant_of("source:s1:source_admin", &user);
+        let grant = workspace::grant("source:s1:source_admin", &user);
         let op = Operation::Revoke(RevokeOperation {
             grant: grant.clone(),
             principal: user.clone(),
@@ -382,7 +361,7 @@ mod tests {
             200,
             r#"{"data":{"status":"SUCCESS"}}"#,
         );
-        let grant = grant_of("group:g1:member", &user);
+        let grant = workspace::grant("group:g1:member", &user);
         let op = Operation::Revoke(RevokeOperation {
             grant: grant.clone(),
             principal: user.clone(),

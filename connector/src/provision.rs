@@ -76,6 +76,36 @@ impl Target {
     }
 }
 
+/// Operations refused before any request: the same answer from a run and from its plan.
+pub(crate) mod refused {
+    use crate::bindings::ConnectorError;
+
+    pub fn group_in_group() -> ConnectorError {
+        ConnectorError::InvalidArgument(
+            "a user group cannot be a member of another user group".into(),
+        )
+    }
+
+    pub fn group_in_workspace() -> ConnectorError {
+        ConnectorError::InvalidArgument(
+            "a user group cannot be a member of the workspace; its users are".into(),
+        )
+    }
+
+    pub fn role_to_invitation(email: &str) -> ConnectorError {
+        ConnectorError::InvalidArgument(format!(
+            "{email} has not accepted the invitation yet; roles can be granted once they are a user"
+        ))
+    }
+
+    pub fn workspace_revoke(user_id: &str) -> ConnectorError {
+        ConnectorError::FailedPrecondition(format!(
+            "workspace membership cannot be revoked on its own: delete the user instead \
+             (--delete-resource {user_id} --delete-resource-type user)"
+        ))
+    }
+}
+
 /// Who receives or loses access.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Principal {
@@ -413,9 +443,7 @@ impl<E: Env> Connector<'_, E> {
             Target::WorkspaceMember => self.grant_workspace_membership(&p, principal_resource),
             Target::GroupMember(group) => {
                 if matches!(p, Principal::Group { .. }) {
-                    return Err(ConnectorError::InvalidArgument(
-                        "a user group cannot be a member of another user group".into(),
-                    ));
+                    return Err(refused::group_in_group());
                 }
                 let email = self.email_of(&p)?.ok_or_else(|| {
                     ConnectorError::NotFound(format!(
@@ -437,10 +465,9 @@ impl<E: Env> Connector<'_, E> {
             }
             Target::RoleMember(_) | Target::Scoped { .. } => {
                 let Some(subject) = subject(&p) else {
-                    return Err(ConnectorError::InvalidArgument(format!(
-                        "{email} has not accepted the invitation yet; roles can be granted once they are a user",
-                        email = invite_email_of(&p).unwrap_or_default()
-                    )));
+                    return Err(refused::role_to_invitation(
+                        invite_email_of(&p).unwrap_or_default(),
+                    ));
                 };
                 let catalog = self.role_catalog()?;
                 let (role_id, kind, resource_id) = match &target {
@@ -527,11 +554,7 @@ impl<E: Env> Connector<'_, E> {
         let target = target(&grant.entitlement_id)?;
         let p = principal(principal_resource)?;
         match &target {
-            Target::WorkspaceMember => Err(ConnectorError::FailedPrecondition(format!(
-                "workspace membership cannot be revoked on its own: delete the user instead \
-                 (--delete-resource {} --delete-resource-type user)",
-                grant.principal.resource
-            ))),
+            Target::WorkspaceMember => Err(refused::workspace_revoke(&grant.principal.resource)),
             Target::GroupMember(group) => {
                 let Some(email) = self.email_of(&p)? else {
                     return Ok(RevokeOutcome::AlreadyRevoked);
@@ -670,11 +693,7 @@ impl<E: Env> Connector<'_, E> {
         principal_resource: &Resource,
     ) -> Result<GrantOutcome, ConnectorError> {
         let email = match p {
-            Principal::Group { .. } => {
-                return Err(ConnectorError::InvalidArgument(
-                    "a user group cannot be a member of the workspace; its users are".into(),
-                ));
-            }
+            Principal::Group { .. } => return Err(refused::group_in_workspace()),
             Principal::User { id, email } => {
                 if self.user(id)?.is_some() {
                     return Ok(GrantOutcome::AlreadyExists);
@@ -1107,13 +1126,7 @@ mod tests {
             r#"[{"roleId":"r1","roleName":"Source Admin","resources":[{"id":"s1","type":"SOURCE"}]},{"roleId":"r2","roleName":"Workspace Owner","resources":[]}]"#,
         );
         let c = Connector::new(&env, &Default::default());
-        let grant = Grant {
-            id: "source:s1:source_admin:user:u1".into(),
-            entitlement_id: "source:s1:source_admin".into(),
-            entitlement_resource: rid("source", "s1"),
-            principal: rid(USER, "u1"),
-            expandable: None,
-        };
+        let grant = workspace::grant("source:s1:source_admin", &workspace::user());
         match c.revoke(&grant, &workspace::user()) {
             Err(ConnectorError::FailedPrecondition(m)) => {
                 assert!(m.contains("r2") && m.contains("on no resource"), "{m}")

@@ -112,7 +112,7 @@ impl Env for FakeEnv {
 /// write answered with success.
 pub mod workspace {
     use super::FakeEnv;
-    use crate::bindings::{Entitlement, Purpose, Resource};
+    use crate::bindings::{Entitlement, Grant, Purpose, Resource};
     use crate::ids::WORKSPACE;
     use crate::resources::{group_resource, invite_resource, rid, user_resource};
     use crate::segment::model::{Group, User};
@@ -196,6 +196,21 @@ pub mod workspace {
 
     pub fn invite(email: &str) -> Resource {
         invite_resource(email, Some(&rid(WORKSPACE, "w")))
+    }
+
+    /// The grant of entitlement `entitlement` (on a source, or any resource) to `principal`.
+    pub fn grant(entitlement: &str, principal: &Resource) -> Grant {
+        let (t, r, _) = crate::ids::parse_entitlement_id(entitlement).expect("an entitlement id");
+        Grant {
+            id: format!(
+                "{entitlement}:{}:{}",
+                principal.id.resource_type, principal.id.resource
+            ),
+            entitlement_id: entitlement.into(),
+            entitlement_resource: rid(t, r),
+            principal: principal.id.clone(),
+            expandable: None,
+        }
     }
 
     pub fn entitlement(id: &str) -> Entitlement {
