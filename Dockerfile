@@ -30,11 +30,15 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # ---- Runtime: distroless (glibc, CA certificates, no shell), non-root.
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=builder /out/baton-segment /usr/local/bin/baton-segment
+# At /baton-segment, where the Go connector's image has it, so that manifests naming
+# `command: ["/baton-segment"]` work unchanged.
+COPY --from=builder /out/baton-segment /baton-segment
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (65532 is distroless' "nonroot").
 USER 65532:65532
 WORKDIR /tmp
 ENV BATON_LOG_FORMAT=json
 # Health checks (--health-check / BATON_HEALTH_CHECK=true with BATON_HEALTH_CHECK_BIND_ADDRESS=0.0.0.0).
 EXPOSE 8081
-ENTRYPOINT ["/usr/local/bin/baton-segment"]
+# The image has no shell or curl; `/baton-segment health-check` probes /ready for an exec probe
+# or `docker run --health-cmd` (with the health port on).
+ENTRYPOINT ["/baton-segment"]

@@ -41,6 +41,8 @@ pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(600);
 
 /// The 3 fixed leading parts of a client secret.
 const SECRET_PREFIX: &str = "secret-token:conductorone.com:v1:";
+/// How every client secret starts.
+const SECRET_PREFIX_HEAD: &str = "secret-token:";
 
 /// Why a client id or secret was rejected. Secret errors never include any part of the
 /// secret.
@@ -48,6 +50,12 @@ const SECRET_PREFIX: &str = "secret-token:conductorone.com:v1:";
 pub enum CredentialError {
     #[error("client id is empty")]
     EmptyClientId,
+    /// The secret given where the id belongs: never echoed.
+    #[error(
+        "client id looks like a client secret (it starts with \"secret-token:\"); the id is \
+         <clientName>@<tokenHost>/<suffix> and the secret goes in the client secret"
+    )]
+    ClientIdIsASecret,
     #[error("client id {0:?} contains whitespace or control characters")]
     ClientIdBadCharacters(String),
     #[error("client id {0:?} has no '@' (expected <clientName>@<tokenHost>/<suffix>)")]
@@ -108,6 +116,13 @@ impl ClientId {
     pub fn parse(s: &str) -> Result<ClientId, CredentialError> {
         if s.is_empty() {
             return Err(CredentialError::EmptyClientId);
+        }
+        // The id is echoed in errors to help fix it; a secret pasted there must not be.
+        if s.trim_start()
+            .get(..SECRET_PREFIX_HEAD.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(SECRET_PREFIX_HEAD))
+        {
+            return Err(CredentialError::ClientIdIsASecret);
         }
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(CredentialError::ClientIdBadCharacters(s.to_string()));
@@ -320,9 +335,12 @@ pub fn token_request_body(client_id: &ClientId, assertion: &str) -> String {
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// `Bearer` when absent (OAuth 2 makes it required; clients commonly default it).
+    #[serde(default)]
     pub token_type: String,
-    /// Lifetime in seconds.
-    pub expires_in: i64,
+    /// Lifetime in seconds; absent when the server does not say (OAuth 2 makes it optional).
+    #[serde(default)]
+    pub expires_in: Option<i64>,
 }
 
 impl fmt::Debug for TokenResponse {
@@ -584,6 +602,19 @@ mod tests {
         assert_eq!(ClientId::parse(""), Err(EmptyClientId));
     }
 
+    /// Ids and secrets swapped: the secret in the id's place is refused without echoing it.
+    #[test]
+    fn a_secret_given_as_the_client_id_is_never_echoed() {
+        let secret = encode_client_secret(&SigningKey::from_bytes(&[9u8; 32]));
+        for given in [secret.clone(), format!(" {secret}"), secret.to_uppercase()] {
+            let err = ClientId::parse(&given).unwrap_err();
+            assert_eq!(err, CredentialError::ClientIdIsASecret);
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(&secret[33..45]), "{text}");
+            assert!(text.contains("looks like a client secret"), "{text}");
+        }
+    }
+
     #[test]
     fn secret_round_trip_and_public_key() {
         let key = SigningKey::from_bytes(&[7u8; 32]);
@@ -754,7 +785,10 @@ mod tests {
             r#"{"access_token":"tok","token_type":"Bearer","expires_in":3600}"#,
         )
         .unwrap();
-        assert_eq!(t.expires_in, 3600);
+        assert_eq!(t.expires_in, Some(3600));
+        // Only access_token is required.
+        let t: TokenResponse = serde_json::from_str(r#"{"access_token":"tok"}"#).unwrap();
+        assert_eq!((t.token_type.as_str(), t.expires_in), ("", None));
         assert!(!format!("{t:?}").contains("tok\""));
     }
 

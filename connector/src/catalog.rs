@@ -46,13 +46,17 @@ impl RoleCatalog {
     }
 
     /// The slug of a role; for a role missing from `GET /roles`, derived from the name a
-    /// permission gave it.
+    /// permission gave it, with its id appended if a listed role has that slug already.
     pub fn slug(&self, role_id: &str, role_name: &str) -> String {
-        self.slugs
-            .get(role_id)
-            .cloned()
-            .or_else(|| slugify(role_name))
-            .unwrap_or_else(|| fallback_slug(role_id))
+        if let Some(slug) = self.slugs.get(role_id) {
+            return slug.clone();
+        }
+        let base = slugify(role_name).unwrap_or_else(|| fallback_slug(role_id));
+        if self.slugs.values().any(|taken| *taken == base) {
+            format!("{base}_{}", fallback_slug(role_id))
+        } else {
+            base
+        }
     }
 
     /// The role whose entitlement slug this is.
@@ -167,6 +171,8 @@ mod tests {
             Some("R2")
         );
         assert_eq!(c.slug("unknown", "Legacy Role"), "legacy_role");
+        // A role missing from the list never takes a listed role's entitlement.
+        assert_eq!(c.slug("ghost", "Source Admin"), "source_admin_ghost");
     }
 
     #[test]

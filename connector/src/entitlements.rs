@@ -8,6 +8,7 @@ use crate::env::Env;
 use crate::errors::to_connector_error;
 use crate::ids::*;
 use crate::resources::GroupsError;
+use crate::segment::api::Cursors;
 use crate::segment::model::{Permission, RolesPage};
 
 fn entitlement(
@@ -131,10 +132,16 @@ impl<E: Env> Connector<'_, E> {
     ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
         if self.cache_get::<bool>(keys::USERS_COMPLETE).is_none() {
             let mut cursor: Option<String> = None;
+            let mut walk = Cursors::default();
             loop {
                 let load = self.load_users_page(cursor.as_deref())?;
                 match load.next {
-                    Some(next) => cursor = Some(next),
+                    Some(next) => {
+                        cursor = Some(
+                            walk.follow("/users", next)
+                                .map_err(|e| to_connector_error(&e))?,
+                        )
+                    }
                     None => break,
                 }
             }
@@ -148,10 +155,16 @@ impl<E: Env> Connector<'_, E> {
     ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
         if self.cache_get::<bool>(keys::GROUPS_COMPLETE).is_none() {
             let mut cursor: Option<String> = None;
+            let mut walk = Cursors::default();
             loop {
                 match self.load_groups_page(cursor.as_deref()) {
                     Ok(p) => match p.next {
-                        Some(next) => cursor = Some(next),
+                        Some(next) => {
+                            cursor = Some(
+                                walk.follow("/groups", next)
+                                    .map_err(|e| to_connector_error(&e))?,
+                            )
+                        }
                         None => break,
                     },
                     Err(GroupsError::Missing(warning)) => {

@@ -326,6 +326,11 @@ fn permission_input(p: &Permission, keep: impl Fn(&PermissionResource) -> bool) 
 }
 
 /// A permission held through a resource that matches.
+/// A resource of a permission with no labels restricting it.
+fn unlabelled(r: &PermissionResource) -> bool {
+    r.labels.as_ref().is_none_or(|l| l.is_empty())
+}
+
 fn holds(
     permissions: &[Permission],
     matches: impl Fn(&Permission, &PermissionResource) -> bool,
@@ -497,7 +502,7 @@ impl<E: Env> Connector<'_, E> {
                     perm.role_id == role_id
                         && r.kind.eq_ignore_ascii_case(kind)
                         && if kind == "WORKSPACE" {
-                            r.labels.as_ref().is_none_or(|l| l.is_empty())
+                            unlabelled(r)
                         } else {
                             r.id == resource_id
                         }
@@ -576,10 +581,23 @@ impl<E: Env> Connector<'_, E> {
                     return Ok(RevokeOutcome::AlreadyRevoked);
                 };
                 let catalog = self.role_catalog()?;
+                let on_workspace = |perm: &Permission, r: &PermissionResource, role_id: &str| {
+                    perm.role_id == role_id && r.kind.eq_ignore_ascii_case("WORKSPACE")
+                };
+                // Sync shows the role on the whole workspace and the same role restricted by
+                // labels as one grant. The unrestricted one is revoked when held, and the
+                // labelled ones only when they are all there is: revoking what a grant added
+                // must never take the narrower access held before it.
+                let unrestricted_held = match &target {
+                    Target::RoleMember(role_id) => holds(&permissions, |perm, r| {
+                        on_workspace(perm, r, role_id) && unlabelled(r)
+                    }),
+                    _ => false,
+                };
                 // What this grant is, in terms of the permissions read.
                 let revoked = |perm: &Permission, r: &PermissionResource| match &target {
                     Target::RoleMember(role_id) => {
-                        &perm.role_id == role_id && r.kind.eq_ignore_ascii_case("WORKSPACE")
+                        on_workspace(perm, r, role_id) && (unlabelled(r) || !unrestricted_held)
                     }
                     Target::Scoped {
                         scope,
@@ -593,6 +611,11 @@ impl<E: Env> Connector<'_, E> {
                     _ => false,
                 };
                 if !holds(&permissions, revoked) {
+                    // A slug no current role has (a role renamed since the sync) cannot be
+                    // told from a revoked grant: say so instead of reporting it done.
+                    if let Target::Scoped { slug, .. } = &target {
+                        self.role_for_slug(&catalog, slug)?;
+                    }
                     return Ok(RevokeOutcome::AlreadyRevoked);
                 }
                 // Segment's write shape has no permission-level labels and needs at least one
@@ -623,6 +646,22 @@ impl<E: Env> Connector<'_, E> {
                     permissions: kept,
                     removed: target.describe(),
                 })?;
+                if let Target::RoleMember(role_id) = &target
+                    && unrestricted_held
+                    && holds(&permissions, |perm, r| {
+                        on_workspace(perm, r, role_id) && !unlabelled(r)
+                    })
+                {
+                    self.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "{} still holds role {role_id} on the workspace restricted by labels, \
+                             which this revoke kept (the next sync still shows the grant); revoke it \
+                             again to remove that too",
+                            subject.describe()
+                        ),
+                    );
+                }
                 Ok(RevokeOutcome::Revoked)
             }
         }
@@ -996,6 +1035,63 @@ mod tests {
             Ok(GrantOutcome::AlreadyExists)
         ));
         assert!(env.writes().is_empty());
+    }
+
+    /// Sync shows `role:r1:member` for the role on the whole workspace with or without labels;
+    /// a revoke takes the unrestricted one when held, the labelled ones only when alone.
+    #[test]
+    fn revoking_a_workspace_role_keeps_its_label_restricted_form_when_both_are_held() {
+        let labelled =
+            r#"{"id":"w","type":"WORKSPACE","labels":[{"key":"environment","value":"prod"}]}"#;
+        let grant = workspace::grant("role:r1:member", &workspace::user());
+        let revoke = |permissions: &str| {
+            let env = workspace::env(permissions);
+            let c = Connector::new(&env, &Default::default());
+            assert!(matches!(
+                c.revoke(&grant, &workspace::user()),
+                Ok(RevokeOutcome::Revoked)
+            ));
+            let writes = env.writes();
+            assert_eq!(writes.len(), 1);
+            assert_eq!(writes[0].path, "/users/u1/permissions");
+            body(&writes[0])
+        };
+        // Both forms (as a grant adds the unrestricted one next to a labelled one): the
+        // labelled one stays.
+        assert_eq!(
+            revoke(&format!(
+                r#"[{{"roleId":"r1","roleName":"Source Admin","resources":[{labelled},{{"id":"w","type":"WORKSPACE"}}]}}]"#
+            )),
+            json!({"permissions":[{"roleId":"r1","resources":[{"id":"w","type":"WORKSPACE","labels":[{"key":"environment","value":"prod"}]}]}]})
+        );
+        // Only the labelled form: that is what the grant stands for, so it goes.
+        assert_eq!(
+            revoke(&format!(
+                r#"[{{"roleId":"r1","roleName":"Source Admin","resources":[{labelled}]}},{{"roleId":"r2","roleName":"Workspace Owner","resources":[{{"id":"s1","type":"SOURCE"}}]}}]"#
+            )),
+            json!({"permissions":[{"roleId":"r2","resources":[{"id":"s1","type":"SOURCE"}]}]})
+        );
+    }
+
+    #[test]
+    fn revoking_a_scoped_role_no_current_role_has_says_to_sync_again() {
+        // The grant was synced when a role had the slug `data_steward`; no role has it now.
+        let env = workspace::env(
+            r#"[{"roleId":"r1","roleName":"Source Admin","resources":[{"id":"s1","type":"SOURCE"}]}]"#,
+        );
+        let c = Connector::new(&env, &Default::default());
+        let grant = workspace::grant("source:s1:data_steward", &workspace::user());
+        match c.revoke(&grant, &workspace::user()) {
+            Err(ConnectorError::NotFound(m)) => assert!(m.contains("sync again"), "{m}"),
+            other => panic!("expected not found, got {other:?}"),
+        }
+        assert!(env.writes().is_empty());
+        // A slug that exists but is not held is simply already revoked.
+        let grant = workspace::grant("source:s2:source_admin", &workspace::user());
+        assert!(matches!(
+            c.revoke(&grant, &workspace::user()),
+            Ok(RevokeOutcome::AlreadyRevoked)
+        ));
     }
 
     #[test]

@@ -526,7 +526,8 @@ impl<E: Env> Connector<'_, E> {
                     &e,
                 )],
             )),
-            Err(e) if e.status() == Some(422) => {
+            // Only the first page: a 422 later answers the cursor, not the type.
+            Err(e) if cursor.is_none() && e.status() == Some(422) => {
                 let warning = format!(
                     "Functions of resourceType {kind} were skipped: this workspace's API version does not \
                      accept that type ({e})"

@@ -9,7 +9,7 @@ use baton_segment::app::Connection;
 use baton_segment::component::SEGMENT_CONNECTOR_WASM;
 use baton_segment::runtime::{Runtime, RuntimeLimits};
 use baton_segment::sandbox::{Origin, Secret};
-use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
+use baton_segment::serve::config::{DEFAULT_INTERVAL, Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -94,7 +94,7 @@ async fn hundred_tenants() {
             base_url: fake.base_url(),
             token: TokenSource::File(token.clone()),
             output: dir.path().join(format!("tenant-{i:03}.c1z")),
-            interval: None,
+            interval: DEFAULT_INTERVAL,
             connector: None,
             settings: BTreeMap::new(),
             limits: TenantLimits {
@@ -122,18 +122,9 @@ async fn hundred_tenants() {
         })
     };
     let t = Instant::now();
-    let report = serve::run(
-        ServeOptions {
-            tenants,
-            once: true,
-            connector: None,
-            cache_dir: None,
-            health: None,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let report = serve::run(ServeOptions::once(tenants), std::future::pending())
+        .await
+        .unwrap();
     let took = t.elapsed();
     sampler.abort();
     let peak = peak.load(Ordering::Relaxed).max(rss_bytes());

@@ -262,5 +262,9 @@ fn spawn_reporter(
 
 /// Checks a base URL the way the sandbox will use it.
 pub fn check_base_url(url: &str) -> anyhow::Result<Origin> {
-    Origin::parse(url).map_err(|e| anyhow!("invalid base URL: {e}"))
+    let origin = Origin::parse(url).map_err(|e| anyhow!("invalid base URL: {e}"))?;
+    origin
+        .check_can_carry_token()
+        .map_err(|e| anyhow!("base URL refused: {e}"))?;
+    Ok(origin)
 }

@@ -3,7 +3,9 @@
 //! The key is the component's SHA-256 and the engine's compatibility hash (wasmtime version and
 //! the settings that affect code), so a changed component or engine never picks up stale code.
 //! Files are written to a temporary name and renamed into place, in a directory only the
-//! current user can write: a cached file is native code that wasmtime loads without checking.
+//! current user can write: a cached file is native code that wasmtime loads without checking,
+//! so before loading one the host checks that the file and its directory belong to this user
+//! and that nobody else can write them; otherwise it compiles instead (and caches nothing).
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -28,14 +30,32 @@ pub fn load_or_compile(
     wasm: &[u8],
 ) -> anyhow::Result<(Component, bool)> {
     let path = entry(dir, engine, wasm);
-    if path.is_file() {
-        // SAFETY: the file was written by `store` below from wasmtime's own output, under a
-        // name that binds it to these component bytes and this engine configuration, in a
-        // directory only this user can write.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => return Ok((component, true)),
-            Err(e) => tracing::warn!(
-                "ignoring the cached component {} ({e}); compiling again",
+    let dir_trusted = match private(dir) {
+        Ok(()) => true,
+        // Not there yet: `store` creates it, private.
+        Err(_) if !dir.exists() => true,
+        Err(why) => {
+            tracing::warn!(
+                "not using the component cache {}: {why}; compiling instead",
+                dir.display()
+            );
+            false
+        }
+    };
+    if dir_trusted && path.exists() {
+        match private(&path) {
+            // SAFETY: the file was written by `store` below from wasmtime's own output, under
+            // a name that binds it to these component bytes and this engine configuration, and
+            // it and its directory are this user's and writable by no one else.
+            Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => tracing::warn!(
+                    "ignoring the cached component {} ({e}); compiling again",
+                    path.display()
+                ),
+            },
+            Err(why) => tracing::warn!(
+                "not loading the cached component {}: {why}; compiling instead",
                 path.display()
             ),
         }
@@ -43,6 +63,9 @@ pub fn load_or_compile(
     let component = Component::new(engine, wasm)
         .map_err(anyhow::Error::from)
         .context("compiling the connector component")?;
+    if !dir_trusted {
+        return Ok((component, false));
+    }
     if let Err(e) = store(dir, &path, &component) {
         tracing::warn!(
             "could not cache the compiled component in {}: {e:#}",
@@ -72,6 +95,40 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `Ok` when `path` (not followed if a symbolic link) belongs to this user and neither its
+/// group nor others may write it; else why not.
+#[cfg(unix)]
+fn private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if meta.file_type().is_symlink() {
+        return Err("it is a symbolic link".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "it belongs to uid {}, not to this user (uid {me})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "others may write it (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// Without Unix ownership and modes to check, the cache is trusted as the directory is.
+#[cfg(not(unix))]
+fn private(path: &Path) -> Result<(), String> {
+    std::fs::symlink_metadata(path)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -98,5 +155,62 @@ mod tests {
         other.epoch_interruption(true);
         let other = Engine::new(&other).unwrap();
         assert_ne!(entry(dir, &engine, b"a"), entry(dir, &other, b"a"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_files_nobody_else_can_write_are_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        create_private_dir(&cache).unwrap();
+        assert_eq!(private(&cache), Ok(()));
+        let file = cache.join("x.cwasm");
+        std::fs::write(&file, b"code").unwrap();
+        set(&file, 0o644);
+        assert_eq!(private(&file), Ok(()));
+
+        set(&file, 0o666);
+        assert_eq!(
+            private(&file),
+            Err("others may write it (mode 666)".to_string())
+        );
+        set(&file, 0o600);
+        set(&cache, 0o777);
+        assert!(private(&cache).unwrap_err().contains("mode 777"));
+        set(&cache, 0o700);
+
+        let link = cache.join("link.cwasm");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(private(&link), Err("it is a symbolic link".to_string()));
+    }
+
+    /// A cache directory others may write is neither read nor written: the component is
+    /// compiled, and what was planted there is never loaded.
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = Engine::default();
+        let wasm = crate::component::SEGMENT_CONNECTOR_WASM;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        // Honest use: compiled once, then loaded.
+        assert!(!load_or_compile(&cache, &engine, wasm).unwrap().1);
+        assert!(load_or_compile(&cache, &engine, wasm).unwrap().1);
+        // Someone opens the directory up, and plants a file where the entry was.
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let entry = entry(&cache, &engine, wasm);
+        std::fs::write(&entry, b"not wasmtime's code").unwrap();
+        let (_, cached) = load_or_compile(&cache, &engine, wasm).unwrap();
+        assert!(!cached, "compiled, not loaded");
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            b"not wasmtime's code",
+            "left alone"
+        );
     }
 }

@@ -6,6 +6,13 @@ use std::path::PathBuf;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.segmentapis.com";
 
+/// On/off variables read as Go's `strconv.ParseBool` (and viper) read them — `1`, `t`, `TRUE`,
+/// `True`, `0`, `f`, `FALSE`… — and `yes`/`no`, `on`/`off`, so that a manifest written for the
+/// Go connector works unchanged.
+fn boolish() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "baton-segment",
@@ -63,7 +70,7 @@ pub struct SyncArgs {
     pub base_url: String,
 
     /// Sync the built-in demo workspace (served by an in-process fake Segment API) instead of a real one
-    #[arg(long, env = "BATON_DEMO")]
+    #[arg(long, env = "BATON_DEMO", value_parser = boolish())]
     pub demo: bool,
 
     /// Segment requests in flight at once (and connector instances working at once)
@@ -128,7 +135,7 @@ pub struct ProvisionArgs {
     pub delete_resource_type: Option<String>,
 
     /// Print the Segment requests the operation would make (method, path, body) and make none of them
-    #[arg(long, env = "BATON_DRY_RUN")]
+    #[arg(long, env = "BATON_DRY_RUN", value_parser = boolish())]
     pub dry_run: bool,
 }
 
@@ -167,7 +174,7 @@ pub struct ServiceArgs {
     pub client_secret: Option<String>,
 
     /// Carry out grant, revoke, create-account and delete-resource tasks from ConductorOne
-    #[arg(short = 'p', long, env = "BATON_PROVISIONING")]
+    #[arg(short = 'p', long, env = "BATON_PROVISIONING", value_parser = boolish())]
     pub provisioning: bool,
 
     /// The host id reported to ConductorOne [default: the host name]
@@ -240,6 +247,9 @@ pub enum Command {
     Stats(#[command(flatten)] InspectArgs),
     /// Sync many tenants' workspaces in one process, each in its own sandbox with its own limits
     Serve(ServeArgs),
+    /// Ask a running host's health-check port (exit 0 when it answers 200): an exec probe for
+    /// images without a shell
+    HealthCheck(HealthCheckArgs),
 }
 
 /// The health-check port (Baton's flags): `/health`, `/ready`, `/live`, and in multi-tenant
@@ -247,9 +257,16 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Serve /health, /ready and /live (and /metrics in `serve`) over HTTP
-    #[arg(long, env = "BATON_HEALTH_CHECK")]
+    #[arg(long, env = "BATON_HEALTH_CHECK", value_parser = boolish())]
     pub health_check: bool,
 
+    #[command(flatten)]
+    pub at: HealthAddress,
+}
+
+/// Where the health checks listen (and where `health-check` asks).
+#[derive(Debug, Args)]
+pub struct HealthAddress {
     /// Port of the health checks
     #[arg(long, env = "BATON_HEALTH_CHECK_PORT", default_value_t = 8081)]
     pub health_check_port: u16,
@@ -263,13 +280,32 @@ pub struct HealthArgs {
     pub health_check_bind_address: std::net::IpAddr,
 }
 
+impl HealthAddress {
+    pub fn socket(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.health_check_bind_address, self.health_check_port)
+    }
+}
+
 impl HealthArgs {
     /// Where to serve the health checks, if they are on.
     pub fn address(&self) -> Option<std::net::SocketAddr> {
-        self.health_check.then(|| {
-            std::net::SocketAddr::new(self.health_check_bind_address, self.health_check_port)
-        })
+        self.health_check.then(|| self.at.socket())
     }
+}
+
+/// `health-check`: asks a running host on this machine (or pod) how it is.
+#[derive(Debug, Args)]
+pub struct HealthCheckArgs {
+    #[command(flatten)]
+    pub at: HealthAddress,
+
+    /// The endpoint to ask: /ready, /health or /live
+    #[arg(long, default_value = "/ready", value_parser = ["/ready", "/health", "/live"])]
+    pub path: String,
+
+    /// Seconds to wait for the answer
+    #[arg(long, default_value_t = 5)]
+    pub timeout_seconds: u64,
 }
 
 /// Multi-tenant mode (see the README's "Many workspaces in one process").

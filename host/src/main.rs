@@ -63,6 +63,14 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         ),
         Some(Command::Stats(a)) => Inspector::open(&file)?.stats(a.output_format),
         Some(Command::Serve(args)) => run_serve(args).await,
+        Some(Command::HealthCheck(args)) => {
+            baton_segment::health::probe(
+                args.at.socket(),
+                &args.path,
+                Duration::from_secs(args.timeout_seconds.max(1)),
+            )
+            .await
+        }
         None if cli.service.requested() => run_service(cli).await,
         None if cli.provision.requested() || cli.provision.dry_run => run_provisioning(cli).await,
         None => sync(cli).await,
@@ -164,7 +172,7 @@ async fn run_service(cli: Cli) -> anyhow::Result<String> {
     opts.task_concurrency = s.task_concurrency.into();
     let opts = opts.with_environment();
     let health = if let Some(addr) = s.health.address() {
-        let (addr, task) = baton_segment::health::serve(addr, None).await?;
+        let (addr, task) = baton_segment::health::serve(addr, opts.health.clone(), None).await?;
         tracing::info!("health checks on http://{addr}/health, /ready and /live");
         Some(task)
     } else {

@@ -215,6 +215,74 @@ fn an_invalid_base_url_is_rejected() {
     );
 }
 
+/// On/off variables take what Go's connectors take (`1`, `True`, `0`, …), so manifests
+/// written for them work unchanged.
+#[test]
+fn on_off_variables_read_as_the_go_connector_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_demo = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+            .current_dir(dir.path())
+            .env_remove("BATON_TOKEN")
+            .env_remove("BATON_FILE")
+            .env_remove("BATON_BASE_URL")
+            .env("BATON_LOG_FORMAT", "console")
+            .env("BATON_DEMO", value)
+            .output()
+            .unwrap()
+    };
+    for on in ["1", "True", "TRUE", "t", "yes"] {
+        let out = with_demo(on);
+        assert!(
+            out.status.success(),
+            "BATON_DEMO={on}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).contains("Acme Analytics"),
+            "BATON_DEMO={on}"
+        );
+    }
+    for off in ["0", "False", "f", "no"] {
+        let out = with_demo(off);
+        assert!(!out.status.success(), "BATON_DEMO={off}");
+        assert!(
+            text(&out.stderr).contains("no Segment token"),
+            "BATON_DEMO={off}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = with_demo("maybe");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("BATON_DEMO") || text(&out.stderr).contains("--demo"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_token_is_never_sent_over_plain_http_to_another_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = baton_segment(
+        &[
+            "--base-url",
+            "http://api.segmentapis.com",
+            "--token",
+            "tok-plain-http-9",
+        ],
+        dir.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("base URL refused") && stderr.contains("unencrypted"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("tok-plain-http-9"));
+    assert!(!dir.path().join("sync.c1z").exists());
+}
+
 /// A fake Segment in this process, on its own runtime, for commands that talk to it.
 fn fake_segment() -> (tokio::runtime::Runtime, fakes::segment::FakeSegment) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -422,6 +490,8 @@ fn serve_once_syncs_every_tenant_and_fails_if_one_did() {
     let file = tenants_file(dir.path(), &fake);
     let out = baton_segment(
         &[
+            "--log-format",
+            "json",
             "serve",
             "--tenants",
             file.to_str().unwrap(),
@@ -436,6 +506,21 @@ fn serve_once_syncs_every_tenant_and_fails_if_one_did() {
     assert!(dir.path().join("acme.c1z").exists());
     assert!(!dir.path().join("globex.c1z").exists());
     assert!(!err.contains("demo-token"));
+    // Each run is logged with its figures (JSON lines: stdout is not a terminal).
+    let acme = err
+        .lines()
+        .find(|l| l.contains(r#""tenant":"acme""#) && l.contains(r#""result":"success""#))
+        .unwrap_or_else(|| panic!("no success line for acme in\n{err}"));
+    for field in [
+        r#""requests":29"#,
+        r#""retries":0"#,
+        r#""rate_limited":0"#,
+        r#""grants":44"#,
+        r#""peak_memory_kib":"#,
+        r#""cpu_ms":"#,
+    ] {
+        assert!(acme.contains(field), "{field} in {acme}");
+    }
 }
 
 fn http_get(addr: &str, path: &str) -> Option<String> {

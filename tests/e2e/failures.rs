@@ -171,6 +171,37 @@ async fn a_429_is_waited_out_as_segment_says_and_the_sync_completes() {
     assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
 }
 
+/// A 429 without `msBeforeNext` in its body: the `X-RateLimit-Reset` date says when to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_with_only_a_reset_date_is_waited_out_until_that_date() {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(
+        Some("GET"),
+        "/roles",
+        FaultKind::RateLimitedHeaderOnly {
+            reset_after_ms: 2_500,
+        },
+        1,
+    ));
+    let dir = temp_dir();
+    let start = Instant::now();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("the sync completes after waiting");
+    // The date has whole seconds: the wait is at least 1.5 s of the 2.5 asked.
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(1_500), "waited {took:?}");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/roles")
+            .count(),
+        2
+    );
+    assert_eq!(summary.net.rate_limited, 1);
+    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_on_reads_are_retried_with_backoff() {
     let fake = fake(FakeConfig::demo()).await;

@@ -18,27 +18,47 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Loopback servers for the attacks: one that never answers, one that sends a 10 MiB body, and
-/// one outside every allowlist that counts the connections it gets.
+/// Loopback servers for the attacks: one that never answers, one that sends a 10 MiB body, one
+/// that counts the connections it gets (outside every allowlist, or a flood's target), and one
+/// that takes 50 ms per answer and records how many requests it held at once.
 #[derive(Clone, Copy)]
 enum Behaviour {
     Silent,
     Huge,
     Counting,
+    Slow,
 }
 
-async fn server(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
+/// What a server saw: connections in all, and the most requests it held at once.
+#[derive(Default)]
+struct Seen {
+    connections: AtomicUsize,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+async fn server(behaviour: Behaviour) -> (String, Arc<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let connections = Arc::new(AtomicUsize::new(0));
-    let count = connections.clone();
+    let seen = Arc::new(Seen::default());
+    let counters = seen.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
+            counters.connections.fetch_add(1, Ordering::SeqCst);
+            let counters = counters.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = socket.read(&mut buf).await;
                 match behaviour {
+                    Behaviour::Slow => {
+                        let now = counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        counters.peak.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}")
+                            .await;
+                    }
                     Behaviour::Silent => tokio::time::sleep(Duration::from_secs(3600)).await,
                     Behaviour::Huge => {
                         let _ = socket
@@ -60,7 +80,7 @@ async fn server(behaviour: Behaviour) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (url, connections)
+    (url, seen)
 }
 
 fn token_file(dir: &Path, token: &str) -> TokenSource {
@@ -89,7 +109,7 @@ fn good(id: &str, base_url: &str, dir: &Path) -> Tenant {
         base_url: base_url.into(),
         token: token_file(dir, TOKEN),
         output: dir.join(format!("{id}.c1z")),
-        interval: None,
+        interval: Duration::from_secs(3600),
         connector: None,
         settings: BTreeMap::new(),
         limits: limits(base_url),
@@ -121,7 +141,7 @@ fn hostile(
         base_url: base_url.into(),
         token: token_file(dir, TOKEN),
         output: dir.join(format!("{id}.c1z")),
-        interval: None,
+        interval: Duration::from_secs(3600),
         connector: Some(wasm.to_path_buf()),
         settings,
         limits,
@@ -167,13 +187,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
 
     // What a well-behaved tenant writes when it runs alone.
     let solo = serve::run(
-        ServeOptions {
-            tenants: vec![good("solo", &base, dir.path())],
-            once: true,
-            connector: None,
-            cache_dir: None,
-            health: None,
-        },
+        ServeOptions::once(vec![good("solo", &base, dir.path())]),
         std::future::pending(),
     )
     .await
@@ -190,8 +204,9 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
 
     let (silent, _) = server(Behaviour::Silent).await;
     let (huge, _) = server(Behaviour::Huge).await;
-    let (outside, outside_connections) = server(Behaviour::Counting).await;
-    let (flood_target, flood_connections) = server(Behaviour::Counting).await;
+    let (outside, outside_seen) = server(Behaviour::Counting).await;
+    let (flood_target, flood_seen) = server(Behaviour::Counting).await;
+    let (slow_target, slow_seen) = server(Behaviour::Slow).await;
     let authority = base.trim_start_matches("http://").to_string();
     let port = fake.addr().port();
     let localhost = format!("http://localhost:{port}/");
@@ -215,6 +230,19 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
         &flood_target,
     );
     flood.limits.request_budget = Some(20);
+    // A flood with no budget to stop it: held to its 4 requests in flight.
+    let in_flight_flood = with_origin(
+        hostile(
+            "in-flight-flood",
+            "flood",
+            &base,
+            d,
+            w,
+            &[("target", &slow_target), ("count", "40")],
+        ),
+        &slow_target,
+    );
+    assert_eq!(in_flight_flood.limits.concurrent_requests, 4);
     let tenants = vec![
         good("good-a", &base, d),
         hostile("spin", "spin", &base, d, w, &[]),
@@ -276,21 +304,13 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
             &huge,
         ),
         flood,
+        in_flight_flood,
         session_flood,
         good("good-c", &base, d),
     ];
-    let report = serve::run(
-        ServeOptions {
-            tenants,
-            once: true,
-            connector: None,
-            cache_dir: None,
-            health: None,
-        },
-        std::future::pending(),
-    )
-    .await
-    .unwrap();
+    let report = serve::run(ServeOptions::once(tenants), std::future::pending())
+        .await
+        .unwrap();
 
     let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
     for (t, m) in &failures {
@@ -309,31 +329,38 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     expect("spin-after-hang", &["CPU budget"]);
     expect("memory-bomb", &["memory limit of 32 MiB"]);
     expect("recursion", &["stopped during validate"]);
+    let recursion = &failures["recursion"];
+    assert!(
+        recursion.contains("overflowed its call stack") || recursion.contains("out of bounds"),
+        "{recursion}"
+    );
     expect("other-origin", &["HttpRequestDenied"]);
     expect("localhost", &["HttpRequestDenied"]);
     expect("absolute-form", &["set-path-with-query refused"]);
     expect("set-authorization", &["Forbidden"]);
     expect("huge-response", &["size exceeds limit"]);
     expect("flood", &["ConnectionLimitReached"]);
+    expect("in-flight-flood", &["started: 40", "ok: 40"]);
     expect(
         "session-flood",
         &["the session store is full (1048576 bytes at most)"],
     );
     assert_eq!(
         failures.len(),
-        12,
+        13,
         "only the hostile tenants failed: {failures:?}"
     );
 
-    // Nothing reached the origin no tenant may use; the flood stopped at its budget.
-    assert_eq!(outside_connections.load(Ordering::SeqCst), 0);
-    assert!(
-        flood_connections.load(Ordering::SeqCst) <= 20,
-        "{}",
-        flood_connections.load(Ordering::SeqCst)
-    );
+    // Nothing reached the origin no tenant may use; the flood stopped at its budget; the
+    // other flood never had more than its 4 requests at the server at once.
+    assert_eq!(outside_seen.connections.load(Ordering::SeqCst), 0);
+    let flooded = flood_seen.connections.load(Ordering::SeqCst);
+    assert!(flooded <= 20, "{flooded}");
+    let peak = slow_seen.peak.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&peak), "in flight at once: {peak}");
+    assert_eq!(slow_seen.connections.load(Ordering::SeqCst), 40);
     // Failed tenants wrote nothing; the others wrote exactly what a solo run writes.
-    for t in ["spin", "hang", "spin-after-hang", "memory-bomb", "flood"] {
+    for t in failures.keys() {
         assert!(!dir.path().join(format!("{t}.c1z")).exists(), "{t}");
     }
     for t in ["good-a", "good-b", "good-c"] {
@@ -384,6 +411,12 @@ async fn a_tenant_finds_nothing_of_the_previous_tenant_in_a_reused_memory_slot()
     let report = serve::run_tenant(&runtime, &program, &writer).await;
     // The marker writer "succeeds" at validate and is then an empty connector.
     assert!(report.error.is_none(), "{:?}", report.error);
+    let pool = runtime
+        .engine()
+        .pooling_allocator_metrics()
+        .expect("pooling");
+    let warm = pool.unused_warm_memories();
+    assert!(warm >= 1, "the writer's memory slot is warm");
     let scanner = hostile(
         "tenant-b",
         "scan-memory",
@@ -393,11 +426,75 @@ async fn a_tenant_finds_nothing_of_the_previous_tenant_in_a_reused_memory_slot()
         &[("marker", marker)],
     );
     let report = serve::run_tenant(&runtime, &program, &scanner).await;
+    // No slot was used that had not been before: the scanner ran in the writer's.
+    assert_eq!(
+        pool.unused_warm_memories(),
+        warm,
+        "the scanner reused a warm slot"
+    );
     let message = report.error.expect("the scanner reports what it found");
     assert!(
         message.contains(" 0 hits") || message.contains("hits: 0"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_scanner_side_by_side_with_a_good_tenant_finds_nothing_and_changes_nothing() {
+    let fake = fake(FakeConfig::demo()).await;
+    let base = fake.base_url();
+    let dir = temp_dir();
+    let wasm = dir.path().join("hostile.wasm");
+    std::fs::write(&wasm, guests::hostile_wasm()).unwrap();
+    // One engine and pool for all, as `serve` has: the Segment connector and the hostile one.
+    let runtime = Runtime::new(
+        baton_segment::component::SEGMENT_CONNECTOR_WASM,
+        RuntimeLimits {
+            max_instances: 8,
+            memory_bytes: 64 << 20,
+            ..RuntimeLimits::default()
+        },
+    )
+    .unwrap();
+    let segment = runtime.program().clone();
+    let hostile_program = runtime.load(guests::hostile_wasm(), None).unwrap();
+    let solo = serve::run_tenant(&runtime, &segment, &good("solo", &base, dir.path())).await;
+    assert!(solo.success, "{:?}", solo.error);
+    let expected = contents(&dir.path().join("solo.c1z"));
+
+    // The marker goes into a slot; the pool hands a freed slot to the next instance of the same
+    // component first, so the scanner runs where the writer ran, while a good tenant syncs.
+    let marker = "TENANT-A-SECRET-MARKER-9152";
+    let writer = hostile(
+        "writer",
+        "write-marker",
+        &base,
+        dir.path(),
+        &wasm,
+        &[("marker", marker)],
+    );
+    let wrote = serve::run_tenant(&runtime, &hostile_program, &writer).await;
+    assert!(wrote.error.is_none(), "{:?}", wrote.error);
+    let scanner = hostile(
+        "scanner",
+        "scan-memory",
+        &base,
+        dir.path(),
+        &wasm,
+        &[("marker", marker)],
+    );
+    let neighbour = good("neighbour", &base, dir.path());
+    let (scanned, synced) = tokio::join!(
+        serve::run_tenant(&runtime, &hostile_program, &scanner),
+        serve::run_tenant(&runtime, &segment, &neighbour),
+    );
+    let message = scanned.error.expect("the scanner reports what it found");
+    assert!(
+        message.contains(" 0 hits") || message.contains("hits: 0"),
+        "{message}"
+    );
+    assert!(synced.success, "{:?}", synced.error);
+    assert_eq!(contents(&neighbour.output), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,8 +517,82 @@ async fn a_component_that_imports_more_than_the_sandbox_grants_is_refused_with_t
     .expect_err("refused");
     let text = format!("{err:#}");
     assert!(
-        text.contains("does not grant") && text.contains("wasi:filesystem/"),
+        text.contains("does not grant")
+            && text.contains("wasi:filesystem/")
+            && text.contains("wasi:sockets/tcp"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_own_component_is_refused_fails_alone() {
+    let fake = fake(FakeConfig::demo()).await;
+    let base = fake.base_url();
+    let dir = temp_dir();
+    let path: PathBuf = dir.path().join("filesystem.wasm");
+    std::fs::write(&path, guests::filesystem_wasm()).unwrap();
+    let mut greedy = good("greedy", &base, dir.path());
+    greedy.connector = Some(path);
+    let mut missing = good("missing", &base, dir.path());
+    missing.connector = Some(dir.path().join("nowhere.wasm"));
+    let report = serve::run(
+        ServeOptions::once(vec![greedy, good("fine", &base, dir.path()), missing]),
+        std::future::pending(),
+    )
+    .await
+    .expect("the others still run");
+    let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    let greedy = &failures["greedy"];
+    for import in [
+        "wasi:filesystem/types",
+        "wasi:sockets/tcp",
+        "wasi:sockets/udp",
+    ] {
+        assert!(greedy.contains(import), "{import} in {greedy}");
+    }
+    assert!(
+        failures["missing"].contains("cannot read the connector"),
+        "{failures:?}"
+    );
+    assert!(!dir.path().join("greedy.c1z").exists());
+    assert_eq!(
+        Synced::open(&dir.path().join("fine.c1z")).grants().len(),
+        44
+    );
+    assert!(
+        report
+            .metrics
+            .render()
+            .contains("baton_segment_tenant_last_run_success{tenant=\"greedy\"} 0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_component_of_the_world_runs_with_connector() {
+    let fake = fake(FakeConfig::demo()).await;
+    let dir = temp_dir();
+    // The bundled connector, loaded from a file as any other component would be.
+    let path = dir.path().join("segment.wasm");
+    std::fs::write(&path, baton_segment::component::SEGMENT_CONNECTOR_WASM).unwrap();
+    let report = serve::run(
+        ServeOptions {
+            tenants: vec![good("from-file", &fake.base_url(), dir.path())],
+            once: true,
+            connector: Some(path),
+            cache_dir: None,
+            health: None,
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(
+        Synced::open(&dir.path().join("from-file.c1z"))
+            .grants()
+            .len(),
+        44
     );
 }
 
@@ -435,13 +606,7 @@ async fn a_sync_past_its_wall_time_budget_is_stopped_and_the_file_is_unchanged()
     slow.limits.wall_per_sync = Duration::from_millis(700);
     std::fs::write(&slow.output, b"previous").unwrap();
     let report = serve::run(
-        ServeOptions {
-            tenants: vec![slow.clone()],
-            once: true,
-            connector: None,
-            cache_dir: None,
-            health: None,
-        },
+        ServeOptions::once(vec![slow.clone()]),
         std::future::pending(),
     )
     .await
@@ -450,6 +615,34 @@ async fn a_sync_past_its_wall_time_budget_is_stopped_and_the_file_is_unchanged()
         report.failures[0].1.contains("wall-time budget of 700ms"),
         "{:?}",
         report.failures
+    );
+    assert_eq!(std::fs::read(&slow.output).unwrap(), b"previous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_single_round_counts_the_unfinished_tenants_as_failed() {
+    let mut cfg = FakeConfig::demo();
+    cfg.latency = Duration::from_millis(400);
+    let fake = Arc::new(fake(cfg).await);
+    let dir = temp_dir();
+    let slow = good("slow", &fake.base_url(), dir.path());
+    std::fs::write(&slow.output, b"previous").unwrap();
+    // Shut down once the sync is under way.
+    let watching = fake.clone();
+    let shutdown = async move {
+        while watching.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let report = serve::run(ServeOptions::once(vec![slow.clone()]), shutdown)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.failures,
+        vec![(
+            "slow".to_string(),
+            "stopped by a shutdown before its sync finished".to_string()
+        )]
     );
     assert_eq!(std::fs::read(&slow.output).unwrap(), b"previous");
 }

@@ -3,6 +3,8 @@
 //! clear errors, and the secret never appears in its output, even at debug level.
 //! (Declared in host/Cargo.toml so that cargo hands it the binary's path.)
 
+use baton::pb;
+use baton::service::{Task, task};
 use fakes::c1::{FakeC1, FakeC1Config};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -66,7 +68,7 @@ async fn a_refused_secret_is_a_clear_error_and_never_logged() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("ConductorOne refused the client credentials"),
+        stderr.contains("ConductorOne refused the client credentials (Unauthenticated: HTTP 401"),
         "{stderr}"
     );
     assert!(stderr.contains("BATON_CLIENT_SECRET"), "{stderr}");
@@ -172,6 +174,14 @@ fn http_get(port: u16, path: &str) -> String {
     answer
 }
 
+/// `baton-segment health-check` against `port`.
+fn health_check(dir: &Path, port: u16, path: &str) -> Command {
+    let mut cmd = command(dir);
+    cmd.args(["health-check", "--path", path, "--health-check-port"])
+        .arg(port.to_string());
+    cmd
+}
+
 /// Kills the child if the test fails half-way.
 struct Running(Option<Child>);
 
@@ -192,8 +202,9 @@ async fn runs_as_a_service_until_sigterm() {
     let log_path = dir.path().join("baton-segment.log");
     let mut cmd = command(dir.path());
     connect_to(&mut cmd, &fake, &id, &secret, &ca);
+    // As a manifest written for the Go connector may say it (strconv.ParseBool's "1").
     cmd.env("BATON_HOST_ID", "cli-host")
-        .env("BATON_PROVISIONING", "true")
+        .env("BATON_PROVISIONING", "1")
         .env("BATON_LOG_LEVEL", "debug")
         .args(["--demo", "--health-check", "--health-check-port"])
         .arg(port.to_string())
@@ -204,8 +215,20 @@ async fn runs_as_a_service_until_sigterm() {
 
     let hellos = fake.wait_for_hellos(1, WAIT).await.expect("it says hello");
     assert_eq!(hellos[0].host_id, "cli-host");
-    assert!(http_get(port, "/ready").starts_with("HTTP/1.1 200"));
+    // The binary's own probe (what an exec probe in an image without a shell runs): ready
+    // once ConductorOne has taken the Hello.
+    let started = Instant::now();
+    loop {
+        let probe = output(health_check(dir.path(), port, "/ready")).await;
+        if probe.status.success() {
+            assert!(text(&probe.stdout).contains("ready"), "{probe:?}");
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "never ready: {probe:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(http_get(port, "/live").starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/health").contains("\r\n\r\nready"));
 
     let task_id = fake.push_sync_task();
     let finished = fake.wait_for_finished(1, WAIT).await.unwrap();
@@ -213,6 +236,30 @@ async fn runs_as_a_service_until_sigterm() {
     assert!(finished[0].is_success(), "{:?}", finished[0]);
     assert_eq!(fake.uploads().len(), 1);
     assert_eq!(fake.uploads()[0].host_id, "cli-host");
+
+    // Provisioning is on (BATON_PROVISIONING=1): an invitation task is carried out.
+    let invite = fake.push_task(Task {
+        id: String::new(),
+        status: task::Status::Pending as i32,
+        debug: false,
+        task_type: Some(task::TaskType::CreateAccount(task::CreateAccountTask {
+            account_info: Some(pb::AccountInfo {
+                emails: vec![pb::account_info::Email {
+                    address: "new.hire@acme.test".into(),
+                    is_primary: true,
+                }],
+                login: String::new(),
+                login_aliases: vec![],
+                profile: None,
+            }),
+            credential_options: None,
+            encryption_configs: vec![],
+            resource_type_id: String::new(),
+        })),
+    });
+    let finished = fake.wait_for_finished(2, WAIT).await.unwrap();
+    assert_eq!(finished[1].task_id, invite);
+    assert!(finished[1].is_success(), "{:?}", finished[1]);
 
     // SIGTERM: a clean stop.
     let status = Command::new("kill")
@@ -234,6 +281,15 @@ async fn runs_as_a_service_until_sigterm() {
     };
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(exit.success(), "{exit:?}\n{log}");
+    // Nothing listens any more: the probe fails and says what it tried.
+    let probe = output(health_check(dir.path(), port, "/ready")).await;
+    assert!(!probe.status.success());
+    assert!(
+        text(&probe.stderr).contains(&format!(
+            "no health server at http://127.0.0.1:{port}/ready"
+        )),
+        "{probe:?}"
+    );
     assert!(log.contains("connected to ConductorOne"), "{log}");
     assert!(log.contains(&task_id), "the task is logged by id:\n{log}");
     assert!(log.contains("task finished"), "{log}");

@@ -823,7 +823,7 @@ async fn upload_checks_sha256_both_ways() {
     assert_eq!(ups.len(), 1);
     assert_eq!(ups[0].task_id, task_id);
     assert_eq!(ups[0].host_id, HOST_ID);
-    assert!(ups[0].sha256_ok);
+    assert_eq!(ups[0].sha256, Sha256::digest(&data).to_vec());
     assert_eq!(ups[0].bytes, data);
     assert_eq!(
         ups[0].chunk_sizes,

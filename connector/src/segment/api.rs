@@ -201,23 +201,35 @@ impl<'e, E: Env> Api<'e, E> {
     {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
-        let mut seen = std::collections::HashSet::new();
+        let mut walk = Cursors::default();
         loop {
             let page = self.page::<P>(path, query, cursor.as_deref())?;
             items.extend(page.items);
             match page.next {
-                Some(next) if seen.insert(next.clone()) => cursor = Some(next),
-                Some(next) => {
-                    return Err(ApiError {
-                        op: format!("GET {path}"),
-                        kind: ApiErrorKind::Malformed(format!(
-                            "the cursor {next:?} came back a second time; stopping to avoid an endless loop"
-                        )),
-                    });
-                }
+                Some(next) => cursor = Some(walk.follow(path, next)?),
                 None => return Ok(items),
             }
         }
+    }
+}
+
+/// The cursors one walk through a listing has followed: a cursor handed out a second time
+/// means the pages form a cycle, and following it would never end.
+#[derive(Default)]
+pub struct Cursors(std::collections::HashSet<String>);
+
+impl Cursors {
+    /// `next`, the first time it comes; an error naming the listing when it comes again.
+    pub fn follow(&mut self, path: &str, next: String) -> Result<String, ApiError> {
+        if self.0.insert(next.clone()) {
+            return Ok(next);
+        }
+        Err(ApiError {
+            op: format!("GET {path}"),
+            kind: ApiErrorKind::Malformed(format!(
+                "the cursor {next:?} came back a second time; stopping to avoid an endless loop"
+            )),
+        })
     }
 }
 

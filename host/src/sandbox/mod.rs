@@ -81,6 +81,9 @@ impl HttpPolicy {
     /// Only `base_url`'s origin is reachable, and the token goes there.
     pub fn for_base_url(base_url: &str, token: Option<Secret>) -> Result<HttpPolicy, String> {
         let origin = Origin::parse(base_url)?;
+        if token.is_some() {
+            origin.check_can_carry_token()?;
+        }
         Ok(HttpPolicy {
             allowed: vec![origin.clone()],
             credential: token.map(|bearer_token| Credential {

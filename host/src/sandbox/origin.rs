@@ -46,6 +46,29 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// `Ok` when a bearer token may be sent to this origin: over https, or over plain http only
+    /// to this machine (the fakes, a local proxy). Anything else would put the token on the
+    /// network in clear text.
+    pub fn check_can_carry_token(&self) -> Result<(), String> {
+        if self.scheme == "https" || self.is_loopback() {
+            return Ok(());
+        }
+        Err(format!(
+            "{self} is plain http to another machine: the Segment token would cross the network \
+             unencrypted; use https (plain http is allowed only to 127.0.0.1, ::1 or localhost)"
+        ))
+    }
+
+    fn is_loopback(&self) -> bool {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
@@ -72,6 +95,30 @@ mod tests {
             Origin::parse("https://api.segmentapis.com.").unwrap().host,
             "api.segmentapis.com"
         );
+    }
+
+    #[test]
+    fn tokens_go_over_https_or_to_this_machine_only() {
+        let ok = |u: &str| Origin::parse(u).unwrap().check_can_carry_token();
+        assert!(ok("https://api.segmentapis.com").is_ok());
+        assert!(ok("https://10.0.0.5:8443").is_ok());
+        for local in [
+            "http://127.0.0.1:9000",
+            "http://127.1.2.3",
+            "http://[::1]:80",
+            "http://localhost:8080",
+        ] {
+            assert!(ok(local).is_ok(), "{local}");
+        }
+        for remote in [
+            "http://api.segmentapis.com",
+            "http://10.0.0.5",
+            "http://[2001:db8::1]",
+            "http://localhost.evil.test",
+        ] {
+            let err = ok(remote).unwrap_err();
+            assert!(err.contains("unencrypted"), "{remote}: {err}");
+        }
     }
 
     #[test]

@@ -125,6 +125,8 @@ pub struct TenantLimits {
 }
 
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// How often a tenant syncs when its entry does not say.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -132,8 +134,8 @@ pub struct Tenant {
     pub base_url: String,
     pub token: TokenSource,
     pub output: PathBuf,
-    /// Time between syncs (ignored with `--once`); `None` syncs once.
-    pub interval: Option<Duration>,
+    /// Time between the start of one sync and the next (ignored with `--once`).
+    pub interval: Duration,
     /// The tenant's own component; `None` for the host's.
     pub connector: Option<PathBuf>,
     /// Settings its component reads; never secrets.
@@ -190,8 +192,9 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             (None, Some(file)) => TokenSource::File(base.join(file)),
             _ => bail!("tenant {id:?}: set exactly one of token_env and token_file"),
         };
-        let origin =
-            Origin::parse(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
+        let origin = Origin::parse(&t.base_url)
+            .and_then(|o| o.check_can_carry_token().map(|()| o))
+            .map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
         let output = base.join(&t.output);
         if !outputs.insert(output.clone()) {
             bail!(
@@ -241,11 +244,10 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             session_bytes: (l.session_mib.unwrap_or(64).clamp(1, 1024) << 20) as usize,
             allowed_origins,
         };
-        let interval = t
-            .interval
-            .as_ref()
-            .map(|v| duration("interval", &id, Some(v), Duration::ZERO))
-            .transpose()?;
+        let interval = duration("interval", &id, t.interval.as_ref(), DEFAULT_INTERVAL)?;
+        if interval < Duration::from_secs(1) {
+            bail!("tenant {id:?}: interval must be at least 1s");
+        }
         let connector = t.connector.map(|c| base.join(c));
         // Settings reach the component; credentials must not.
         for key in t.settings.keys() {
@@ -310,7 +312,7 @@ allowed_origins = ["http://127.0.0.1:9000"]
         let t = parse(EXAMPLE, Path::new("/etc/baton")).unwrap();
         assert_eq!(t[0].id, "acme");
         assert_eq!(t[0].token, TokenSource::Env("ACME_SEGMENT_TOKEN".into()));
-        assert_eq!(t[0].interval, Some(Duration::from_secs(3600)));
+        assert_eq!(t[0].interval, Duration::from_secs(3600));
         assert_eq!(t[0].limits.memory_bytes, 64 << 20);
         assert_eq!(t[0].limits.concurrent_requests, 4);
         assert_eq!(
@@ -322,7 +324,7 @@ allowed_origins = ["http://127.0.0.1:9000"]
             TokenSource::File(PathBuf::from("/etc/baton/secrets/globex"))
         );
         assert_eq!(t[1].output, PathBuf::from("/etc/baton/globex.c1z"));
-        assert_eq!(t[1].interval, None);
+        assert_eq!(t[1].interval, DEFAULT_INTERVAL);
         assert_eq!(t[1].limits.cpu_per_call, Duration::from_millis(500));
         assert_eq!(t[1].limits.request_budget, Some(5000));
         assert_eq!(t[1].limits.response_max_bytes, 8 << 20);
@@ -340,11 +342,18 @@ allowed_origins = ["http://127.0.0.1:9000"]
         assert!(
             err(&one("token_env = \"X\"\ninterval = \"soon\"")).contains("interval = \"soon\"")
         );
+        assert!(err(&one("token_env = \"X\"\ninterval = \"0s\"")).contains("at least 1s"));
         assert!(
             err(&one("token_env = \"X\"\ntokn = 1")).contains("tokn"),
             "unknown keys are refused"
         );
         assert!(err(&one("token_env = \"X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
+        assert!(
+            err(&one(
+                "token_env = \"X\"\nbase_url = \"http://api.segmentapis.com\""
+            ))
+            .contains("unencrypted")
+        );
         let twice = format!("{}\n{}", one("token_env = \"X\""), one("token_env = \"Y\""));
         assert!(err(&twice).contains("appears twice"));
         let secret = one("token_env = \"X\"\n[tenant.settings]\napi-token = \"x\"");

@@ -7,6 +7,7 @@ pub mod metrics;
 
 use crate::app::{self, Connection, SyncJob};
 use crate::component::{InstanceLimits, SEGMENT_CONNECTOR_WASM};
+use crate::health::{Health, State};
 use crate::runtime::{Program, Runtime, RuntimeLimits};
 use config::Tenant;
 use metrics::{Metrics, RunReport};
@@ -27,6 +28,19 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Serve `/health`, `/ready`, `/live` and `/metrics` here.
     pub health: Option<SocketAddr>,
+}
+
+impl ServeOptions {
+    /// One round of `tenants` with the bundled connector, no cache and no health port.
+    pub fn once(tenants: Vec<Tenant>) -> ServeOptions {
+        ServeOptions {
+            tenants,
+            once: true,
+            connector: None,
+            cache_dir: None,
+            health: None,
+        }
+    }
 }
 
 /// How a round went: the tenants that failed, with why.
@@ -74,31 +88,42 @@ pub async fn run(
         None => SEGMENT_CONNECTOR_WASM.to_vec(),
     };
     let cache = opts.cache_dir.as_deref();
+    // The host's own component failing to load stops everything; a tenant's own component
+    // failing to load (unreadable, not a component, importing more than the sandbox grants)
+    // fails that tenant alone.
     let runtime = Arc::new(runtime_for(&opts.tenants, &default_wasm, cache)?);
     // Each distinct component is compiled (and its imports checked) once, before anything runs.
-    let mut programs: HashMap<PathBuf, Arc<Program>> = HashMap::new();
+    let mut programs: HashMap<PathBuf, Result<Arc<Program>, String>> = HashMap::new();
     for tenant in &opts.tenants {
         if let Some(path) = &tenant.connector
             && !programs.contains_key(path)
         {
-            let wasm = std::fs::read(path).map_err(|e| {
-                anyhow::anyhow!("tenant {}: cannot read {}: {e}", tenant.id, path.display())
-            })?;
-            let program = runtime
-                .load(&wasm, cache)
-                .map_err(|e| anyhow::anyhow!("tenant {}: {}: {e:#}", tenant.id, path.display()))?;
-            programs.insert(path.clone(), program);
+            let loaded = std::fs::read(path)
+                .map_err(|e| format!("cannot read the connector {}: {e}", path.display()))
+                .and_then(|wasm| {
+                    runtime
+                        .load(&wasm, cache)
+                        .map_err(|e| format!("the connector {}: {e:#}", path.display()))
+                });
+            if let Err(e) = &loaded {
+                tracing::error!(tenant = %tenant.id, "{e}; the tenant will not run");
+            }
+            programs.insert(path.clone(), loaded);
         }
     }
     let metrics = Arc::new(Metrics::default());
     for tenant in &opts.tenants {
         metrics.register(&tenant.id);
     }
+    // Ready once every component is compiled and checked: from here on tenants sync.
+    let state = Health::new();
+    state.set(State::Ready);
     let health = match opts.health {
         Some(addr) => {
             let m = metrics.clone();
             let (bound, task) =
-                crate::health::serve(addr, Some(Arc::new(move || m.render()))).await?;
+                crate::health::serve(addr, state.clone(), Some(Arc::new(move || m.render())))
+                    .await?;
             tracing::info!("health checks and metrics on http://{bound}/metrics");
             Some(task)
         }
@@ -106,39 +131,70 @@ pub async fn run(
     };
 
     let mut tasks = tokio::task::JoinSet::new();
+    let mut unfinished: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut failures = vec![];
     for tenant in opts.tenants {
-        let program = tenant
-            .connector
-            .as_ref()
-            .and_then(|p| programs.get(p))
-            .cloned()
-            .unwrap_or_else(|| runtime.program().clone());
+        let program = match &tenant.connector {
+            None => runtime.program().clone(),
+            Some(path) => match &programs[path] {
+                Ok(program) => program.clone(),
+                Err(e) => {
+                    metrics.record(
+                        &tenant.id,
+                        RunReport {
+                            error: Some(e.clone()),
+                            ..RunReport::default()
+                        },
+                    );
+                    failures.push((tenant.id.clone(), e.clone()));
+                    continue;
+                }
+            },
+        };
+        unfinished.insert(tenant.id.clone());
         let (runtime, metrics, once) = (runtime.clone(), metrics.clone(), opts.once);
         tasks.spawn(async move {
             loop {
+                let started = Instant::now();
                 let report = run_tenant(&runtime, &program, &tenant).await;
                 let failure = report.error.clone();
                 metrics.record(&tenant.id, report);
-                match tenant.interval {
-                    Some(every) if !once => tokio::time::sleep(every).await,
-                    _ => return (tenant.id, failure),
+                if once {
+                    return (tenant.id, failure);
                 }
+                // Start to start; a sync longer than the interval is followed at once.
+                tokio::time::sleep(tenant.interval.saturating_sub(started.elapsed())).await;
             }
         });
     }
-    let mut failures = vec![];
     let all = async {
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok((id, Some(error))) => failures.push((id, error)),
-                Ok((_, None)) => {}
+                Ok((id, failure)) => {
+                    unfinished.remove(&id);
+                    if let Some(error) = failure {
+                        failures.push((id, error));
+                    }
+                }
                 Err(e) => failures.push(("?".into(), format!("a tenant task failed: {e}"))),
             }
         }
     };
-    tokio::select! {
-        _ = all => {}
-        _ = shutdown => tracing::info!("shutting down"),
+    let interrupted = tokio::select! {
+        _ = all => false,
+        _ = shutdown => true,
+    };
+    state.set(State::Stopping);
+    if interrupted {
+        tracing::info!("shutting down");
+        // Dropping the tasks stops their syncs; outputs are replaced only by finished ones.
+        tasks.abort_all();
+        // In a single round, a tenant that did not get to finish did not sync.
+        if opts.once {
+            for id in unfinished {
+                failures.push((id, "stopped by a shutdown before its sync finished".into()));
+            }
+        }
     }
     if let Some(task) = health {
         task.abort();
@@ -200,14 +256,38 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
             report.warnings = summary.warnings.len();
             tracing::info!(
                 tenant = %tenant.id,
-                "synced {} resources, {} entitlements, {} grants into {} ({} requests, {:.2} s, CPU {:.2} s, peak memory {} KiB)",
+                result = "success",
+                resources = report.resources,
+                entitlements = report.entitlements,
+                grants = report.grants,
+                warnings = report.warnings,
+                requests = report.net.requests,
+                retries = report.net.retries,
+                rate_limited = report.net.rate_limited,
+                denied = report.net.denied,
+                bytes = report.net.bytes_received,
+                wall_ms = report.wall.as_millis() as u64,
+                cpu_ms = report.cpu.as_millis() as u64,
+                peak_memory_kib = report.peak_memory_bytes >> 10,
+                "synced {} resources, {} entitlements, {} grants into {}",
                 report.resources, report.entitlements, report.grants, tenant.output.display(),
-                report.net.requests, report.wall.as_secs_f64(), report.cpu.as_secs_f64(), report.peak_memory_bytes >> 10
             );
         }
         Err(e) => {
             let message = format!("{e:#}");
-            tracing::warn!(tenant = %tenant.id, "sync failed: {message}");
+            tracing::warn!(
+                tenant = %tenant.id,
+                result = "error",
+                requests = report.net.requests,
+                retries = report.net.retries,
+                rate_limited = report.net.rate_limited,
+                denied = report.net.denied,
+                bytes = report.net.bytes_received,
+                wall_ms = report.wall.as_millis() as u64,
+                cpu_ms = report.cpu.as_millis() as u64,
+                peak_memory_kib = report.peak_memory_bytes >> 10,
+                "sync failed: {message}"
+            );
             report.error = Some(message);
         }
     }

@@ -82,7 +82,7 @@ pub enum TokenError {
     /// The endpoint answered 400, 401 or 403: the credentials are wrong, revoked or for
     /// another tenant. Not retried.
     #[error(
-        "ConductorOne refused the client credentials (HTTP {status}{reason}); check BATON_CLIENT_ID and \
+        "ConductorOne refused the client credentials (Unauthenticated: HTTP {status}{reason}); check BATON_CLIENT_ID and \
          BATON_CLIENT_SECRET (and BATON_C1_API_HOST, if set)"
     )]
     Refused { status: u16, reason: String },
@@ -104,6 +104,9 @@ struct Cached {
     authorization: String,
     refresh_at: Instant,
 }
+
+/// How long a token whose answer gave no `expires_in` is used.
+const UNSTATED_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// How long before its expiry a token is replaced: a minute, or half its lifetime if shorter.
 pub fn refresh_after(expires_in: Duration) -> Duration {
@@ -268,7 +271,10 @@ impl TokenSource {
                 "the access token is not valid in a header".into(),
             ));
         }
-        let lifetime = Duration::from_secs(token.expires_in.max(0) as u64);
+        // Without a lifetime the token is used for an hour, or until ConductorOne refuses it.
+        let lifetime = token
+            .expires_in
+            .map_or(UNSTATED_LIFETIME, |s| Duration::from_secs(s.max(0) as u64));
         tracing::debug!(
             expires_in_s = lifetime.as_secs(),
             "got an access token from ConductorOne"

@@ -26,6 +26,7 @@ pub mod tasks;
 pub mod upload;
 
 use crate::app::{self, Connection};
+use crate::health::{Health, State};
 use crate::runtime::Runtime;
 use crate::sandbox::Secret;
 use anyhow::{Context as _, anyhow};
@@ -118,6 +119,8 @@ pub struct ServiceOptions {
     pub task_concurrency: usize,
     /// A compiled runtime to share (tests); by default one is compiled at startup.
     pub runtime: Option<Arc<Runtime>>,
+    /// Where the service reports how it is doing (what `/ready` and `/health` answer).
+    pub health: Health,
     pub timing: Timing,
 }
 
@@ -155,6 +158,7 @@ impl ServiceOptions {
             temp_dir: None,
             task_concurrency: 1,
             runtime: None,
+            health: Health::new(),
             timing: Timing::default(),
         }
     }
@@ -185,6 +189,7 @@ pub(crate) struct Ctx {
     pub provisioning: bool,
     pub temp_dir: PathBuf,
     pub metadata: pb::ConnectorMetadata,
+    pub health: Health,
     pub timing: Timing,
 }
 
@@ -213,6 +218,9 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// Consecutive failed polls after which the host reports itself not ready.
+const UNREADY_AFTER_FAILED_POLLS: u32 = 3;
+
 /// The wait before the next poll for a `next_poll` value: held to 0–5 min, then at least
 /// `floor`; `default` when absent.
 pub fn poll_interval(
@@ -232,7 +240,21 @@ pub fn poll_interval(
 /// settings, ConductorOne unreachable at startup after the attempts, or the credentials
 /// refused.
 pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let health = opts.health.clone();
+    let result = start_and_serve(opts, shutdown).await;
+    health.set(match &result {
+        Ok(()) => State::Stopping,
+        Err(e) => State::Degraded(format!("{e:#}")),
+    });
+    result
+}
+
+async fn start_and_serve(
+    opts: ServiceOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let timing = opts.timing.clone();
+    let health = opts.health.clone();
     let creds = Credentials::parse(
         &opts.client_id,
         opts.client_secret.expose(),
@@ -272,6 +294,7 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
     );
 
     // The credentials first: a refusal is reported before the (slower) compile.
+    health.starting("getting an access token from ConductorOne");
     tokio::select! {
         got = client.tokens().startup(
             timing.startup_attempts,
@@ -284,6 +307,7 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
         }
     }
 
+    health.starting("compiling the connector component");
     let runtime = match opts.runtime.clone() {
         Some(r) => r,
         None => {
@@ -298,6 +322,7 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
     };
     let metadata = hello::load_metadata(&runtime, &opts.connection).await?;
 
+    health.starting("saying Hello to ConductorOne");
     tokio::select! {
         said = say_hello(&client, &host_id, &metadata, &timing, &c1_url) => said?,
         _ = &mut shutdown => {
@@ -314,8 +339,10 @@ pub async fn run(opts: ServiceOptions, shutdown: impl Future<Output = ()>) -> an
         provisioning: opts.provisioning,
         temp_dir,
         metadata,
+        health: health.clone(),
         timing,
     });
+    health.set(State::Ready);
     serve(ctx, task_concurrency, shutdown).await
 }
 
@@ -383,10 +410,10 @@ async fn serve(
     let mut failures = 0u32;
     let result = loop {
         while running.try_join_next().is_some() {}
-        let permit = tokio::select! {
+        let mut permit = Some(tokio::select! {
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break Ok(()),
-        };
+        });
         let request = BatonServiceGetTaskRequest {
             host_id: ctx.host_id.clone(),
         };
@@ -398,6 +425,7 @@ async fn serve(
             Ok(resp) => {
                 if failures > 0 {
                     tracing::info!("polling ConductorOne works again");
+                    ctx.health.set(State::Ready);
                 }
                 failures = 0;
                 let next_poll = poll_interval(
@@ -408,9 +436,10 @@ async fn serve(
                 let heartbeat = heartbeat::interval(resp.next_heartbeat.as_ref());
                 match resp.task {
                     Some(task) if !tasks::is_none(&task) && !task.id.is_empty() => {
+                        let permit = permit.take().expect("taken once");
                         running.spawn(work(ctx.clone(), task, heartbeat, stop_rx.clone(), permit));
-                        // There may be more: poll again at once.
-                        continue;
+                        // ConductorOne paces the polls, after a task as well as after none.
+                        next_poll
                     }
                     Some(task) if !tasks::is_none(&task) => {
                         tracing::warn!(
@@ -435,6 +464,11 @@ async fn serve(
                     "polling ConductorOne for tasks failed: {e}; trying again in {:.1} s",
                     backoff.as_secs_f64()
                 );
+                if failures >= UNREADY_AFTER_FAILED_POLLS {
+                    ctx.health.set(State::Degraded(format!(
+                        "polling ConductorOne for tasks failed {failures} times in a row: {e}"
+                    )));
+                }
                 backoff
             }
         };
@@ -446,6 +480,7 @@ async fn serve(
     };
 
     // Stopping: no new tasks; running ones get the grace period, then are reported.
+    ctx.health.set(State::Stopping);
     let _ = stop_tx.send(true);
     if !running.is_empty() {
         tracing::info!(

@@ -15,7 +15,7 @@
 //! // … run the connector …
 //! let finished = fake.wait_for_finished(1, Duration::from_secs(30)).await?;
 //! assert_eq!(finished[0].task_id, task_id);
-//! assert!(fake.uploads()[0].sha256_ok);
+//! assert_eq!(fake.uploads()[0].sha256.len(), 32);
 //! assert!(!fake.received_anywhere(&client_secret));
 //! fake.shutdown().await;
 //! # Ok(()) }

@@ -111,14 +111,15 @@ impl RecordedFinish {
 }
 
 /// A complete upload: metadata, data chunks and an `eof` whose SHA-256 matched the data.
-/// Only such uploads are recorded (so `sha256_ok` is always true here; every attempt, failed
-/// ones included, is in [`UploadAttempt`]).
+/// Only such uploads are recorded (every attempt, failed ones included, is in
+/// [`UploadAttempt`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedUpload {
     pub host_id: String,
     pub task_id: String,
     pub bytes: Vec<u8>,
-    pub sha256_ok: bool,
+    /// The `eof` checksum the client sent (the fake checked it against `bytes`).
+    pub sha256: Vec<u8>,
     /// Size of each `data` message, in order.
     pub chunk_sizes: Vec<usize>,
 }
@@ -170,6 +171,8 @@ pub struct LoggedRequest {
     pub grpc_code: Option<tonic::Code>,
     /// The HTTP status answered (token requests).
     pub http_status: Option<u16>,
+    /// When the fake answered.
+    pub at: std::time::Instant,
 }
 
 impl LoggedRequest {

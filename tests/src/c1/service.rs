@@ -129,19 +129,21 @@ impl Service {
                 Err(s) => s.code(),
             }),
             http_status: None,
+            at: std::time::Instant::now(),
         });
         drop(st);
         self.shared.changed();
         result.map(Response::new)
     }
 
-    /// Reads one upload stream into `data`, filling in `attempt` as it goes.
+    /// Reads one upload stream into `data`, filling in `attempt` as it goes; the `eof`
+    /// checksum, once it matched the data.
     async fn receive_upload(
         &self,
         stream: &mut Streaming<BatonServiceUploadAssetRequest>,
         attempt: &mut UploadAttempt,
         data: &mut Vec<u8>,
-    ) -> Result<(), (UploadOutcome, Status)> {
+    ) -> Result<Vec<u8>, (UploadOutcome, Status)> {
         fn reject(msg: impl Into<String>) -> (UploadOutcome, Status) {
             let msg = msg.into();
             (
@@ -232,7 +234,7 @@ impl Service {
                     if next(stream).await?.is_some() {
                         return Err(reject("message after eof"));
                     }
-                    return Ok(());
+                    return Ok(eof.sha256_checksum);
                 }
             }
         }
@@ -401,7 +403,7 @@ impl BatonService for Service {
         };
         let mut st = self.shared.state();
         let code = match &result {
-            Ok(()) => tonic::Code::Ok,
+            Ok(_) => tonic::Code::Ok,
             Err((_, s)) => s.code(),
         };
         st.log.push(LoggedRequest {
@@ -414,14 +416,15 @@ impl BatonService for Service {
             form: Vec::new(),
             grpc_code: Some(code),
             http_status: None,
+            at: std::time::Instant::now(),
         });
         let out = match result {
-            Ok(()) => {
+            Ok(sha256) => {
                 st.uploads.push(RecordedUpload {
                     host_id: attempt.host_id.clone(),
                     task_id: attempt.task_id.clone(),
                     bytes: data,
-                    sha256_ok: true,
+                    sha256,
                     chunk_sizes: attempt.chunk_sizes.clone(),
                 });
                 Ok(Response::new(BatonServiceUploadAssetResponse::default()))

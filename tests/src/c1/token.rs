@@ -144,6 +144,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request) -> Response {
         form,
         grpc_code: None,
         http_status: Some(status.as_u16()),
+        at: std::time::Instant::now(),
     });
     drop(st);
     shared.changed();

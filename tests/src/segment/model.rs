@@ -302,6 +302,9 @@ pub enum FaultKind {
     /// 429 with the Segment rate-limit body and `msBeforeNext` = this value
     /// (`X-RateLimit-Reset` = now + this value). No state change.
     RateLimited { ms_before_next: u64 },
+    /// 429 whose body carries no `msBeforeNext`: only the `X-RateLimit-Reset` header (an
+    /// RFC 5322 date, whole seconds) says when to come back, `reset_after_ms` from now.
+    RateLimitedHeaderOnly { reset_after_ms: u64 },
     /// Answer with this status and this body (sent as `application/json`, verbatim).
     Status { status: u16, body: String },
     /// 200 with a body that is not JSON (`{"data": {"users": [`). No state change.

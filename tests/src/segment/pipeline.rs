@@ -82,21 +82,29 @@ async fn process(
     let mut loop_to = None;
     match fault {
         None => {}
-        Some(FaultKind::RateLimited { ms_before_next }) => {
+        Some(kind @ (FaultKind::RateLimited { .. } | FaultKind::RateLimitedHeaderOnly { .. })) => {
             let token = bearer(authorization).unwrap_or_default();
             let mut info = shared.state().limiter.bucket(method).peek(
                 &bucket_key(method, path, token),
                 Instant::now(),
                 SystemTime::now(),
             );
+            let (ms, error) = match kind {
+                FaultKind::RateLimited { ms_before_next } => (
+                    ms_before_next,
+                    ApiError::too_many_requests(ms_before_next, info.consumed.saturating_add(1)),
+                ),
+                FaultKind::RateLimitedHeaderOnly { reset_after_ms } => (
+                    reset_after_ms,
+                    ApiError::new(429, "RequestError", "Too many requests"),
+                ),
+                _ => unreachable!("matched above"),
+            };
             info.consumed = info.consumed.saturating_add(1);
             info.remaining = 0;
-            info.ms_before_next = ms_before_next;
-            info.reset_at = SystemTime::now() + Duration::from_millis(ms_before_next);
-            return with_rate_headers(
-                ApiError::too_many_requests(ms_before_next, info.consumed).into_response(),
-                &info,
-            );
+            info.ms_before_next = ms;
+            info.reset_at = SystemTime::now() + Duration::from_millis(ms);
+            return with_rate_headers(error.into_response(), &info);
         }
         Some(FaultKind::Status { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -1,5 +1,6 @@
-//! A connector that tries to read the host's files. Using `std::fs` makes the component import
-//! `wasi:filesystem`; the host must refuse to load it and name that import.
+//! A connector that tries to read the host's files and to open its own connections. Using
+//! `std::fs` and `std::net` makes the component import `wasi:filesystem` and `wasi:sockets`;
+//! the host must refuse to load it and name those imports.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -34,7 +35,10 @@ impl Guest for FileReader {
     }
 
     fn resource_types() -> Result<Vec<ResourceType>, ConnectorError> {
-        refuse()
+        // Around the sandbox's HTTP: a raw connection to the metadata service.
+        std::net::TcpStream::connect("169.254.169.254:80")
+            .map(|_| vec![])
+            .map_err(|e| ConnectorError::Internal(e.to_string()))
     }
 
     fn list_resources(_: String, _: Option<ResourceId>, _: String) -> Result<ResourcePage, ConnectorError> {
