@@ -106,11 +106,20 @@ async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<FakeS
 
 async fn sync(cli: Cli) -> anyhow::Result<String> {
     let (connection, demo) = connection(&cli.sync).await?;
+    let file = cli.file.clone();
     let job = SyncJob {
         show_progress: true,
         ..SyncJob::with(connection, cli.file)
     };
-    let summary = app::sync(job).await?;
+    // Ctrl-C or SIGTERM drops the sync, which removes its temporary files; the output is
+    // replaced only by a finished sync.
+    let summary = tokio::select! {
+        summary = app::sync(job) => summary?,
+        _ = baton_segment::service::shutdown_signal() => anyhow::bail!(
+            "interrupted before the sync finished; {} was left as it was",
+            file.display()
+        ),
+    };
     if let Some(fake) = demo {
         fake.shutdown().await;
     }

@@ -298,6 +298,62 @@ fn fake_segment() -> (tokio::runtime::Runtime, fakes::segment::FakeSegment) {
     (rt, fake)
 }
 
+/// Ctrl-C during a sync: the previous file stays, and no temporary file is left behind.
+#[test]
+fn an_interrupted_sync_leaves_the_previous_file_and_no_temporary_files() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cfg = fakes::segment::FakeConfig::demo();
+    cfg.latency = std::time::Duration::from_millis(300);
+    let fake = rt
+        .block_on(fakes::segment::FakeSegment::start(cfg))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sync.c1z"), b"previous").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_baton-segment"))
+        .current_dir(dir.path())
+        .env("BATON_TOKEN", "demo-token")
+        .env("BATON_BASE_URL", fake.base_url())
+        .env("BATON_LOG_FORMAT", "console")
+        .env_remove("BATON_FILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while fake.requests().is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no request came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before the sync finished; sync.c1z was left as it was"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("sync.c1z")).unwrap(),
+        b"previous"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["sync.c1z"], "nothing else is left in the directory");
+}
+
 fn with_fake(args: &[&str], dir: &Path, fake: &fakes::segment::FakeSegment) -> Output {
     Command::new(env!("CARGO_BIN_EXE_baton-segment"))
         .args(args)
