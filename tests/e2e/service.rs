@@ -890,13 +890,27 @@ async fn ready_once_conductorone_takes_the_hello_and_not_while_it_is_unreachable
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_longer_outage_is_a_clear_error() {
     let env = Env::start(|c| c.token_endpoint_failures = 100, FakeConfig::demo()).await;
-    let err = env.spawn(env.options()).error().await;
+    let mut opts = env.options();
+    opts.timing.startup_attempts = 4;
+    let err = env.spawn(opts).error().await;
     assert!(err.contains("cannot get an access token"), "{err}");
     assert!(err.contains(&env.c1.token_url()), "{err}");
     assert!(err.contains("503"), "{err}");
-    assert!(err.contains("gave up after 3 attempts"), "{err}");
-    assert_eq!(env.c1.token_requests(), 3);
+    assert!(err.contains("gave up after 4 attempts"), "{err}");
+    assert_eq!(env.c1.token_requests(), 4);
     assert!(env.c1.hellos().is_empty());
+    // The waits between attempts double from 50 ms.
+    let at: Vec<_> = env
+        .c1
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "token")
+        .map(|r| r.at)
+        .collect();
+    let gaps: Vec<Duration> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, least) in gaps.iter().zip([50, 100, 200]) {
+        assert!(*gap >= Duration::from_millis(least), "{gaps:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
