@@ -960,6 +960,16 @@ mod property {
                         }
                     }
                     prop_assert_eq!(fake.workspace(), expected);
+                    // Revoking again finds nothing to revoke and writes nothing, unless sync
+                    // still shows the grant (the role restricted by labels, on the workspace).
+                    let still_shown = matches!(access, Access::Wide { .. })
+                        && holds_wide(&fake.workspace(), principal, role, false);
+                    if !still_shown {
+                        let writes_before = writes(&fake);
+                        let again = provision::execute(runtime(), &connection, &op).await.unwrap();
+                        prop_assert!(matches!(again, Outcome::AlreadyRevoked));
+                        prop_assert_eq!(writes(&fake), writes_before);
+                    }
                 }
                 Ok(())
             })?;
