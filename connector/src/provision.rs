@@ -325,12 +325,12 @@ fn permission_input(p: &Permission, keep: impl Fn(&PermissionResource) -> bool) 
     Some(json!({ "roleId": p.role_id, "resources": resources }))
 }
 
-/// A permission held through a resource that matches.
 /// A resource of a permission with no labels restricting it.
 fn unlabelled(r: &PermissionResource) -> bool {
     r.labels.as_ref().is_none_or(|l| l.is_empty())
 }
 
+/// A permission held through a resource that matches.
 fn holds(
     permissions: &[Permission],
     matches: impl Fn(&Permission, &PermissionResource) -> bool,
