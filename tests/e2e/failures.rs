@@ -138,68 +138,56 @@ async fn an_unwritable_output_path_fails_before_any_request() {
     assert!(fake.requests().is_empty());
 }
 
+/// Syncs with `GET /roles` answered 429 once (as `kind` says); checks that the sync waited at
+/// least `at_least`, asked again once, completed, and counted the 429.
+async fn waits_out_a_429(
+    kind: FaultKind,
+    at_least: Duration,
+) -> baton_segment::summary::SyncSummary {
+    let fake = fake(FakeConfig::demo()).await;
+    fake.inject(Fault::on(Some("GET"), "/roles", kind, 1));
+    let dir = temp_dir();
+    let start = Instant::now();
+    let summary = sync(&fake, &out(&dir))
+        .await
+        .expect("the sync completes after waiting");
+    let took = start.elapsed();
+    assert!(took >= at_least, "waited {took:?}");
+    assert_eq!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.path == "/roles")
+            .count(),
+        2
+    );
+    assert_eq!(summary.net.rate_limited, 1);
+    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
+    summary
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_is_waited_out_as_segment_says_and_the_sync_completes() {
-    let fake = fake(FakeConfig::demo()).await;
-    fake.inject(Fault::on(
-        Some("GET"),
-        "/roles",
+    let summary = waits_out_a_429(
         FaultKind::RateLimited {
             ms_before_next: 1_200,
         },
-        1,
-    ));
-    let dir = temp_dir();
-    let start = Instant::now();
-    let summary = sync(&fake, &out(&dir))
-        .await
-        .expect("the sync completes after waiting");
-    assert!(
-        start.elapsed() >= Duration::from_millis(1_200),
-        "waited {:?}",
-        start.elapsed()
-    );
-    assert_eq!(
-        fake.requests()
-            .iter()
-            .filter(|r| r.path == "/roles")
-            .count(),
-        2
-    );
-    assert_eq!(summary.net.rate_limited, 1);
+        Duration::from_millis(1_200),
+    )
+    .await;
     assert!(summary.net.rate_limit_wait_ms >= 1_200);
-    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
 }
 
-/// A 429 without `msBeforeNext` in its body: the `X-RateLimit-Reset` date says when to come back.
+/// A 429 without `msBeforeNext` in its body: the `X-RateLimit-Reset` date says when to come
+/// back. The date has whole seconds, so the wait is at least 1.5 s of the 2.5 asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_only_a_reset_date_is_waited_out_until_that_date() {
-    let fake = fake(FakeConfig::demo()).await;
-    fake.inject(Fault::on(
-        Some("GET"),
-        "/roles",
+    waits_out_a_429(
         FaultKind::RateLimitedHeaderOnly {
             reset_after_ms: 2_500,
         },
-        1,
-    ));
-    let dir = temp_dir();
-    let start = Instant::now();
-    let summary = sync(&fake, &out(&dir))
-        .await
-        .expect("the sync completes after waiting");
-    // The date has whole seconds: the wait is at least 1.5 s of the 2.5 asked.
-    let took = start.elapsed();
-    assert!(took >= Duration::from_millis(1_500), "waited {took:?}");
-    assert_eq!(
-        fake.requests()
-            .iter()
-            .filter(|r| r.path == "/roles")
-            .count(),
-        2
-    );
-    assert_eq!(summary.net.rate_limited, 1);
-    assert_eq!(Synced::open(&out(&dir)).entitlement_ids().len(), 46);
+        Duration::from_millis(1_500),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

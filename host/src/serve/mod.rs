@@ -254,44 +254,48 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
             report.entitlements = summary.entitlements;
             report.grants = summary.grants;
             report.warnings = summary.warnings.len();
-            tracing::info!(
-                tenant = %tenant.id,
-                result = "success",
-                resources = report.resources,
-                entitlements = report.entitlements,
-                grants = report.grants,
-                warnings = report.warnings,
-                requests = report.net.requests,
-                retries = report.net.retries,
-                rate_limited = report.net.rate_limited,
-                denied = report.net.denied,
-                bytes = report.net.bytes_received,
-                wall_ms = report.wall.as_millis() as u64,
-                cpu_ms = report.cpu.as_millis() as u64,
-                peak_memory_kib = report.peak_memory_bytes >> 10,
-                "synced {} resources, {} entitlements, {} grants into {}",
-                report.resources, report.entitlements, report.grants, tenant.output.display(),
-            );
         }
-        Err(e) => {
-            let message = format!("{e:#}");
-            tracing::warn!(
-                tenant = %tenant.id,
-                result = "error",
-                requests = report.net.requests,
-                retries = report.net.retries,
-                rate_limited = report.net.rate_limited,
-                denied = report.net.denied,
-                bytes = report.net.bytes_received,
-                wall_ms = report.wall.as_millis() as u64,
-                cpu_ms = report.cpu.as_millis() as u64,
-                peak_memory_kib = report.peak_memory_bytes >> 10,
-                "sync failed: {message}"
-            );
-            report.error = Some(message);
-        }
+        Err(e) => report.error = Some(format!("{e:#}")),
     }
+    log_run(tenant, &report);
     report
+}
+
+/// One log line per run, with its figures as fields (for log pipelines) and in words.
+fn log_run(tenant: &Tenant, r: &RunReport) {
+    macro_rules! run_event {
+        ($level:expr, $($message:tt)+) => {
+            tracing::event!(
+                $level,
+                tenant = %tenant.id,
+                result = if r.success { "success" } else { "error" },
+                resources = r.resources,
+                entitlements = r.entitlements,
+                grants = r.grants,
+                warnings = r.warnings,
+                requests = r.net.requests,
+                retries = r.net.retries,
+                rate_limited = r.net.rate_limited,
+                denied = r.net.denied,
+                bytes = r.net.bytes_received,
+                wall_ms = r.wall.as_millis() as u64,
+                cpu_ms = r.cpu.as_millis() as u64,
+                peak_memory_kib = r.peak_memory_bytes >> 10,
+                $($message)+
+            )
+        };
+    }
+    match &r.error {
+        None => run_event!(
+            tracing::Level::INFO,
+            "synced {} resources, {} entitlements, {} grants into {}",
+            r.resources,
+            r.entitlements,
+            r.grants,
+            tenant.output.display()
+        ),
+        Some(message) => run_event!(tracing::Level::WARN, "sync failed: {message}"),
+    }
 }
 
 fn failed(tenant: &str, message: String, started: Instant) -> RunReport {
