@@ -83,6 +83,13 @@ async fn server(behaviour: Behaviour) -> (String, Arc<Seen>) {
     (url, seen)
 }
 
+/// The hostile component, written to `dir` for tenants that name it as their `connector`.
+fn hostile_wasm_in(dir: &Path) -> PathBuf {
+    let path = dir.join("hostile.wasm");
+    std::fs::write(&path, guests::hostile_wasm()).unwrap();
+    path
+}
+
 fn token_file(dir: &Path, token: &str) -> TokenSource {
     let path = dir.join(format!("token-{}", token.len()));
     std::fs::write(&path, token).unwrap();
@@ -182,8 +189,7 @@ async fn hostile_tenants_are_contained_and_the_others_are_untouched() {
     let fake = fake(FakeConfig::demo()).await;
     let base = fake.base_url();
     let dir = temp_dir();
-    let wasm_path = dir.path().join("hostile.wasm");
-    std::fs::write(&wasm_path, guests::hostile_wasm()).unwrap();
+    let wasm_path = hostile_wasm_in(dir.path());
 
     // What a well-behaved tenant writes when it runs alone.
     let solo = serve::run(
@@ -397,8 +403,7 @@ async fn a_tenant_finds_nothing_of_the_previous_tenant_in_a_reused_memory_slot()
     )
     .unwrap();
     let program = runtime.program().clone();
-    let wasm = dir.path().join("hostile.wasm");
-    std::fs::write(&wasm, guests::hostile_wasm()).unwrap();
+    let wasm = hostile_wasm_in(dir.path());
     let marker = "TENANT-A-SECRET-MARKER-7731";
     let writer = hostile(
         "tenant-a",
@@ -444,8 +449,7 @@ async fn a_memory_scanner_side_by_side_with_a_good_tenant_finds_nothing_and_chan
     let fake = fake(FakeConfig::demo()).await;
     let base = fake.base_url();
     let dir = temp_dir();
-    let wasm = dir.path().join("hostile.wasm");
-    std::fs::write(&wasm, guests::hostile_wasm()).unwrap();
+    let wasm = hostile_wasm_in(dir.path());
     // One engine and pool for all, as `serve` has: the Segment connector and the hostile one.
     let runtime = Runtime::new(
         baton_segment::component::SEGMENT_CONNECTOR_WASM,
