@@ -83,6 +83,8 @@ pub struct C1zWriter {
     target: PathBuf,
     dir: PathBuf,
     sync_id: String,
+    /// `v1_sync_runs.sync_type`: `full` unless [`C1zWriter::set_sync_type`] says otherwise.
+    sync_type: &'static str,
 }
 
 impl std::fmt::Debug for C1zWriter {
@@ -161,7 +163,14 @@ impl C1zWriter {
             target: path.to_path_buf(),
             dir,
             sync_id: ksuid::new(),
+            sync_type: "full",
         })
+    }
+
+    /// Records the sync as `partial` (a targeted sync) or `resources_only` instead of
+    /// `full`: a reader must not take what a partial sync left out as deleted.
+    pub fn set_sync_type(&mut self, sync_type: &'static str) {
+        self.sync_type = sync_type;
     }
 
     /// The sync id (a fresh KSUID) every row of this file carries.
@@ -335,6 +344,7 @@ impl C1zWriter {
             target,
             dir,
             sync_id,
+            sync_type,
         } = self;
         if ended_at < started_at {
             bail!(
@@ -348,11 +358,12 @@ impl C1zWriter {
             "insert into v1_sync_runs
                 (sync_id, started_at, ended_at, sync_token, sync_type, parent_sync_id,
                  linked_sync_id, supports_diff, grants_backfilled, stats)
-             values (?1, ?2, ?3, '', 'full', '', '', 1, 1, null)",
+             values (?1, ?2, ?3, '', ?4, '', '', 1, 1, null)",
             params![
                 sync_id,
                 timefmt::format_db_time(&started_at),
-                timefmt::format_db_time(&ended_at)
+                timefmt::format_db_time(&ended_at),
+                sync_type
             ],
         )
         .context("recording the sync run")?;

@@ -95,6 +95,8 @@ pub struct SyncJob {
     pub show_progress: bool,
     /// Attempts of a call the connector reports as rate limited or unavailable.
     pub max_attempts: u32,
+    /// What the sync covers (everything by default).
+    pub scope: crate::sync::scope::SyncScope,
 }
 
 impl SyncJob {
@@ -109,6 +111,7 @@ impl SyncJob {
             output: output.into(),
             show_progress: false,
             max_attempts: SyncOptions::default().max_attempts,
+            scope: Default::default(),
         }
     }
 }
@@ -170,6 +173,7 @@ async fn sync_with(
     let options = SyncOptions {
         concurrency: job.connection.concurrency.max(1),
         max_attempts: job.max_attempts.max(1),
+        scope: job.scope.clone(), // scope:
         ..SyncOptions::default()
     };
     let mut syncer = Syncer::new(runtime, run, options, progress);
@@ -187,6 +191,7 @@ async fn sync_with(
     let converted = convert::sync_data(&report.data);
     let sync_id = writer.sync_id().to_string();
     let mut writer = writer;
+    writer.set_sync_type(job.scope.sync_type()); // scope:
     writer.put_resource_types(&converted.resource_types)?;
     writer.put_resources(&converted.resources)?;
     writer.put_entitlements(&converted.entitlements)?;

@@ -8,6 +8,7 @@
 //! * [`app`], [`cli`], [`inspect`]: the `baton-segment` command.
 
 pub mod app;
+pub mod baton_json;
 pub mod cache;
 pub mod cli;
 pub mod component;
@@ -17,10 +18,14 @@ pub mod inspect;
 pub mod limits;
 pub mod logging;
 pub mod provision;
+pub mod proxy;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 pub mod service;
 pub mod session;
+pub mod standard_flags;
 pub mod summary;
 pub mod sync;
+pub mod telemetry;
+pub mod trust;

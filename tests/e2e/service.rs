@@ -1019,22 +1019,45 @@ fn kubernetes_manifests_are_valid_and_complete() {
         );
     }
 
+    // The shape of ConductorOne's Baton manifests: the Secret baton-segment-secrets, loaded
+    // whole with envFrom; labels app, baton and baton-app (`kubectl logs -l app=…`).
     let secret = docs.iter().find(|d| kind(d) == "Secret").expect("a Secret");
     let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert_eq!(secret_name, "baton-segment-secrets");
     let data = &secret["stringData"];
     for k in ["BATON_CLIENT_ID", "BATON_CLIENT_SECRET", "BATON_TOKEN"] {
         assert!(data[k].as_str().is_some(), "{k} in the Secret");
     }
+    assert_eq!(data["BATON_PROVISIONING"].as_str(), Some("true"));
 
     let deployment = docs
         .iter()
         .find(|d| kind(d) == "Deployment")
         .expect("a Deployment");
+    for labels in [
+        &deployment["metadata"]["labels"],
+        &deployment["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["app"].as_str(), Some("baton-segment"));
+        assert_eq!(labels["baton"].as_str(), Some("true"));
+        assert_eq!(labels["baton-app"].as_str(), Some("segment"));
+    }
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["app"].as_str(),
+        Some("baton-segment")
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let containers = pod["containers"].as_vec().unwrap();
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert!(c["image"].as_str().unwrap().contains("baton-segment"));
+    let env_from = c["envFrom"].as_vec().expect("envFrom");
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["secretRef"]["name"].as_str() == Some(secret_name)),
+        "envFrom the Secret"
+    );
 
     let env: Vec<&Yaml> = c["env"].as_vec().unwrap().iter().collect();
     let var = |name: &str| {
@@ -1042,12 +1065,6 @@ fn kubernetes_manifests_are_valid_and_complete() {
             .find(|e| e["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("{name} in the container's env"))
     };
-    for name in ["BATON_CLIENT_ID", "BATON_CLIENT_SECRET", "BATON_TOKEN"] {
-        let from = &var(name)["valueFrom"]["secretKeyRef"];
-        assert_eq!(from["name"].as_str(), Some(secret_name), "{name}");
-        assert_eq!(from["key"].as_str(), Some(name));
-    }
-    assert_eq!(var("BATON_PROVISIONING")["value"].as_str(), Some("true"));
     assert_eq!(var("BATON_HEALTH_CHECK")["value"].as_str(), Some("true"));
     assert_eq!(
         var("BATON_HEALTH_CHECK_PORT")["value"].as_str(),

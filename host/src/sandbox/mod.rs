@@ -12,6 +12,7 @@
 
 mod body;
 mod client;
+mod connect;
 pub mod origin;
 pub mod retry;
 pub mod stats;
@@ -263,7 +264,12 @@ impl WasiHttpHooks for SandboxHooks {
         }
         NetStats::add(&net.stats.requests, 1);
         let options = net.policy.clamp(options);
-        Box::new(send(net, self.alive.clone(), request, origin, options))
+        // telemetry: one span per Segment request
+        let span = crate::telemetry::request_span(request.method().as_str(), request.uri().path());
+        Box::new(tracing::Instrument::instrument(
+            send(net, self.alive.clone(), request, origin, options),
+            span,
+        ))
     }
 }
 
@@ -329,6 +335,7 @@ async fn send(
         match answer {
             Ok(response) => {
                 let status = response.status();
+                crate::telemetry::record_status(status.as_u16()); // telemetry:
                 let between_bytes = options.between_bytes_timeout.unwrap_or(FIRST_BYTE_CAP);
                 if status.as_u16() == 429 {
                     NetStats::add(&net.stats.rate_limited, 1);

@@ -6,15 +6,18 @@
 pub mod data;
 pub mod expand;
 pub mod progress;
+pub mod scope;
 
 use crate::component::{ConnectorError, Resource, ResourceId, RunContext, SyncHints};
 use crate::runtime::{CallError, CallResult, ConnectorInstance, Program, Runtime};
 use data::{SyncData, show};
 use progress::Progress;
+use scope::SyncScope;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -24,6 +27,8 @@ pub struct SyncOptions {
     pub max_attempts: u32,
     /// The longest wait for a rate-limited call before it counts as failed.
     pub max_retry_wait: Duration,
+    /// What the sync covers (everything by default).
+    pub scope: SyncScope,
 }
 
 impl Default for SyncOptions {
@@ -32,6 +37,7 @@ impl Default for SyncOptions {
             concurrency: 4,
             max_attempts: 6,
             max_retry_wait: Duration::from_secs(300),
+            scope: SyncScope::default(),
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct Syncer<'r> {
     /// Page tokens handed out so far, per listing: a listing that hands one out twice would
     /// loop forever.
     tokens: HashMap<String, HashSet<String>>,
+    /// scope: resources outside the scope that were walked through (to list their children).
+    walked: HashSet<(String, String)>,
 }
 
 impl<'r> Syncer<'r> {
@@ -243,6 +251,7 @@ impl<'r> Syncer<'r> {
             idle: vec![],
             retried_calls: 0,
             tokens: HashMap::new(),
+            walked: HashSet::new(),
         }
     }
 
@@ -268,11 +277,13 @@ impl<'r> Syncer<'r> {
         let clock = Instant::now();
         let mut data = SyncData::default();
 
+        let scope = self.options.scope.clone(); // scope:
         self.progress.set_phase(0);
         self.once("validate", |mut i| async move {
             let r = i.validate().await;
             (i, r)
         })
+        .instrument(crate::telemetry::phase_span("validate")) // telemetry:
         .await?;
 
         self.progress.set_phase(1);
@@ -281,20 +292,24 @@ impl<'r> Syncer<'r> {
                 let r = i.resource_types().await;
                 (i, r)
             })
+            .instrument(crate::telemetry::phase_span("resource-types")) // telemetry:
             .await?;
 
         self.progress.set_phase(2);
-        let tasks = data
-            .resource_types
-            .iter()
-            .map(|t| {
+        let type_ids: Vec<String> = data.resource_types.iter().map(|t| t.id.clone()).collect();
+        let tasks = scope // scope: the first listings
+            .first_listings(&type_ids)
+            .into_iter()
+            .map(|(resource_type, parent)| {
                 Task::new(Call::Resources {
-                    resource_type: t.id.clone(),
-                    parent: None,
+                    resource_type,
+                    parent,
                 })
             })
             .collect();
-        self.phase(&mut data, tasks).await?;
+        self.phase(&mut data, tasks)
+            .instrument(crate::telemetry::phase_span("resources")) // telemetry:
+            .await?;
         data.order_resources();
 
         self.progress.set_phase(3);
@@ -302,13 +317,16 @@ impl<'r> Syncer<'r> {
             .resources()
             .iter()
             .filter(|r| !data.skips(r, SyncHints::SKIP_ENTITLEMENTS))
+            .filter(|r| scope.lists_entitlements(&r.id)) // scope:
             .map(|r| {
                 Task::new(Call::Entitlements {
                     resource: Box::new(r.clone()),
                 })
             })
             .collect();
-        self.phase(&mut data, tasks).await?;
+        self.phase(&mut data, tasks)
+            .instrument(crate::telemetry::phase_span("entitlements")) // telemetry:
+            .await?;
         data.order_entitlements();
 
         self.progress.set_phase(4);
@@ -316,18 +334,28 @@ impl<'r> Syncer<'r> {
             .resources()
             .iter()
             .filter(|r| !data.skips(r, SyncHints::SKIP_GRANTS))
+            .filter(|r| scope.lists_grants(&r.id)) // scope:
             .map(|r| {
                 Task::new(Call::Grants {
                     resource: Box::new(r.clone()),
                 })
             })
             .collect();
-        self.phase(&mut data, tasks).await?;
+        self.phase(&mut data, tasks)
+            .instrument(crate::telemetry::phase_span("grants")) // telemetry:
+            .await?;
         data.order_grants();
         data.drop_dangling_grants();
 
         self.progress.set_phase(5);
-        let expanded_grants = expand::expand(&mut data);
+        let expanded_grants = if scope.expands_grants() {
+            // scope:
+            let _phase = crate::telemetry::phase_span("expand-grants").entered(); // telemetry:
+            expand::expand(&mut data)
+        } else {
+            0
+        };
+        data.resource_types.retain(|t| scope.keeps_type(&t.id)); // scope:
         self.progress.set_phase(PHASE_DONE);
         Ok(SyncReport {
             data,
@@ -429,10 +457,13 @@ impl<'r> Syncer<'r> {
                         break;
                     }
                 };
-                running.spawn(async move {
-                    let outcome = execute(&mut instance, &task).await;
-                    (instance, task, outcome)
-                });
+                running.spawn(
+                    async move {
+                        let outcome = execute(&mut instance, &task).await;
+                        (instance, task, outcome)
+                    }
+                    .in_current_span(), // telemetry: requests belong to their phase
+                );
             }
             let Some(joined) = running.join_next().await else {
                 return Ok(());
@@ -533,9 +564,21 @@ impl<'r> Syncer<'r> {
                     }
                     let children: Vec<String> = resource.child_resource_types.clone();
                     let id = resource.id.clone();
-                    if data.put_resource(resource).map_err(invalid)? {
-                        added += 1;
-                        for child in children {
+                    // scope: a resource out of scope is walked through, not kept
+                    let new = if self.options.scope.keeps(&id) {
+                        let put = data.put_resource(resource).map_err(invalid)?;
+                        added += usize::from(put);
+                        put
+                    } else {
+                        self.walked
+                            .insert((id.resource_type.clone(), id.resource.clone()))
+                    };
+                    if new {
+                        for child in children
+                            .into_iter()
+                            .filter(|c| self.options.scope.lists_children(c))
+                        // scope:
+                        {
                             if data.resource_type(&child).is_none() {
                                 return Err(invalid(format!(
                                     "resource {} names undeclared child type {child:?}",
