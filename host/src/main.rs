@@ -231,6 +231,16 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
     if let Some(fake) = demo {
         fake.shutdown().await;
     }
+    // As Baton connectors log it (log pipelines and the collector see it; stdout has the
+    // summary).
+    tracing::info!(
+        file = %file.display(),
+        sync_id = %summary.sync_id,
+        resources = summary.resources(),
+        entitlements = summary.entitlements,
+        grants = summary.grants,
+        "sync complete"
+    );
     Ok(summary.to_string())
 }
 

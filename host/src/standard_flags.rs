@@ -157,7 +157,7 @@ pub const FIELDS: &[Field] = &[
     field("compact-output-path", No, false, Some("out")),
     field("compact-syncs", No, true, None),
     field("invoke-action", No, true, Some("reset")),
-    field("invoke-action-args", No, false, Some("{}")),
+    field("invoke-action-args", No, false, Some("{\"force\":true}")),
     field("invoke-action-resource-type", No, false, Some("user")),
     field("list-action-schemas", No, true, None),
     field("list-action-schemas-resource-type", No, false, Some("user")),
@@ -169,7 +169,7 @@ pub const FIELDS: &[Field] = &[
         false,
         Some("user"),
     ),
-    field("invoke-resource-action-args", No, false, Some("{}")),
+    field("invoke-resource-action-args", No, false, Some("{\"force\":true}")),
     field("session-store-maximum-size", Yes, false, Some("15728640")),
     field(
         "otel-collector-endpoint",
