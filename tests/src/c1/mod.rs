@@ -58,5 +58,5 @@ pub use model::{
     FinishOutcome, LoggedRequest, RecordedFinish, RecordedHeartbeat, RecordedUpload, UploadAttempt,
     UploadOutcome,
 };
-pub use server::{FakeC1, FakeC1Config, sync_full_task};
+pub use server::{FakeC1, FakeC1Config, TENANT_HOST, sync_full_task};
 pub use service::MAX_CHUNK;
