@@ -169,7 +169,12 @@ pub const FIELDS: &[Field] = &[
         false,
         Some("user"),
     ),
-    field("invoke-resource-action-args", No, false, Some("{\"force\":true}")),
+    field(
+        "invoke-resource-action-args",
+        No,
+        false,
+        Some("{\"force\":true}"),
+    ),
     field("session-store-maximum-size", Yes, false, Some("15728640")),
     field(
         "otel-collector-endpoint",

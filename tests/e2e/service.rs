@@ -608,7 +608,11 @@ async fn refuses_what_it_does_not_do() {
     )));
     let done = env.finished(4).await;
     expect_failure(&done, Code::Unknown, false);
-    assert!(done.status_message.contains("unsupported task type"), "{}", done.status_message);
+    assert!(
+        done.status_message.contains("unsupported task type"),
+        "{}",
+        done.status_message
+    );
     env.c1.push_task(Task {
         id: String::new(),
         status: task::Status::Pending as i32,
@@ -1024,7 +1028,9 @@ async fn hello_fills_every_os_field_and_declares_account_creation() {
     }
     let meta = hello.connector_metadata.unwrap();
     // Field 9: the form ConductorOne shows to create an account.
-    let schema = meta.account_creation_schema.expect("account_creation_schema");
+    let schema = meta
+        .account_creation_schema
+        .expect("account_creation_schema");
     let email = &schema.field_map["email"];
     assert_eq!(email.display_name, "Email Address");
     assert!(email.required);
@@ -1034,7 +1040,11 @@ async fn hello_fills_every_os_field_and_declares_account_creation() {
         Some(pb::connector_account_creation_schema::field::Field::StringField(_))
     ));
     // ConnectorCapabilities field 3: accounts are created without a password.
-    let details = meta.capabilities.unwrap().credential_details.expect("credential_details");
+    let details = meta
+        .capabilities
+        .unwrap()
+        .credential_details
+        .expect("credential_details");
     let ap = details.capability_account_provisioning.unwrap();
     let no_password = pb::CapabilityDetailCredentialOption::NoPassword as i32;
     assert_eq!(ap.supported_credential_options, vec![no_password]);
@@ -1062,7 +1072,12 @@ async fn the_client_assertion_and_token_type_are_baton_sdk_s() {
         .filter(|r| r.method == "token")
         .collect();
     assert!(token_requests.iter().all(|r| r.http_status == Some(200)));
-    let rpcs: Vec<_> = env.c1.requests().into_iter().filter(|r| r.method != "token").collect();
+    let rpcs: Vec<_> = env
+        .c1
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "token")
+        .collect();
     assert!(rpcs.iter().all(|r| r.authorization_valid), "{rpcs:?}");
     assert!(rpcs.iter().all(|r| {
         r.metadata
@@ -1088,7 +1103,10 @@ async fn only_full_syncs_heartbeat_the_first_one_at_once() {
     expect_success(&env.finished(1).await);
     let beats = env.c1.heartbeats();
     assert_eq!(beats.len(), 1, "{beats:?}");
-    assert_eq!((beats[0].task_id.as_str(), beats[0].task_type.as_str()), (sync.as_str(), "sync_full"));
+    assert_eq!(
+        (beats[0].task_id.as_str(), beats[0].task_type.as_str()),
+        (sync.as_str(), "sync_full")
+    );
 
     // A provisioning task that takes longer than the heartbeat interval sends none.
     env.c1.set_next_heartbeat(Duration::from_secs(1));
@@ -1122,7 +1140,10 @@ async fn a_sync_whose_first_heartbeat_fails_is_dropped_unreported() {
     // (ConductorOne hands it out again).
     assert_eq!(env.finished(1).await.task_id, next);
     assert!(env.c1.finished().iter().all(|f| f.task_id != sync));
-    assert!(env.segment.requests().iter().all(|r| r.path == "/"), "no sync request");
+    assert!(
+        env.segment.requests().iter().all(|r| r.path == "/"),
+        "no sync request"
+    );
     assert!(env.c1.uploads().is_empty());
     daemon.stop().await;
 }
@@ -1157,7 +1178,10 @@ async fn sync_tasks_honour_their_options() {
     .await;
     assert_eq!(only.resource_keys(), full.resource_keys());
     assert!(only.entitlements().is_empty() && only.grants().is_empty());
-    assert_eq!(only.reader.latest_sync().unwrap().sync_type, "resources_only");
+    assert_eq!(
+        only.reader.latest_sync().unwrap().sync_type,
+        "resources_only"
+    );
     assert!(requests < full_requests, "{requests} < {full_requests}");
 
     // Grants left out.
@@ -1184,8 +1208,16 @@ async fn sync_tasks_honour_their_options() {
     )
     .await;
     let keys = groups.resource_keys();
-    assert!(!keys.is_empty() && keys.iter().all(|k| k.starts_with("group:")), "{keys:?}");
-    assert!(groups.grants().iter().all(|g| g.grant.id.starts_with("group:")));
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("group:")),
+        "{keys:?}"
+    );
+    assert!(
+        groups
+            .grants()
+            .iter()
+            .all(|g| g.grant.id.starts_with("group:"))
+    );
     assert!(requests < full_requests, "{requests} < {full_requests}");
 
     // One targeted resource, named with its parent: listed there, alone, as a partial sync.
@@ -1213,7 +1245,11 @@ async fn sync_tasks_honour_their_options() {
     assert_eq!(one.resource_keys(), ["group:grpEng"]);
     assert_eq!(one.reader.latest_sync().unwrap().sync_type, "partial");
     assert!(!one.grants().is_empty());
-    assert!(one.grants().iter().all(|g| g.grant.id.starts_with("group:grpEng:")));
+    assert!(
+        one.grants()
+            .iter()
+            .all(|g| g.grant.id.starts_with("group:grpEng:"))
+    );
     daemon.stop().await;
 }
 

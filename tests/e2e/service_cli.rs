@@ -364,7 +364,9 @@ fn manifest_env(manifests: &str) -> Vec<(String, String)> {
     };
     let secret = |name: &str| {
         docs.iter()
-            .find(|d| d["kind"].as_str() == Some("Secret") && d["metadata"]["name"].as_str() == Some(name))
+            .find(|d| {
+                d["kind"].as_str() == Some("Secret") && d["metadata"]["name"].as_str() == Some(name)
+            })
             .unwrap_or_else(|| panic!("the Secret {name}"))
     };
     let deployment = docs
@@ -422,7 +424,11 @@ async fn the_seed_manifests_work_unchanged() {
     cmd.arg("config").envs(seed.iter().cloned());
     let out = output(cmd).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("not supported"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("not supported"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // And they run: the same variables with real credentials in the Secret (plus where this
     // test's ConductorOne is, and the demo workspace in place of Segment).

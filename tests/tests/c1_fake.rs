@@ -73,7 +73,12 @@ async fn post_token(
 impl Env {
     fn assertion(&self) -> String {
         // The audience is the client id's host, wherever BATON_C1_API_HOST sends the request.
-        credentials::client_assertion(&self.id, &self.secret, &self.id.token_host, SystemTime::now())
+        credentials::client_assertion(
+            &self.id,
+            &self.secret,
+            &self.id.token_host,
+            SystemTime::now(),
+        )
     }
 
     /// A token through the real endpoint.
@@ -111,7 +116,11 @@ fn sign(secret: &str, header: &serde_json::Value, claims: &serde_json::Value) ->
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let jwk = b64.decode(secret.rsplit(':').next().unwrap()).unwrap();
     let jwk: serde_json::Value = serde_json::from_slice(&jwk).unwrap();
-    let d: [u8; 32] = b64.decode(jwk["d"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let d: [u8; 32] = b64
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
     let input = format!(
         "{}.{}",
         b64.encode(header.to_string()),
@@ -278,12 +287,8 @@ async fn token_endpoint_over_https() {
 
     // The audience must be the client id's host, as one string (baton-sdk's form): the
     // API host, or an array, is refused.
-    let api_host_aud = credentials::client_assertion(
-        &env.id,
-        &env.secret,
-        &env.fake.host(),
-        SystemTime::now(),
-    );
+    let api_host_aud =
+        credentials::client_assertion(&env.id, &env.secret, &env.fake.host(), SystemTime::now());
     let (status, json) = post_token(
         &http,
         &env.fake,
@@ -295,7 +300,11 @@ async fn token_endpoint_over_https() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let kid = env.secret.key_id().expect("the fake's secrets name their key").to_string();
+    let kid = env
+        .secret
+        .key_id()
+        .expect("the fake's secrets name their key")
+        .to_string();
     let claims = |aud: serde_json::Value| {
         serde_json::json!({"iss": env.id.full, "sub": env.id.full, "aud": aud,
             "iat": now, "nbf": now - 120, "exp": now + 120})
@@ -326,7 +335,10 @@ async fn token_endpoint_over_https() {
         )
         .await;
         assert_eq!(status, 401, "{why}: {json}");
-        assert!(json["error_description"].as_str().unwrap().contains(why), "{json}");
+        assert!(
+            json["error_description"].as_str().unwrap().contains(why),
+            "{json}"
+        );
     }
     // The same by hand in baton-sdk's form is accepted.
     let jws = sign(
