@@ -126,15 +126,15 @@ impl Otel {
 
     /// Sends what is still buffered and stops (blocks up to the export timeout each).
     pub fn shutdown(self) {
-        if let Some(traces) = self.traces {
-            if let Err(e) = traces.shutdown() {
-                eprintln!("warning: flushing traces to the OpenTelemetry collector: {e}");
-            }
+        if let Some(traces) = self.traces
+            && let Err(e) = traces.shutdown()
+        {
+            eprintln!("warning: flushing traces to the OpenTelemetry collector: {e}");
         }
-        if let Some(logs) = self.logs {
-            if let Err(e) = logs.shutdown() {
-                eprintln!("warning: flushing logs to the OpenTelemetry collector: {e}");
-            }
+        if let Some(logs) = self.logs
+            && let Err(e) = logs.shutdown()
+        {
+            eprintln!("warning: flushing logs to the OpenTelemetry collector: {e}");
         }
     }
 }
