@@ -25,7 +25,9 @@ fn command(dir: &Path) -> Command {
     for (k, _) in std::env::vars() {
         let proxy_var = k.eq_ignore_ascii_case("https_proxy")
             || k.eq_ignore_ascii_case("http_proxy")
-            || k.eq_ignore_ascii_case("no_proxy");
+            || k.eq_ignore_ascii_case("no_proxy")
+            || k == "SSL_CERT_FILE"
+            || k == "SSL_CERT_DIR";
         if k.starts_with("BATON_") || proxy_var {
             cmd.env_remove(k);
         }
@@ -105,6 +107,18 @@ async fn segment_is_reached_through_the_proxy_trusting_the_private_ca() {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("pr0xy"), "{stderr}");
     assert!(env.proxy.refused().is_empty());
+
+    // The OS certificate store is trusted, as the Go connector trusts it: the same CA given
+    // as the system's (SSL_CERT_FILE is where OpenSSL-style stores are read from).
+    let mut cmd = command(dir.path());
+    cmd.env("BATON_TOKEN", FakeConfig::demo().token)
+        .env("BATON_BASE_URL", env.base_url())
+        .env("SSL_CERT_FILE", &ca)
+        .env("HTTPS_PROXY", &proxy_url)
+        .arg("-f")
+        .arg("os-store.c1z");
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Without the private CA the origin is not trusted (the OS store does not know it).
     let mut cmd = command(dir.path());
