@@ -13,6 +13,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +148,8 @@ pub fn init(opts: &LogOptions, otel: Option<Otel>) -> Logging {
             .without_time()
             .boxed(),
     }
-    .with_filter(console_filter);
+    // Lines as before: the spans (for the collector) are not printed around them.
+    .with_filter(console_filter.and(filter_fn(|meta| meta.is_event())));
 
     let (otel_filter, otel_handle) = reload::Layer::new(own_filter(level));
     let trace_layer = otel.as_ref().and_then(|o| o.trace_layer()).map(|l| {
