@@ -8,12 +8,12 @@ use crate::telemetry::otlp::Otel;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::{EnvFilter, Layer, reload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
