@@ -620,7 +620,8 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
         .unwrap();
     let addr = format!("127.0.0.1:{port}");
     let mut metrics = String::new();
-    for _ in 0..100 {
+    // Up to a minute (the component is compiled first, --no-cache): a loaded machine is slow.
+    for _ in 0..600 {
         std::thread::sleep(std::time::Duration::from_millis(100));
         if let Some(body) = http_get(&addr, "/metrics")
             && body.contains("tenant_last_run_success{tenant=\"acme\"} 1")
