@@ -12,6 +12,7 @@ pub mod env;
 pub mod errors;
 pub mod grants;
 pub mod ids;
+mod page_token;
 pub mod plan;
 pub mod provision;
 pub mod resources;

@@ -7,6 +7,7 @@ use crate::connector::{Connector, keys};
 use crate::env::{Env, LogLevel};
 use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
 use crate::ids::*;
+use crate::page_token::{PageToken, Stage};
 use crate::segment::api::{ApiError, Page, encode};
 use crate::segment::model::*;
 
@@ -490,20 +491,16 @@ impl<E: Env> Connector<'_, E> {
         }
     }
 
-    /// Functions are listed per `resourceType`; the page token is `<type index>|<cursor>`.
+    /// Functions are listed per `resourceType`, one [`PageToken`] stage each.
     fn list_functions(&self, ws: &ResourceId, token: &str) -> Result<ResourcePage, ConnectorError> {
-        let (index, cursor) = match token.split_once('|') {
-            Some((i, c)) => (
-                i.parse::<usize>().map_err(|_| bad_token(token))?,
-                non_empty(c),
-            ),
-            None if token.is_empty() => (0, None),
-            None => return Err(bad_token(token)),
+        let at = PageToken::<FunctionType>::parse(token)?;
+        let FunctionType(index) = at.stage;
+        let cursor = at.cursor.as_deref();
+        let kind = FUNCTION_TYPES[index];
+        let next_type = || {
+            (index + 1 < FUNCTION_TYPES.len())
+                .then(|| PageToken::start(FunctionType(index + 1)).to_string())
         };
-        let Some(kind) = FUNCTION_TYPES.get(index) else {
-            return Err(bad_token(token));
-        };
-        let next_type = || (index + 1 < FUNCTION_TYPES.len()).then(|| format!("{}|", index + 1));
         let query = format!("resourceType={kind}");
         match self.api.page::<FunctionsPage>("/functions", &query, cursor) {
             Ok(p) => {
@@ -518,7 +515,10 @@ impl<E: Env> Connector<'_, E> {
                         ))
                     })
                     .collect();
-                let next = p.next.map(|c| format!("{index}|{c}")).or_else(next_type);
+                let next = p
+                    .next
+                    .map(|c| PageToken::at(FunctionType(index), c).to_string())
+                    .or_else(next_type);
                 Ok(page(items, next, vec![]))
             }
             Err(e) if index == 0 && cursor.is_none() && is_missing_feature(&e) => Ok(page(
@@ -667,10 +667,21 @@ pub(crate) enum GroupsError {
     Failed(ConnectorError),
 }
 
-fn bad_token(token: &str) -> ConnectorError {
-    ConnectorError::InvalidArgument(format!(
-        "page token {token:?} was not issued by this connector"
-    ))
+/// A stage of the functions listing: an index into [`FUNCTION_TYPES`], written as the number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FunctionType(usize);
+
+impl Stage for FunctionType {
+    const FIRST: Self = FunctionType(0);
+
+    fn name(&self) -> String {
+        self.0.to_string()
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        let index = name.parse::<usize>().ok()?;
+        (index < FUNCTION_TYPES.len()).then_some(FunctionType(index))
+    }
 }
 
 #[cfg(test)]
