@@ -13,7 +13,6 @@ pub mod errors;
 pub mod grants;
 pub mod ids;
 mod page_token;
-pub mod plan;
 pub mod provision;
 pub mod resources;
 pub mod segment;
