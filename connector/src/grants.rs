@@ -13,6 +13,7 @@ use crate::ids::*;
 use crate::page_token::{PageToken, Stage};
 use crate::resources::{path_segment, rid};
 use crate::segment::model::{EmailsPage, GroupData, Permission, UserData, UsersPage};
+use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 
 /// Grants for a principal's permissions. WORKSPACE-wide permissions are membership of the
@@ -129,28 +130,36 @@ impl<E: Env> Connector<'_, E> {
         &self,
         user_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        if let Some(p) = self.cache_get(&format!("{}{user_id}", keys::USER_PERMISSIONS)) {
-            return Ok(p);
-        }
-        let data: UserData = self
-            .api
-            .get(&format!("/users/{}", path_segment(user_id)))
-            .map_err(|e| to_connector_error(&e))?;
-        Ok(data.user.permissions.unwrap_or_default())
+        let path = format!("/users/{}", path_segment(user_id));
+        self.recorded_permissions(keys::USER_PERMISSIONS, user_id, &path, |d: UserData| {
+            d.user.permissions
+        })
     }
 
     pub(crate) fn group_permissions(
         &self,
         group_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        if let Some(p) = self.cache_get(&format!("{}{group_id}", keys::GROUP_PERMISSIONS)) {
+        let path = format!("/groups/{}", path_segment(group_id));
+        self.recorded_permissions(keys::GROUP_PERMISSIONS, group_id, &path, |d: GroupData| {
+            d.user_group.permissions
+        })
+    }
+
+    /// A principal's permissions as listing recorded them in the session (under `prefix` and
+    /// its id), else as `GET path` answers.
+    fn recorded_permissions<D: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        id: &str,
+        path: &str,
+        permissions: impl FnOnce(D) -> Option<Vec<Permission>>,
+    ) -> Result<Vec<Permission>, ConnectorError> {
+        if let Some(p) = self.cache_get(&format!("{prefix}{id}")) {
             return Ok(p);
         }
-        let data: GroupData = self
-            .api
-            .get(&format!("/groups/{}", path_segment(group_id)))
-            .map_err(|e| to_connector_error(&e))?;
-        Ok(data.user_group.permissions.unwrap_or_default())
+        let data: D = self.api.get(path).map_err(|e| to_connector_error(&e))?;
+        Ok(permissions(data).unwrap_or_default())
     }
 
     /// Page token: empty (role assignments, then the first page of user members), then a
@@ -201,7 +210,7 @@ impl<E: Env> Connector<'_, E> {
 
 /// The stages of a group's grants after its role assignments.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum GroupMembers {
+pub(crate) enum GroupMembers {
     Users,
     Invites,
 }

@@ -79,64 +79,57 @@ fn not_issued(token: &str) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grants::GroupMembers;
+    use crate::resources::FunctionType;
 
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    enum Two {
-        One,
-        Other,
-    }
-
-    impl Stage for Two {
-        const FIRST: Self = Two::One;
-
-        fn name(&self) -> String {
-            match self {
-                Two::One => "one".into(),
-                Two::Other => "other".into(),
-            }
-        }
-
-        fn from_name(name: &str) -> Option<Self> {
-            match name {
-                "one" => Some(Two::One),
-                "other" => Some(Two::Other),
-                _ => None,
-            }
-        }
+    fn round_trip<S: Stage + fmt::Debug + PartialEq>(token: PageToken<S>) {
+        assert_eq!(PageToken::parse(&token.to_string()).unwrap(), token);
     }
 
     #[test]
     fn tokens_round_trip() {
-        for token in [
-            PageToken::start(Two::One),
-            PageToken::start(Two::Other),
-            PageToken::at(Two::One, "MA==".into()),
+        for stage in [GroupMembers::Users, GroupMembers::Invites] {
+            round_trip(PageToken::start(stage));
+            round_trip(PageToken::at(stage, "MA==".into()));
             // Segment's cursors are opaque: one holding the separator comes back whole.
-            PageToken::at(Two::Other, "a|b".into()),
-        ] {
-            assert_eq!(PageToken::parse(&token.to_string()).unwrap(), token);
+            round_trip(PageToken::at(stage, "a|b".into()));
         }
+        for index in 0..crate::resources::FUNCTION_TYPES.len() {
+            round_trip(PageToken::start(FunctionType(index)));
+            round_trip(PageToken::at(FunctionType(index), "MQ==".into()));
+        }
+        // The written form hosts keep in their checkpoints.
         assert_eq!(
-            PageToken::at(Two::Other, "MA==".into()).to_string(),
-            "other|MA=="
+            PageToken::at(GroupMembers::Users, "MA==".into()).to_string(),
+            "users|MA=="
         );
+        assert_eq!(PageToken::start(FunctionType(2)).to_string(), "2|");
         assert_eq!(
-            PageToken::parse("").unwrap(),
-            PageToken::start(Two::One),
+            PageToken::<GroupMembers>::parse("").unwrap(),
+            PageToken::start(GroupMembers::Users),
             "the empty token is the first page of the first stage"
         );
     }
 
+    fn refused<S: Stage + fmt::Debug>(token: &str) {
+        match PageToken::<S>::parse(token) {
+            Err(ConnectorError::InvalidArgument(m)) => assert_eq!(
+                m,
+                format!("page token {token:?} was not issued by this connector")
+            ),
+            other => panic!("{token:?} gave {other:?}"),
+        }
+    }
+
     #[test]
     fn tokens_not_issued_here_are_refused() {
-        for token in ["one", "MA==", "|MA==", "three|", "ONE|x", " one|x"] {
-            match PageToken::<Two>::parse(token) {
-                Err(ConnectorError::InvalidArgument(m)) => assert_eq!(
-                    m,
-                    format!("page token {token:?} was not issued by this connector")
-                ),
-                other => panic!("{token:?} gave {other:?}"),
-            }
+        for token in [
+            "users", "MA==", "|MA==", "roles|", "USERS|x", " users|x", "1|",
+        ] {
+            refused::<GroupMembers>(token);
+        }
+        for token in ["0", "MA==", "|MA==", "5|", "-1|", "x|", "users|"] {
+            refused::<FunctionType>(token);
         }
     }
 

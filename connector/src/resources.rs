@@ -426,31 +426,12 @@ impl<E: Env> Connector<'_, E> {
                     vec![],
                 ))
             }
-            INVITE => {
-                let p = self
-                    .api
-                    .page::<InvitesPage>("/invites", "", cursor(token))
-                    .map_err(err)?;
-                Ok(page(
-                    p.items
-                        .iter()
-                        .map(|e| invite_resource(e, Some(ws)))
-                        .collect(),
-                    p.next,
-                    vec![],
-                ))
-            }
-            SOURCE => {
-                let p = self
-                    .api
-                    .page::<SourcesPage>("/sources", "", cursor(token))
-                    .map_err(err)?;
-                Ok(page(
-                    p.items.iter().map(|s| source_resource(s, ws)).collect(),
-                    p.next,
-                    vec![],
-                ))
-            }
+            INVITE => self
+                .list::<InvitesPage>("/invites", token, |e| invite_resource(e, Some(ws)))
+                .map_err(err),
+            SOURCE => self
+                .list::<SourcesPage>("/sources", token, |s| source_resource(s, ws))
+                .map_err(err),
             WAREHOUSE => self.optional_list::<WarehousesPage>(
                 "/warehouses",
                 token,
@@ -468,6 +449,20 @@ impl<E: Env> Connector<'_, E> {
         }
     }
 
+    /// One page of a collection of the workspace (`token` is Segment's cursor).
+    fn list<P>(
+        &self,
+        path: &str,
+        token: &str,
+        map: impl Fn(&P::Item) -> Resource,
+    ) -> Result<ResourcePage, ApiError>
+    where
+        P: ListPage + serde::de::DeserializeOwned,
+    {
+        let p = self.api.page::<P>(path, "", cursor(token))?;
+        Ok(page(p.items.iter().map(map).collect(), p.next, vec![]))
+    }
+
     /// A collection the workspace's plan may lack: on the first page, such an answer is a
     /// warning and an empty list, not a failure.
     fn optional_list<P>(
@@ -480,8 +475,8 @@ impl<E: Env> Connector<'_, E> {
     where
         P: ListPage + serde::de::DeserializeOwned,
     {
-        match self.api.page::<P>(path, "", cursor(token)) {
-            Ok(p) => Ok(page(p.items.iter().map(map).collect(), p.next, vec![])),
+        match self.list::<P>(path, token, map) {
+            Ok(page) => Ok(page),
             Err(e) if token.is_empty() && is_missing_feature(&e) => Ok(page(
                 vec![],
                 None,
@@ -669,7 +664,7 @@ pub(crate) enum GroupsError {
 
 /// A stage of the functions listing: an index into [`FUNCTION_TYPES`], written as the number.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct FunctionType(usize);
+pub(crate) struct FunctionType(pub usize);
 
 impl Stage for FunctionType {
     const FIRST: Self = FunctionType(0);
