@@ -371,22 +371,14 @@ mod round_trip {
                 assert_eq!(Resource::try_from(&message).unwrap(), record);
             }
         }
-        // A root resource, with nothing but its id.
-        let root = Resource {
-            id: id("workspace", "w"),
-            parent: None,
-            display_name: String::new(),
-            description: String::new(),
-            traits: vec![],
-            profile: vec![],
-            status: ResourceStatus::Enabled,
-            child_resource_types: vec![],
-            hints: SyncHints::empty(),
-        };
-        assert_eq!(
-            Resource::try_from(&pb::Resource::from(&root)).unwrap(),
-            root
-        );
+        // A root resource, without traits, profile or child types.
+        let mut root = resource(ResourceStatus::Enabled, SyncHints::empty());
+        root.parent = None;
+        root.traits.clear();
+        root.profile.clear();
+        root.child_resource_types.clear();
+        let message = stored(pb::Resource::from(&root));
+        assert_eq!(Resource::try_from(&message).unwrap(), root);
     }
 
     #[test]
