@@ -280,6 +280,7 @@ pub fn encode_client_secret(key: &SigningKey) -> String {
 }
 
 /// Like [`encode_client_secret`], the JWK carrying `kid` when given (as ConductorOne's do).
+#[cfg(any(test, feature = "test-support"))]
 pub fn encode_client_secret_with_kid(key: &SigningKey, kid: Option<&str>) -> String {
     let mut jwk = json!({
         "kty": "OKP",

@@ -8,7 +8,8 @@
 //!   [`TokenSource::startup`] retries an unreachable endpoint with backoff; a refusal (HTTP
 //!   400, 401 or 403) is final at once: retrying the same credentials cannot help.
 
-use super::client::Trust;
+use crate::net::proxy::Proxies;
+use crate::net::trust::Trust;
 use anyhow::anyhow;
 use baton::c1::credentials::{self, ClientId, ClientSecret, TokenResponse};
 use std::fmt;
@@ -76,6 +77,13 @@ impl Credentials {
     }
 }
 
+/// An HTTPS client builder for the token endpoint: these roots, the environment's proxy.
+fn reqwest_builder(trust: &Trust) -> anyhow::Result<reqwest::ClientBuilder> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(trust.client_config()?)
+        .proxy(Proxies::global().reqwest_proxy()))
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -134,7 +142,7 @@ const MAX_REASON: usize = 200;
 
 impl TokenSource {
     pub fn new(creds: Credentials, trust: &Trust, user_agent: &str) -> anyhow::Result<TokenSource> {
-        let http = super::client::reqwest_builder(trust)?
+        let http = reqwest_builder(trust)?
             .user_agent(user_agent)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))

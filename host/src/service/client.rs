@@ -25,13 +25,6 @@ pub use crate::net::trust::{CA_CERT_ENV, Trust};
 /// How long connecting to ConductorOne (or its proxy) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An HTTPS client builder for the token endpoint: these roots, the environment's proxy.
-pub(crate) fn reqwest_builder(trust: &Trust) -> anyhow::Result<reqwest::ClientBuilder> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(trust.client_config()?)
-        .proxy(Proxies::global().reqwest_proxy()))
-}
-
 /// Why a call failed: no token, or the RPC's status.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
