@@ -1,33 +1,48 @@
 //! The HTTP client behind the sandbox: one per run (a tenant's sync or task, never shared
 //! between tenants), keeping connections to Segment open between requests so a sync does not
-//! pay a TCP and TLS handshake for every one. TLS trusts Mozilla's roots (webpki-roots), so the
-//! host works the same in a minimal container image.
+//! pay a TCP and TLS handshake for every one. Over TLS it offers HTTP/2 (ALPN) and, where the
+//! server takes it, sends every request of the run as a stream of one connection; otherwise
+//! HTTP/1.1 with one connection per request in flight. TLS trusts Mozilla's roots
+//! (webpki-roots), so the host works the same in a minimal container image.
 
+use super::tcp::QuickAckConnector;
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_rustls::builderstates::WantsSchemes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use wasmtime_wasi_http::Error;
 
-pub type PooledClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type PooledClient = Client<hyper_rustls::HttpsConnector<QuickAckConnector>, Full<Bytes>>;
 
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .expect("the ring provider supports the default TLS versions");
+    build(tls, connect_timeout, max_idle)
+}
+
+/// The client over `tls` (which says whom TLS trusts).
+fn build(
+    tls: HttpsConnectorBuilder<WantsSchemes>,
+    connect_timeout: Duration,
+    max_idle: usize,
+) -> PooledClient {
     let mut http = HttpConnector::new();
     // The scheme decides TLS, not the connector: https URLs are wrapped below.
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("the ring provider supports the default TLS versions")
+    let https = tls
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+        .enable_all_versions()
+        .wrap_connector(QuickAckConnector::new(http));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
@@ -71,6 +86,7 @@ pub fn error(e: hyper_util::client::legacy::Error) -> Error {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A TLS server on loopback with a self-signed certificate, which no public root trusts.
     async fn untrusted_tls_server() -> String {
@@ -100,6 +116,140 @@ mod tests {
             }
         });
         url
+    }
+
+    /// A TLS server on loopback offering `alpn`, answering `/` at once and holding answers to
+    /// `/together` until `together` of them are at the server at once; counts the connections
+    /// it accepts.
+    async fn tls_server(
+        alpn: &[&[u8]],
+        together: usize,
+    ) -> (String, rustls::ClientConfig, Arc<AtomicUsize>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/",
+            listener.local_addr().unwrap().port()
+        );
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(together));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, barrier) = (acceptor.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let barrier = barrier.clone();
+                        async move {
+                            if req.uri().path() == "/together" {
+                                barrier.wait().await;
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
+                });
+            }
+        });
+        (url, client, accepted)
+    }
+
+    /// Sends `n` GETs to `/together` at once; the versions they were answered with.
+    async fn at_once(client: &PooledClient, url: &str, n: usize) -> Vec<http::Version> {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (client, url) = (client.clone(), format!("{url}together"));
+            set.spawn(async move {
+                let request = http::Request::get(url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                client.request(request).await.unwrap().version()
+            });
+        }
+        let all = tokio::time::timeout(Duration::from_secs(20), set.join_all());
+        all.await.expect("the requests were at the server together")
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_http2_connection_where_the_server_offers_it() {
+        let (url, tls, accepted) = tls_server(&[b"h2", b"http/1.1"], 8).await;
+        let client = build(
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
+            Duration::from_secs(5),
+            8,
+        );
+        // The first request opens the connection; then eight streams are on it at once (the
+        // server answers none until all eight are there).
+        let first = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            client.request(first).await.unwrap().version(),
+            http::Version::HTTP_2
+        );
+        let versions = at_once(&client, &url, 8).await;
+        assert!(
+            versions.iter().all(|v| *v == http::Version::HTTP_2),
+            "{versions:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection");
+    }
+
+    #[tokio::test]
+    async fn http1_over_tls_when_the_server_offers_only_that() {
+        let (url, tls, accepted) = tls_server(&[b"http/1.1"], 4).await;
+        let client = build(
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
+            Duration::from_secs(5),
+            4,
+        );
+        let first = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            client.request(first).await.unwrap().version(),
+            http::Version::HTTP_11
+        );
+        let versions = at_once(&client, &url, 4).await;
+        assert!(
+            versions.iter().all(|v| *v == http::Version::HTTP_11),
+            "{versions:?}"
+        );
+        // The first connection is used again, and one more opened for each other request.
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod client;
 pub mod origin;
 pub mod retry;
 pub mod stats;
+mod tcp;
 
 use body::CappedBody;
 use bytes::Bytes;
