@@ -5,10 +5,12 @@
 pub mod config;
 pub mod metrics;
 
-use crate::app::{self, Connection, SyncJob};
-use crate::component::{InstanceLimits, SEGMENT_CONNECTOR_WASM};
+use crate::commands::connection::Connection;
+use crate::commands::sync::{self as app, SyncJob};
+use crate::engine::contract::SEGMENT_CONNECTOR_WASM;
+use crate::engine::limits::InstanceLimits;
+use crate::engine::{Program, Runtime, RuntimeLimits};
 use crate::health::{Health, State};
-use crate::runtime::{Program, Runtime, RuntimeLimits};
 use config::Tenant;
 use metrics::{Metrics, RunReport};
 use std::collections::HashMap;
@@ -211,18 +213,15 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
         Ok(t) => t,
         Err(e) => return failed(&tenant.id, format!("no token: {e}"), started),
     };
-    let mut connection = Connection::new(&tenant.base_url, token);
+    let mut connection = Connection::new(tenant.origin.clone(), token);
     connection.concurrency = limits.concurrent_requests;
     connection.label = tenant.id.clone();
     connection.settings = tenant.settings.clone();
     connection.session_bytes = limits.session_bytes;
-    let mut policy = match connection.policy() {
-        Ok(p) => p,
-        Err(e) => return failed(&tenant.id, format!("{e:#}"), started),
-    };
+    let mut policy = connection.policy();
     policy.allowed = limits.allowed_origins.clone();
     policy.max_response_bytes = limits.response_max_bytes;
-    policy.request_budget = limits.request_budget;
+    policy.request_budget = limits.request_budget.or(connection.request_budget);
     let instance = InstanceLimits {
         memory_bytes: limits.memory_bytes,
         cpu_per_call: limits.cpu_per_call,

@@ -2,6 +2,7 @@
 //! memory cap is over the sum of all the instance's linear memories (a component with several
 //! memories gets one budget, not one per memory), and the peak is recorded for metrics.
 
+use std::time::Duration;
 use wasmtime::ResourceLimiter;
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,17 @@ impl ResourceLimiter for GuestLimits {
     fn memories(&self) -> usize {
         self.max_memories
     }
+}
+
+/// The limits of one component instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceLimits {
+    /// Linear memory, over all the instance's memories.
+    pub memory_bytes: usize,
+    /// Guest execution time per call (not counting time waiting on the host).
+    pub cpu_per_call: Duration,
+    /// Time per call, including waiting for HTTP (but not the pauses Segment asks for).
+    pub wall_per_call: Duration,
 }
 
 #[cfg(test)]
