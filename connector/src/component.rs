@@ -4,6 +4,7 @@ use crate::bindings::baton::connector::host;
 use crate::bindings::*;
 use crate::connector::{Connector, Settings};
 use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, Method, TransportError};
+use std::ops::ControlFlow;
 use std::sync::OnceLock;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -300,13 +301,36 @@ impl Env for WasiEnv {
     fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, TransportError>> {
         let mut results: Vec<Option<Result<HttpResponse, TransportError>>> =
             requests.iter().map(|_| None).collect();
+        self.send_each(requests, &mut |i, result| {
+            results[i] = Some(result);
+            ControlFlow::Continue(())
+        });
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(TransportError::Failed("request was not sent".into())))
+            })
+            .collect()
+    }
+
+    /// Up to `max-in-flight` requests at once; a slot freed by an answer is filled before the
+    /// next wait, so the host always has as many as it allows.
+    fn send_each(
+        &self,
+        requests: &[HttpRequest],
+        each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
+    ) {
         let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
         let mut next = 0;
         while next < requests.len() || !in_flight.is_empty() {
             while next < requests.len() && in_flight.len() < self.max_in_flight {
                 match self.start(&requests[next]) {
                     Ok(future) => in_flight.push((next, future)),
-                    Err(e) => results[next] = Some(Err(e)),
+                    Err(e) => {
+                        if each(next, Err(e)).is_break() {
+                            return;
+                        }
+                    }
                 }
                 next += 1;
             }
@@ -323,15 +347,11 @@ impl Env for WasiEnv {
             ready.sort_unstable_by(|a, b| b.cmp(a));
             for i in ready {
                 let (index, future) = in_flight.swap_remove(i);
-                results[index] = Some(WasiEnv::finish(future));
+                if each(index, WasiEnv::finish(future)).is_break() {
+                    return;
+                }
             }
         }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| Err(TransportError::Failed("request was not sent".into())))
-            })
-            .collect()
     }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>> {

@@ -9,6 +9,7 @@ use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_er
 use crate::ids::*;
 use crate::segment::api::{ApiError, Page, encode};
 use crate::segment::model::*;
+use std::ops::ControlFlow;
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
 /// one answers 422 for it, and it is skipped.
@@ -374,10 +375,6 @@ pub(crate) struct UsersLoad {
     pub warnings: Vec<String>,
 }
 
-/// Users whose permissions are fetched (`GET /users/{id}`) and recorded together: what an
-/// interrupted sync can lose of a page.
-const PERMISSION_BATCH: usize = 64;
-
 impl<E: Env> Connector<'_, E> {
     pub fn list_resources(
         &self,
@@ -578,32 +575,49 @@ impl<E: Env> Connector<'_, E> {
         let missing: Vec<usize> = (0..users.len())
             .filter(|&i| users[i].permissions.is_none())
             .collect();
+        let paths: Vec<String> = missing
+            .iter()
+            .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
+            .collect();
+        // Each recorded as it arrives (an interrupted sync loses none of them), with the
+        // window of requests in flight kept full to the end of the page.
         let mut gone = vec![];
-        // In batches, each recorded as it arrives: an interrupted sync loses one batch at most.
-        for batch in missing.chunks(PERMISSION_BATCH) {
-            let paths: Vec<String> = batch
-                .iter()
-                .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
-                .collect();
-            for (&i, result) in batch.iter().zip(self.api.get_all::<UserData>(&paths)) {
-                match result {
-                    Ok(d) => {
-                        let permissions = d.user.permissions.unwrap_or_default();
-                        self.record(&key(&users[i].id), &permissions)?;
-                        users[i].permissions = Some(permissions);
-                    }
-                    Err(e) if e.is_not_found() => {
-                        warnings.push(format!(
-                            "user {} left the workspace during the sync ({e}); skipped",
-                            users[i].id
-                        ));
-                        gone.push(i);
-                    }
-                    Err(e) => return Err(to_connector_error(&e)),
+        let mut failed = None;
+        self.api.get_each::<UserData>(&paths, &mut |k, result| {
+            let i = missing[k];
+            let outcome = match result {
+                Ok(d) => {
+                    let permissions = d.user.permissions.unwrap_or_default();
+                    let recorded = self.record(&key(&users[i].id), &permissions);
+                    users[i].permissions = Some(permissions);
+                    recorded
+                }
+                Err(e) if e.is_not_found() => {
+                    gone.push((i, e.to_string()));
+                    Ok(())
+                }
+                Err(e) => Err(to_connector_error(&e)),
+            };
+            match outcome {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
                 }
             }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        for i in gone.into_iter().rev() {
+        // Answers come in any order; warnings and removals go in page order.
+        gone.sort();
+        for (i, e) in gone.iter() {
+            warnings.push(format!(
+                "user {} left the workspace during the sync ({e}); skipped",
+                users[*i].id
+            ));
+        }
+        for (i, _) in gone.into_iter().rev() {
             users.remove(i);
         }
         if p.next.is_none() {

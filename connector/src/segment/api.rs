@@ -5,6 +5,7 @@ use super::model::{ErrorEnvelope, ListPage, Pagination};
 use crate::env::{Env, HttpRequest, HttpResponse, Method, TransportError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::ops::ControlFlow;
 
 /// Segment recommends 200 per page; larger pages are a documented cause of rate limiting.
 pub const DEFAULT_PAGE_SIZE: u32 = 200;
@@ -110,15 +111,16 @@ impl<'e, E: Env> Api<'e, E> {
         self.call(&HttpRequest::get(path))
     }
 
-    /// Several GETs, in flight together where the environment allows.
-    pub fn get_all<T: DeserializeOwned>(&self, paths: &[String]) -> Vec<Result<T, ApiError>> {
+    /// Several GETs with as many in flight as the environment allows throughout; `each` gets
+    /// every decoded answer (with the index of its path) as it arrives, and may stop.
+    pub fn get_each<T: DeserializeOwned>(
+        &self,
+        paths: &[String],
+        each: &mut dyn FnMut(usize, Result<T, ApiError>) -> ControlFlow<()>,
+    ) {
         let requests: Vec<HttpRequest> = paths.iter().map(HttpRequest::get).collect();
-        let responses = self.env.send_all(&requests);
-        requests
-            .iter()
-            .zip(responses)
-            .map(|(req, res)| decode(req, res))
-            .collect()
+        self.env
+            .send_each(&requests, &mut |i, res| each(i, decode(&requests[i], res)));
     }
 
     /// A request with a JSON body (or none); decodes `data`.

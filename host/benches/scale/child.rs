@@ -18,6 +18,21 @@ pub struct Measured {
     pub cpu: Duration,
     /// The last lines the child wrote to stderr (its logs), for a failed run.
     pub stderr_tail: String,
+    /// The child's CPU time so far, sampled every 100 ms while it ran.
+    pub cpu_samples: Vec<(Instant, Duration)>,
+}
+
+impl Measured {
+    /// The child's CPU time between two instants (from the nearest samples).
+    pub fn cpu_between(&self, from: Instant, to: Instant) -> Duration {
+        let at = |t: Instant| {
+            self.cpu_samples
+                .iter()
+                .min_by_key(|(s, _)| if *s > t { *s - t } else { t - *s })
+                .map_or(Duration::ZERO, |(_, cpu)| *cpu)
+        };
+        at(to).saturating_sub(at(from))
+    }
 }
 
 pub struct Sync<'a> {
@@ -62,7 +77,19 @@ impl Sync<'_> {
             let _ = done_tx.send(());
             reaped
         });
-        let timed_out = done_rx.recv_timeout(self.time_limit).is_err();
+        let mut cpu_samples = vec![];
+        let deadline = started + self.time_limit;
+        let timed_out = loop {
+            // Read before the child is reaped (the waiter signals only after reaping).
+            if let Some(cpu) = cpu_time(pid) {
+                cpu_samples.push((Instant::now(), cpu));
+            }
+            match done_rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(()) => break false,
+                Err(_) if Instant::now() >= deadline => break true,
+                Err(_) => {}
+            }
+        };
         if timed_out {
             // Not reaped yet (the waiter has not returned), so the pid is still the child's.
             // SAFETY: kill(2) with a pid we spawned and have not reaped.
@@ -85,6 +112,7 @@ impl Sync<'_> {
             peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
             stderr_tail: tail(&stderr_path, 3),
+            cpu_samples,
         })
     }
 }
@@ -104,6 +132,19 @@ fn wait4(pid: libc::pid_t) -> std::io::Result<(libc::c_int, libc::rusage)> {
             return Err(e);
         }
     }
+}
+
+/// User + system CPU time of a live process, from `/proc/PID/stat`.
+fn cpu_time(pid: libc::pid_t) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
 }
 
 fn tail(path: &Path, lines: usize) -> String {

@@ -236,6 +236,7 @@ async fn run(o: &Options, s: &Scenario, (label, binary): (&str, &Path), cache: &
         let t = Occupancy::of(&timings, usize::from(s.concurrency));
         let first = timings.iter().map(|t| t.0).min().unwrap_or_default();
         let start_up = first.saturating_sub(m.spawned - fake_started);
+        let busy_cpu = m.cpu_between(fake_started + first, fake_started + first + t.span);
         println!(
             "    start-up {:.2} s (to the first request); server busy {:.2} s (first arrival to last answer), fewer than {} requests at the server for {:.2} s of it; {:.2} s after it (writing the file, exit)",
             start_up.as_secs_f64(),
@@ -260,6 +261,11 @@ async fn run(o: &Options, s: &Scenario, (label, binary): (&str, &Path), cache: &
             at(0.5).as_secs_f64() * 1e3,
             at(0.9).as_secs_f64() * 1e3,
             at(0.99).as_secs_f64() * 1e3
+        );
+        println!(
+            "    host CPU while the server was busy: {:.2} s, {:.0} µs per request",
+            busy_cpu.as_secs_f64(),
+            busy_cpu.as_secs_f64() * 1e6 / total.max(1) as f64
         );
     }
     if o.timeline {

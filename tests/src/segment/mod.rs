@@ -41,6 +41,7 @@
 //! written when the fake plays a plain server: Nagle on, head and body in separate writes).
 
 pub mod bucket;
+mod delay;
 pub mod faults;
 pub mod fixture;
 mod handlers;

@@ -34,7 +34,7 @@ pub(crate) async fn pipeline(
     next: Next,
 ) -> Response {
     // The latency counts from here, so the time spent reading the request is part of it.
-    let arrived = tokio::time::Instant::now();
+    let arrived = Instant::now();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -75,7 +75,7 @@ struct Call<'a> {
     method: &'a str,
     path: &'a str,
     authorization: Option<&'a str>,
-    arrived: tokio::time::Instant,
+    arrived: Instant,
 }
 
 async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> Response {
@@ -90,7 +90,7 @@ async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> R
         (st.latency, st.faults.take(method, path))
     };
     if !latency.is_zero() {
-        tokio::time::sleep_until(arrived + latency).await;
+        shared.delays.until(arrived + latency).await;
     }
 
     let mut truncate = false;

@@ -2,6 +2,7 @@
 //! the in-process control API (request log, fault injection, state access).
 
 use super::bucket::ReadRate;
+use super::delay::Delays;
 use super::faults::{FaultQueue, RateLimiter};
 use super::index::UserIndex;
 use super::model::{FUNCTION_TYPES, Fault, LoggedRequest, Plan, Workspace};
@@ -111,6 +112,8 @@ struct Entry {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Precise waits for the latency.
+    pub delays: Delays,
     log: Mutex<Vec<Entry>>,
     started: Instant,
     seq: AtomicU64,
@@ -191,6 +194,7 @@ impl FakeSegment {
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            delays: Delays::new(),
             log: Mutex::new(Vec::new()),
             started: Instant::now(),
             seq: AtomicU64::new(0),
