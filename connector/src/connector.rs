@@ -41,6 +41,8 @@ pub(crate) mod keys {
     pub const USERS_COMPLETE: &str = "complete:users";
     pub const GROUPS_COMPLETE: &str = "complete:groups";
     pub const HELD_ROLES: &str = "index:held-roles";
+    /// A page of `GET /users` fetched ahead, by the cursor that reads it.
+    pub const PREFETCHED_USERS: &str = "prefetch:users:";
 }
 
 impl<'e, E: Env> Connector<'e, E> {

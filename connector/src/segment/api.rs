@@ -174,26 +174,8 @@ impl<'e, E: Env> Api<'e, E> {
         P: ListPage + DeserializeOwned,
     {
         let request = HttpRequest::get(self.page_url(path, query, cursor));
-        let page: P = self.call(&request)?;
-        let (items, pagination) = page.into_parts();
-        let op = request.describe();
-        let pagination: Pagination = pagination.ok_or_else(|| ApiError {
-            op: op.clone(),
-            kind: ApiErrorKind::Malformed("a list answer without `data.pagination`".into()),
-        })?;
-        let next = pagination.next.filter(|n| !n.is_empty());
-        if let Some(next) = &next {
-            // A cursor that points back at the page just read would loop forever.
-            if Some(next.as_str()) == cursor || Some(next) == pagination.current.as_ref() {
-                return Err(ApiError {
-                    op,
-                    kind: ApiErrorKind::Malformed(format!(
-                        "the next-page cursor {next:?} repeats the current page; stopping to avoid an endless loop"
-                    )),
-                });
-            }
-        }
-        Ok(Page { items, next })
+        let response = self.env.send(&request);
+        page_of::<P>(&request, response, cursor)
     }
 
     /// Every page of a list endpoint.
@@ -235,12 +217,43 @@ impl Cursors {
     }
 }
 
+/// The page in `response` to `request` (a page of a list endpoint read from `cursor`).
+pub(crate) fn page_of<P>(
+    request: &HttpRequest,
+    response: Result<HttpResponse, TransportError>,
+    cursor: Option<&str>,
+) -> Result<Page<P::Item>, ApiError>
+where
+    P: ListPage + DeserializeOwned,
+{
+    let page: P = decode(request, response)?;
+    let (items, pagination) = page.into_parts();
+    let op = request.describe();
+    let pagination: Pagination = pagination.ok_or_else(|| ApiError {
+        op: op.clone(),
+        kind: ApiErrorKind::Malformed("a list answer without `data.pagination`".into()),
+    })?;
+    let next = pagination.next.filter(|n| !n.is_empty());
+    if let Some(next) = &next {
+        // A cursor that points back at the page just read would loop forever.
+        if Some(next.as_str()) == cursor || Some(next) == pagination.current.as_ref() {
+            return Err(ApiError {
+                op,
+                kind: ApiErrorKind::Malformed(format!(
+                    "the next-page cursor {next:?} repeats the current page; stopping to avoid an endless loop"
+                )),
+            });
+        }
+    }
+    Ok(Page { items, next })
+}
+
 #[derive(Deserialize)]
 struct DataEnvelope<T> {
     data: T,
 }
 
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     request: &HttpRequest,
     response: Result<HttpResponse, TransportError>,
 ) -> Result<T, ApiError> {
