@@ -314,7 +314,7 @@ impl Env for WasiEnv {
     }
 
     /// Up to `max-in-flight` requests at once; a slot freed by an answer is filled before the
-    /// next wait, so the host always has as many as it allows.
+    /// answer is worked on, so the host always has as many as it allows.
     fn send_each(
         &self,
         requests: &[HttpRequest],
@@ -322,22 +322,26 @@ impl Env for WasiEnv {
     ) {
         let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
         let mut next = 0;
-        while next < requests.len() || !in_flight.is_empty() {
+        // Starts requests until the window is full; a request that cannot start is answered.
+        let mut fill = |in_flight: &mut Vec<(usize, FutureIncomingResponse)>,
+                        each: &mut dyn FnMut(
+            usize,
+            Result<HttpResponse, TransportError>,
+        ) -> ControlFlow<()>| {
             while next < requests.len() && in_flight.len() < self.max_in_flight {
                 match self.start(&requests[next]) {
                     Ok(future) => in_flight.push((next, future)),
-                    Err(e) => {
-                        if each(next, Err(e)).is_break() {
-                            return;
-                        }
-                    }
+                    Err(e) => each(next, Err(e))?,
                 }
                 next += 1;
             }
-            if in_flight.is_empty() {
-                continue;
-            }
-            // Wait for any response, then read every one that is ready.
+            ControlFlow::Continue(())
+        };
+        if fill(&mut in_flight, each).is_break() {
+            return;
+        }
+        while !in_flight.is_empty() {
+            // Wait for any response.
             let ready: Vec<u32> = {
                 let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
                 let refs: Vec<_> = pollables.iter().collect();
@@ -345,9 +349,20 @@ impl Env for WasiEnv {
             };
             let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
             ready.sort_unstable_by(|a, b| b.cmp(a));
-            for i in ready {
-                let (index, future) = in_flight.swap_remove(i);
-                if each(index, WasiEnv::finish(future)).is_break() {
+            // Read what came (which frees the host's slots), send the next requests, and only
+            // then work on the answers: the window refills without waiting for that work.
+            let answered: Vec<_> = ready
+                .into_iter()
+                .map(|i| {
+                    let (index, future) = in_flight.swap_remove(i);
+                    (index, WasiEnv::finish(future))
+                })
+                .collect();
+            if fill(&mut in_flight, each).is_break() {
+                return;
+            }
+            for (index, result) in answered {
+                if each(index, result).is_break() {
                     return;
                 }
             }
