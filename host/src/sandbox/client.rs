@@ -1,48 +1,26 @@
 //! The HTTP client behind the sandbox: one per run (a tenant's sync or task, never shared
 //! between tenants), keeping connections to Segment open between requests so a sync does not
 //! pay a TCP and TLS handshake for every one. Over TLS it offers HTTP/2 (ALPN) and, where the
-//! server takes it, sends every request of the run as a stream of one connection; otherwise
-//! HTTP/1.1 with one connection per request in flight. TLS trusts Mozilla's roots
-//! (webpki-roots), so the host works the same in a minimal container image.
+//! server takes it, sends the run's requests as streams of one connection; otherwise HTTP/1.1
+//! with one connection per request in flight. Trust, proxies and TCP: see [`super::connect`].
 
-use super::tcp::QuickAckConnector;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_rustls::HttpsConnectorBuilder;
-use hyper_rustls::builderstates::WantsSchemes;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use wasmtime_wasi_http::Error;
 
-pub type PooledClient = Client<hyper_rustls::HttpsConnector<QuickAckConnector>, Full<Bytes>>;
+pub type PooledClient = Client<super::connect::SegmentConnector, Full<Bytes>>;
 
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
-    let tls = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("the ring provider supports the default TLS versions");
-    build(tls, connect_timeout, max_idle)
+    pooled_with(super::connect::connector(connect_timeout), max_idle)
 }
 
-/// The client over `tls` (which says whom TLS trusts).
-fn build(
-    tls: HttpsConnectorBuilder<WantsSchemes>,
-    connect_timeout: Duration,
-    max_idle: usize,
-) -> PooledClient {
-    let mut http = HttpConnector::new();
-    // The scheme decides TLS, not the connector: https URLs are wrapped below.
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    let https = tls
-        .https_or_http()
-        .enable_all_versions()
-        .wrap_connector(QuickAckConnector::new(http));
+fn pooled_with(https: super::connect::SegmentConnector, max_idle: usize) -> PooledClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
@@ -206,9 +184,8 @@ mod tests {
     #[tokio::test]
     async fn requests_share_one_http2_connection_where_the_server_offers_it() {
         let (url, tls, accepted) = tls_server(&[b"h2", b"http/1.1"], 8).await;
-        let client = build(
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
-            Duration::from_secs(5),
+        let client = pooled_with(
+            super::super::connect::connector_with(tls, Duration::from_secs(5)),
             8,
         );
         // The first request opens the connection; then eight streams are on it at once (the
@@ -231,9 +208,8 @@ mod tests {
     #[tokio::test]
     async fn http1_over_tls_when_the_server_offers_only_that() {
         let (url, tls, accepted) = tls_server(&[b"http/1.1"], 4).await;
-        let client = build(
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls),
-            Duration::from_secs(5),
+        let client = pooled_with(
+            super::super::connect::connector_with(tls, Duration::from_secs(5)),
             4,
         );
         let first = http::Request::get(&url)
@@ -253,7 +229,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_certificate_no_public_root_trusts_is_refused_as_such() {
+    async fn a_certificate_no_trusted_root_signed_is_refused_as_such() {
         let url = untrusted_tls_server().await;
         let client = pooled(Duration::from_secs(5), 1);
         let request = http::Request::get(url)

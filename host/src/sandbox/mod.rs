@@ -16,6 +16,7 @@
 
 mod body;
 mod client;
+mod connect;
 pub mod hooks;
 pub mod network;
 pub mod origin;

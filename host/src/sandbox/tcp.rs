@@ -8,7 +8,7 @@
 //! does not, because Linux ACKs its first segments at once. TCP_QUICKACK is not sticky (the
 //! kernel may fall back to delayed ACKs), so it is set again after every read.
 
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io::IoSlice;
@@ -17,29 +17,30 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// [`HttpConnector`] whose connections ACK at once (see the module docs).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connector (direct or through a proxy) whose TCP connections ACK at once (see the module
+/// docs).
 #[derive(Clone)]
-pub struct QuickAckConnector {
-    inner: HttpConnector,
+pub struct QuickAckConnector<C> {
+    inner: C,
 }
 
-impl QuickAckConnector {
-    pub fn new(inner: HttpConnector) -> QuickAckConnector {
+impl<C> QuickAckConnector<C> {
+    pub fn new(inner: C) -> QuickAckConnector<C> {
         QuickAckConnector { inner }
     }
 }
 
-type Connecting = Pin<
-    Box<
-        dyn Future<Output = Result<TokioIo<QuickAck>, Box<dyn std::error::Error + Send + Sync>>>
-            + Send,
-    >,
->;
-
-impl tower_service::Service<http::Uri> for QuickAckConnector {
+impl<C> tower_service::Service<http::Uri> for QuickAckConnector<C>
+where
+    C: tower_service::Service<http::Uri, Response = TokioIo<TcpStream>>,
+    C::Error: Into<BoxError>,
+    C::Future: Send + 'static,
+{
     type Response = TokioIo<QuickAck>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Connecting;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -48,7 +49,7 @@ impl tower_service::Service<http::Uri> for QuickAckConnector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let connecting = self.inner.call(uri);
         Box::pin(async move {
-            let stream = connecting.await?.into_inner();
+            let stream = connecting.await.map_err(Into::into)?.into_inner();
             Ok(TokioIo::new(QuickAck::new(stream)))
         })
     }
