@@ -97,7 +97,7 @@ impl<E: Env> Connector<'_, E> {
     ) -> Result<GrantPage, ConnectorError> {
         match resource.id.resource_type.as_str() {
             WORKSPACE => {
-                let users = self.user_ids()?;
+                let users = self.all_user_ids()?;
                 let items = users
                     .into_iter()
                     .map(|id| member_grant(&resource.id, rid(USER, &id)))
@@ -121,25 +121,6 @@ impl<E: Env> Connector<'_, E> {
 
     fn debug(&self, message: &str) {
         self.log(LogLevel::Debug, message);
-    }
-
-    /// Every user id: from the session when the user listing completed, else from the API.
-    fn user_ids(&self) -> Result<Vec<String>, ConnectorError> {
-        if self.cache_get::<bool>(keys::USERS_COMPLETE).is_some() {
-            let mut ids: Vec<String> = self
-                .env
-                .session_get_prefix(keys::USER_PERMISSIONS)
-                .into_iter()
-                .map(|(k, _)| k[keys::USER_PERMISSIONS.len()..].to_string())
-                .collect();
-            ids.sort();
-            return Ok(ids);
-        }
-        let users = self
-            .api
-            .all::<UsersPage>("/users", "")
-            .map_err(|e| to_connector_error(&e))?;
-        Ok(users.into_iter().map(|u| u.id).collect())
     }
 
     pub(crate) fn user_permissions(

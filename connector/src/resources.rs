@@ -8,6 +8,7 @@ use crate::env::{Env, LogLevel};
 use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
 use crate::ids::*;
 use crate::segment::api::{ApiError, Page, encode};
+use crate::walk::{PageRecord, page_key};
 use crate::segment::model::*;
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
@@ -595,9 +596,12 @@ impl<E: Env> Connector<'_, E> {
                 &u.permissions.clone().unwrap_or_default(),
             )?;
         }
-        if p.next.is_none() {
-            self.record(keys::USERS_COMPLETE, &true)?;
-        }
+        let record = PageRecord {
+            ids: users.iter().map(|u| u.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("users", cursor), &record)?;
         Ok(UsersLoad {
             users,
             next: p.next,
@@ -613,13 +617,18 @@ impl<E: Env> Connector<'_, E> {
         let mut p = match self.api.page::<GroupsPage>("/groups", "", cursor) {
             Ok(p) => p,
             Err(e) if cursor.is_none() && is_missing_feature(&e) => {
-                self.record(keys::GROUPS_COMPLETE, &true)
-                    .map_err(GroupsError::Failed)?;
-                return Err(GroupsError::Missing(missing_feature_warning(
+                let warning = missing_feature_warning(
                     "User groups",
                     "groups, their members and their role assignments",
                     &e,
-                )));
+                );
+                let record = PageRecord {
+                    missing: Some(warning.clone()),
+                    ..PageRecord::default()
+                };
+                self.record(&page_key("groups", cursor), &record)
+                    .map_err(GroupsError::Failed)?;
+                return Err(GroupsError::Missing(warning));
             }
             Err(e) => return Err(GroupsError::Failed(to_connector_error(&e))),
         };
@@ -638,10 +647,13 @@ impl<E: Env> Connector<'_, E> {
             )
             .map_err(GroupsError::Failed)?;
         }
-        if p.next.is_none() {
-            self.record(keys::GROUPS_COMPLETE, &true)
-                .map_err(GroupsError::Failed)?;
-        }
+        let record = PageRecord {
+            ids: p.items.iter().map(|g| g.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("groups", cursor), &record)
+            .map_err(GroupsError::Failed)?;
         Ok(p)
     }
 

@@ -124,7 +124,7 @@ impl HostState {
                 http.set_field_size_limit(MAX_FIELDS_BYTES);
                 http
             },
-            hooks: SandboxHooks::new(run.network.clone()),
+            hooks: SandboxHooks::new(run.network.clone(), limits.account()),
             limits,
             run,
             stderr,

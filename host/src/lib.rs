@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod limits;
 pub mod logging;
 pub mod provision;
+pub mod redact;
 pub mod runtime;
 pub mod sandbox;
 pub mod serve;

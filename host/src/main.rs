@@ -3,18 +3,26 @@ use baton_segment::cli::{Cli, Command, ServeArgs, SyncArgs};
 use baton_segment::inspect::Inspector;
 use baton_segment::logging;
 use baton_segment::provision::{self, Lookup};
+use baton_segment::redact::redact;
 use baton_segment::sandbox::Secret;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use fakes::segment::{FakeConfig, FakeSegment};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     logging::init(
         cli.log_level,
         cli.log_format.unwrap_or_else(logging::default_format),
     );
+    for warning in baton_segment::cli::secret_flag_warnings(&matches) {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -25,7 +33,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(output) => {
             if !output.is_empty() {
-                println!("{output}");
+                println!("{}", redact(&output));
             }
             ExitCode::SUCCESS
         }
@@ -34,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", redact(&format!("{e:#}")));
     ExitCode::FAILURE
 }
 
@@ -129,8 +137,14 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
 /// Multi-tenant mode: every tenant of the tenants file, each in its own sandbox, until Ctrl-C or
 /// SIGTERM (or one round with `--once`).
 async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
-    use baton_segment::serve::{self, ServeOptions, config};
-    let tenants = config::load(&args.tenants)?;
+    use baton_segment::serve::{self, ServeOptions, config, policy::TenantPolicy};
+    let policy = TenantPolicy::new(
+        args.tenant_secrets_dir.as_deref(),
+        args.tenant_env_prefix.as_deref(),
+        args.output_root.as_deref(),
+        &args.tenant_allow_addresses,
+    )?;
+    let tenants = config::load(&args.tenants, &policy)?;
     let cache_dir = if args.no_cache {
         None
     } else {
@@ -144,6 +158,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
         connector: args.connector,
         cache_dir,
         health,
+        compile_timeout: serve::COMPILE_TIMEOUT,
     };
     let report = serve::run(opts, baton_segment::service::shutdown_signal()).await?;
     if args.once && !report.failures.is_empty() {

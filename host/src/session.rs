@@ -1,19 +1,25 @@
 //! The session store the contract's `session-*` imports reach: one per run (a sync or a task),
-//! shared by its instances, discarded with the run, and capped in size.
+//! shared by its instances, discarded with the run, and capped in size. It keeps what it
+//! accepted; [`SessionStore::evicting`] makes one that forgets, as the contract allows a host's
+//! store to (a cache), for proving that the component copes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Debug)]
 pub struct SessionStore {
     inner: Mutex<Inner>,
     max_bytes: usize,
+    /// Entries kept at most; past that the oldest is forgotten without a word.
+    max_entries: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: BTreeMap<String, Vec<u8>>,
     bytes: usize,
+    /// Keys in the order they were last set (for eviction).
+    order: VecDeque<String>,
 }
 
 impl SessionStore {
@@ -21,6 +27,16 @@ impl SessionStore {
         SessionStore {
             inner: Mutex::new(Inner::default()),
             max_bytes,
+            max_entries: None,
+        }
+    }
+
+    /// A store that keeps at most `max_entries` entries, forgetting the oldest: a host whose
+    /// store is a cache.
+    pub fn evicting(max_bytes: usize, max_entries: usize) -> SessionStore {
+        SessionStore {
+            max_entries: Some(max_entries),
+            ..SessionStore::new(max_bytes)
         }
     }
 
@@ -39,7 +55,20 @@ impl SessionStore {
             ));
         }
         inner.bytes = new_total;
-        inner.entries.insert(key, value);
+        if let Some(max) = self.max_entries {
+            inner.order.retain(|k| *k != key);
+            inner.order.push_back(key.clone());
+            inner.entries.insert(key, value);
+            while inner.order.len() > max {
+                if let Some(old) = inner.order.pop_front()
+                    && let Some(v) = inner.entries.remove(&old)
+                {
+                    inner.bytes -= old.len() + v.len();
+                }
+            }
+        } else {
+            inner.entries.insert(key, value);
+        }
         Ok(())
     }
 
@@ -74,6 +103,17 @@ mod tests {
         }
         let keys: Vec<_> = s.get_prefix("b:").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["b:1", "b:2"]);
+    }
+
+    #[test]
+    fn an_evicting_store_forgets_the_oldest() {
+        let s = SessionStore::evicting(1024, 2);
+        for k in ["a", "b", "c"] {
+            s.set(k.into(), vec![1]).unwrap();
+        }
+        assert_eq!(s.get("a"), None);
+        assert_eq!(s.get("c"), Some(vec![1]));
+        assert_eq!(s.bytes(), 4);
     }
 
     #[test]

@@ -5,5 +5,6 @@
 //!   loopback, with plan gating, rate limits, fault injection and a request log.
 
 pub mod c1;
+pub mod echo;
 pub mod segment;
 pub mod server;

@@ -3,6 +3,8 @@
 //! pay a TCP and TLS handshake for every one. TLS trusts Mozilla's roots (webpki-roots), so the
 //! host works the same in a minimal container image.
 
+use super::addresses::AddressPolicy;
+use super::resolve::{GuardedResolver, prohibited_cause};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -11,13 +13,18 @@ use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use wasmtime_wasi_http::Error;
 
-pub type PooledClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type PooledClient =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
-    let mut http = HttpConnector::new();
+/// The largest response head (status line and headers) read from a server; a larger one is
+/// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+pub fn pooled(connect_timeout: Duration, max_idle: usize, addresses: AddressPolicy) -> PooledClient {
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(addresses));
     // The scheme decides TLS, not the connector: https URLs are wrapped below.
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));
@@ -29,6 +36,7 @@ pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
+        .http1_max_buf_size(MAX_RESPONSE_HEAD)
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
         .build(https)
@@ -49,9 +57,24 @@ fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
         .or_else(|| e.source().and_then(rustls_cause))
 }
 
-/// The guest-facing error for a failed request: certificate problems are told apart (and not
-/// retried), failures to connect are `Connect` (retried), anything else a dropped connection.
+/// The hyper error somewhere in `e`'s chain.
+fn hyper_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    e.downcast_ref::<hyper::Error>()
+        .or_else(|| e.source().and_then(hyper_cause))
+}
+
+/// The guest-facing error for a failed request: certificate problems, refused destinations and
+/// oversized response heads are told apart (and not retried), failures to connect are
+/// `Connect` (retried), anything else a dropped connection.
 pub fn error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(refused) = prohibited_cause(&e) {
+        tracing::debug!(target: "sandbox", "{refused}");
+        return Error::DestinationIpProhibited;
+    }
+    if hyper_cause(&e).is_some_and(|h| h.is_parse_too_large()) {
+        tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
+        return Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32));
+    }
     if let Some(tls) = rustls_cause(&e) {
         tracing::warn!(target: "sandbox", "TLS failure: {tls}");
         return match tls {
@@ -105,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn a_certificate_no_public_root_trusts_is_refused_as_such() {
         let url = untrusted_tls_server().await;
-        let client = pooled(Duration::from_secs(5), 1);
+        let client = pooled(Duration::from_secs(5), 1, AddressPolicy::any());
         let request = http::Request::get(url)
             .body(Full::new(Bytes::new()))
             .unwrap();

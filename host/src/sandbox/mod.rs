@@ -4,24 +4,35 @@
 //!   run's allowlist; anything else gets `HttpRequestDenied` and nothing leaves the host.
 //! * Credentials stay on the host: `Authorization` is a forbidden header for the guest, and the
 //!   host adds the token to requests bound for the credential's origin, after the guest's
-//!   request was built.
+//!   request was built. A server that echoes requests does not hand it back: the token is
+//!   masked in every response header and body before the guest sees them (`scrub`).
+//! * Only the methods a REST API needs (`methods`); runs with a restricted address policy
+//!   connect to public addresses only (`addresses`, checked again at connect time).
 //! * Limits: clamped timeouts, a response size cap, requests in flight per run, an optional
 //!   request budget per run.
 //! * Segment's rate limits are honoured here: a 429 is answered by waiting as Segment says and
 //!   sending again; reads that fail with a 5xx or a lost connection are retried with backoff.
 
+pub mod addresses;
 mod body;
 mod client;
+mod headers;
+pub mod methods;
 pub mod origin;
+mod resolve;
 pub mod retry;
+pub mod scrub;
 pub mod stats;
 
+pub use addresses::{AddressClass, AddressPolicy};
 use body::CappedBody;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 pub use origin::Origin;
+use crate::limits::MemoryAccount;
 use retry::{RateGate, RetryPolicy, rate_limit_wait};
+use scrub::{ScrubbedBody, Scrubber};
 pub use stats::{NetSnapshot, NetStats};
 use std::future::Future;
 use std::sync::Arc;
@@ -33,13 +44,16 @@ use wasmtime_wasi_http::{
     WasiHttpHooks,
 };
 
-/// A secret that never shows up in `Debug` output or logs.
+/// A secret that never shows up in `Debug` output or logs: it is registered with
+/// [`crate::redact`], which cuts it out of every string the host emits.
 #[derive(Clone)]
 pub struct Secret(Arc<str>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(Arc::from(value.into()))
+        let secret: Arc<str> = Arc::from(value.into());
+        crate::redact::register(&secret);
+        Secret(secret)
     }
 
     pub fn expose(&self) -> &str {
@@ -75,6 +89,8 @@ pub struct HttpPolicy {
     /// Requests the run may make in total; `None` for no limit.
     pub request_budget: Option<u64>,
     pub retry: RetryPolicy,
+    /// Which addresses the run may connect to (checked on the resolved addresses).
+    pub addresses: AddressPolicy,
 }
 
 impl HttpPolicy {
@@ -99,6 +115,7 @@ impl HttpPolicy {
             max_in_flight: 8,
             request_budget: None,
             retry: RetryPolicy::default(),
+            addresses: AddressPolicy::any(),
         })
     }
 
@@ -128,6 +145,8 @@ pub struct RunNetwork {
     started: AtomicU64,
     /// This run's connections (never shared with another run or tenant).
     client: client::PooledClient,
+    /// Masks the run's token in what servers answer.
+    scrubber: Option<Arc<Scrubber>>,
 }
 
 impl std::fmt::Debug for RunNetwork {
@@ -148,7 +167,16 @@ impl RunNetwork {
 
     pub fn new(policy: HttpPolicy) -> Arc<RunNetwork> {
         Arc::new(RunNetwork {
-            client: client::pooled(policy.connect_timeout, policy.max_in_flight.max(1)),
+            client: client::pooled(
+                policy.connect_timeout,
+                policy.max_in_flight.max(1),
+                policy.addresses.clone(),
+            ),
+            scrubber: policy
+                .credential
+                .as_ref()
+                .and_then(|c| Scrubber::new(c.bearer_token.expose()))
+                .map(Arc::new),
             slots: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
             policy,
             stats: Arc::new(NetStats::default()),
@@ -166,13 +194,16 @@ const FIRST_BYTE_CAP: Duration = Duration::from_secs(300);
 pub struct SandboxHooks {
     net: Arc<RunNetwork>,
     alive: Arc<AtomicBool>,
+    /// The instance's memory, which the response headers it keeps are charged to.
+    memory: Arc<MemoryAccount>,
 }
 
 impl SandboxHooks {
-    pub fn new(net: Arc<RunNetwork>) -> SandboxHooks {
+    pub fn new(net: Arc<RunNetwork>, memory: Arc<MemoryAccount>) -> SandboxHooks {
         SandboxHooks {
             net,
             alive: Arc::new(AtomicBool::new(true)),
+            memory,
         }
     }
 }
@@ -243,6 +274,11 @@ impl WasiHttpHooks for SandboxHooks {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let net = self.net.clone();
         // Decided here, synchronously: a denied request never reaches the network.
+        if !methods::allowed(request.method()) {
+            NetStats::add(&net.stats.denied, 1);
+            tracing::warn!(target: "sandbox", "denied a {} request: only {} are allowed", request.method(), methods::ALLOWED.map(|m| m.to_string()).join(", "));
+            return Box::new(async { Err(Error::HttpRequestMethodInvalid) });
+        }
         let origin = match Origin::of_uri(request.uri()) {
             Some(origin) if net.policy.allows(&origin) => origin,
             other => {
@@ -255,6 +291,12 @@ impl WasiHttpHooks for SandboxHooks {
                 return Box::new(async { Err(Error::HttpRequestDenied) });
             }
         };
+        // Names are checked when they are resolved; an IP literal is never resolved.
+        if let Err((ip, class)) = net.policy.addresses.check_literal(&origin.host) {
+            NetStats::add(&net.stats.denied, 1);
+            tracing::warn!(target: "sandbox", "denied a request to {origin}: {ip} is a {class} address, which this run may not reach");
+            return Box::new(async { Err(Error::DestinationIpProhibited) });
+        }
         let n = net.started.fetch_add(1, Ordering::Relaxed) + 1;
         if net.policy.request_budget.is_some_and(|budget| n > budget) {
             NetStats::add(&net.stats.denied, 1);
@@ -263,7 +305,14 @@ impl WasiHttpHooks for SandboxHooks {
         }
         NetStats::add(&net.stats.requests, 1);
         let options = net.policy.clamp(options);
-        Box::new(send(net, self.alive.clone(), request, origin, options))
+        Box::new(send(
+            net,
+            self.alive.clone(),
+            self.memory.clone(),
+            request,
+            origin,
+            options,
+        ))
     }
 }
 
@@ -272,6 +321,7 @@ impl WasiHttpHooks for SandboxHooks {
 async fn send(
     net: Arc<RunNetwork>,
     alive_flag: Arc<AtomicBool>,
+    memory: Arc<MemoryAccount>,
     request: Request<WasiBody>,
     origin: Origin,
     options: RequestOptions,
@@ -307,7 +357,7 @@ async fn send(
         value.set_sensitive(true);
         parts.headers.insert(http::header::AUTHORIZATION, value);
     }
-    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
     let what = format!("{} {}", parts.method, parts.uri.path());
     let policy = &net.policy.retry;
     let mut attempt: u32 = 0;
@@ -346,13 +396,15 @@ async fn send(
                             continue;
                         }
                         // Too long to wait here: hand the 429 to the component (with its body).
+                        let body = Full::new(bytes).map_err(|never| match never {});
                         let body = CappedBody::new(
-                            Full::new(bytes).map_err(|never| match never {}),
+                            for_guest_body(&net, body),
                             net.policy.max_response_bytes,
                             net.stats.clone(),
                             permit,
                             between_bytes,
                         );
+                        let head = for_guest_head(&net, &memory, head)?;
                         return Ok((
                             http::Response::from_parts(head, body.boxed_unsync()),
                             io_done(),
@@ -381,12 +433,14 @@ async fn send(
                     return Err(Error::HttpResponseBodySize(Some(limit)));
                 }
                 // The request stays in flight until its body is read to the end or dropped.
-                let stats = net.stats.clone();
-                let response = response.map(|b| {
-                    let body = b.map_err(Error::Hyper);
-                    CappedBody::new(body, limit, stats, permit, between_bytes).boxed_unsync()
-                });
-                return Ok((response, io_done()));
+                let (head, body) = response.into_parts();
+                let head = for_guest_head(&net, &memory, head)?;
+                let body = for_guest_body(&net, body.map_err(Error::Hyper));
+                let body = CappedBody::new(body, limit, net.stats.clone(), permit, between_bytes);
+                return Ok((
+                    http::Response::from_parts(head, body.boxed_unsync()),
+                    io_done(),
+                ));
             }
             Err(e)
                 if (idempotent || matches!(e, Error::Connect(_)))
@@ -402,6 +456,22 @@ async fn send(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// A response head as the guest may see it: the token masked, the headers it keeps charged to
+/// its memory.
+fn for_guest_head(
+    net: &RunNetwork,
+    memory: &Arc<MemoryAccount>,
+    mut head: http::response::Parts,
+) -> Result<http::response::Parts, Error> {
+    head.headers = headers::for_guest(&head.headers, net.scrubber.as_deref(), memory)?;
+    Ok(head)
+}
+
+/// A response body as the guest may see it: the token masked.
+fn for_guest_body<B>(net: &RunNetwork, body: B) -> ScrubbedBody<B> {
+    ScrubbedBody::new(body, net.scrubber.as_ref())
 }
 
 fn is_transient(e: &Error) -> bool {

@@ -140,6 +140,9 @@ impl TokenSource {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .https_only(true)
+            // A redirect would resend the signed client assertion to wherever the answer
+            // points; ConductorOne's token endpoint never redirects.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTPS client for ConductorOne: {e}"))?;
         let url = creds.token_url();
@@ -245,6 +248,13 @@ impl TokenSource {
                 status,
                 reason: refusal_reason(&bytes),
             });
+        }
+        if (300..400).contains(&status) {
+            return Err(unavailable(format!(
+                "HTTP {status}: the token endpoint redirects, and redirects are not followed (the signed \
+                 client assertion goes to {} only); check BATON_C1_API_HOST",
+                self.url
+            )));
         }
         if status != 200 {
             return Err(unavailable(format!(

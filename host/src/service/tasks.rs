@@ -121,7 +121,8 @@ impl Finish {
         )
     }
 
-    /// The `FinishTask` request reporting this end.
+    /// The `FinishTask` request reporting this end. Its error text is redacted: it may quote
+    /// a server or the connector, and it leaves this host.
     pub fn request(&self, host_id: &str, task_id: &str) -> BatonServiceFinishTaskRequest {
         let (status, final_state) = match self {
             Finish::Success { response, .. } => (
@@ -139,7 +140,10 @@ impl Finish {
                 status,
                 non_retryable,
             } => (
-                status.clone(),
+                rpc::Status {
+                    message: crate::redact::redacted(&status.message),
+                    ..status.clone()
+                },
                 FinalState::Error(FinishError {
                     non_retryable: *non_retryable,
                     annotations: vec![],
