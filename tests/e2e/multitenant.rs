@@ -6,7 +6,7 @@ mod common;
 mod guests;
 
 use baton_segment::runtime::{Runtime, RuntimeLimits};
-use baton_segment::sandbox::Origin;
+use baton_segment::sandbox::{AddressClass, AddressPolicy, Origin};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use common::*;
@@ -107,6 +107,9 @@ fn limits(base_url: &str) -> TenantLimits {
         response_max_bytes: 32 << 20,
         session_bytes: 64 << 20,
         allowed_origins: vec![Origin::parse(base_url).unwrap()],
+        // What an operator allows with `--tenant-allow-addresses loopback`: the fakes are on
+        // 127.0.0.1.
+        addresses: AddressPolicy::public_and(&[AddressClass::Loopback]),
     }
 }
 
@@ -514,6 +517,7 @@ async fn a_component_that_imports_more_than_the_sandbox_grants_is_refused_with_t
             connector: Some(path),
             cache_dir: None,
             health: None,
+            compile_timeout: serve::COMPILE_TIMEOUT,
         },
         std::future::pending(),
     )
@@ -586,6 +590,7 @@ async fn any_component_of_the_world_runs_with_connector() {
             connector: Some(path),
             cache_dir: None,
             health: None,
+            compile_timeout: serve::COMPILE_TIMEOUT,
         },
         std::future::pending(),
     )

@@ -251,7 +251,14 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
 /// The contents of `path` if it is a regular file of at most `max` bytes.
 pub fn read_regular(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     let cannot = |e: std::io::Error| anyhow!("cannot read the {what} {}: {}", path.display(), e.kind());
-    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO would wait for a writer (forever): open without waiting, then refuse
+    // anything that is not a regular file. Never through a link swapped in since the check.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    let real = path.canonicalize().map_err(cannot)?;
+    let file = options.open(&real).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         bail!("the {what} {} is not a regular file", path.display());
@@ -271,4 +278,181 @@ pub fn read_regular(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>
         bail!("the {what} {} is larger than the {max} bytes allowed", path.display());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::config::parse;
+
+    /// A secrets directory with `acme` in it, an output root, and a policy over both.
+    struct Setup {
+        dir: tempfile::TempDir,
+        policy: TenantPolicy,
+    }
+
+    fn setup(allow: &[AddressClass]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        let outputs = dir.path().join("out");
+        std::fs::create_dir_all(&secrets).unwrap();
+        std::fs::create_dir_all(outputs.join("sub")).unwrap();
+        std::fs::write(secrets.join("acme"), "acme-token\n").unwrap();
+        let policy = TenantPolicy::new(Some(&secrets), Some("TENANT_"), Some(&outputs), allow).unwrap();
+        Setup { dir, policy }
+    }
+
+    fn tenant(extra: &str) -> String {
+        format!("[[tenant]]\nid = \"t\"\noutput = \"t.c1z\"\n{extra}\n")
+    }
+
+    impl Setup {
+        fn parse(&self, text: &str) -> anyhow::Result<Vec<crate::serve::config::Tenant>> {
+            parse(text, self.dir.path(), &self.policy)
+        }
+
+        fn refused(&self, text: &str) -> String {
+            format!("{:#}", self.parse(text).expect_err("refused"))
+        }
+    }
+
+    #[test]
+    fn without_a_policy_tenants_read_no_secret_at_all() {
+        let none = TenantPolicy::default();
+        let dir = tempfile::tempdir().unwrap();
+        let err = |text: &str| format!("{:#}", parse(text, dir.path(), &none).unwrap_err());
+        assert!(err(&tenant("token_env = \"ACME\"")).contains("--tenant-env-prefix"));
+        // The issue's attack: a host file sent as a bearer token.
+        assert!(err(&tenant("token_file = \"/etc/hostname\"")).contains("--tenant-secrets-dir"));
+        assert!(TenantPolicy::new(None, Some(" "), None, &[]).is_err(), "an empty prefix");
+    }
+
+    #[test]
+    fn token_variables_need_the_prefix() {
+        let s = setup(&[]);
+        assert!(s.parse(&tenant("token_env = \"TENANT_ACME\"")).is_ok());
+        for var in ["BATON_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "TENANT_", "tenant_acme"] {
+            let err = s.refused(&tenant(&format!("token_env = \"{var}\"")));
+            assert!(err.contains("TENANT_"), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn token_files_stay_in_the_secrets_directory() {
+        let s = setup(&[]);
+        let secrets = s.dir.path().join("secrets");
+        let t = s.parse(&tenant("token_file = \"acme\"")).unwrap();
+        assert_eq!(t[0].token.read().unwrap().expose(), "acme-token");
+        let absolute = format!("token_file = \"{}\"", secrets.join("acme").display());
+        assert!(s.parse(&tenant(&absolute)).is_ok());
+        // Kubernetes mounts secrets as links inside the directory: followed.
+        std::fs::create_dir(secrets.join("..data")).unwrap();
+        std::fs::write(secrets.join("..data/globex"), "globex-token").unwrap();
+        std::os::unix::fs::symlink("..data/globex", secrets.join("globex")).unwrap();
+        let t = s.parse(&tenant("token_file = \"globex\"")).unwrap();
+        assert_eq!(t[0].token.read().unwrap().expose(), "globex-token");
+
+        for escape in ["/etc/hostname", "../secrets-elsewhere", "sub/../../x"] {
+            let err = s.refused(&tenant(&format!("token_file = \"{escape}\"")));
+            assert!(err.contains("outside the secrets directory"), "{escape}: {err}");
+        }
+        // A link out of the directory: refused when the file is read in.
+        std::os::unix::fs::symlink("/etc/hostname", secrets.join("host")).unwrap();
+        let err = s.refused(&tenant("token_file = \"host\""));
+        assert!(err.contains("outside the secrets directory"), "{err}");
+        // ... and when it becomes one after the file was read in.
+        let t = s.parse(&tenant("token_file = \"later\"")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", secrets.join("later")).unwrap();
+        let err = format!("{:#}", t[0].token.read().unwrap_err());
+        assert!(err.contains("outside the secrets directory"), "{err}");
+    }
+
+    #[test]
+    fn token_files_are_small_regular_files() {
+        let s = setup(&[]);
+        let secrets = s.dir.path().join("secrets");
+        std::fs::write(secrets.join("big"), vec![b'x'; MAX_TOKEN_FILE as usize + 1]).unwrap();
+        let t = s.parse(&tenant("token_file = \"big\"")).unwrap();
+        assert!(format!("{:#}", t[0].token.read().unwrap_err()).contains("more than"));
+        std::fs::create_dir(secrets.join("dir")).unwrap();
+        let t = s.parse(&tenant("token_file = \"dir\"")).unwrap();
+        assert!(format!("{:#}", t[0].token.read().unwrap_err()).contains("not a regular file"));
+        // A FIFO would block the read forever.
+        let fifo = secrets.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let t = s.parse(&tenant("token_file = \"fifo\"")).unwrap();
+        assert!(format!("{:#}", t[0].token.read().unwrap_err()).contains("not a regular file"));
+    }
+
+    #[test]
+    fn outputs_resolve_under_the_root_and_are_distinct_after_resolution() {
+        let s = setup(&[]);
+        let root = s.dir.path().join("out").canonicalize().unwrap();
+        let t = s.parse(&tenant("token_env = \"TENANT_A\"")).unwrap();
+        assert_eq!(t[0].output, root.join("t.c1z"));
+        for escape in ["../escape.c1z", "/tmp/escape.c1z", "sub/../../escape.c1z"] {
+            let text = format!("[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"{escape}\"\n");
+            let err = s.refused(&text);
+            assert!(err.contains("outside the output root"), "{escape}: {err}");
+        }
+        // A directory link out of the root.
+        std::os::unix::fs::symlink("/tmp", root.join("out-link")).unwrap();
+        let text = "[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"out-link/x.c1z\"\n";
+        assert!(s.refused(text).contains("outside the output root"));
+        // Two spellings of one file.
+        let two = "[[tenant]]\nid = \"a\"\ntoken_env = \"TENANT_A\"\noutput = \"same.c1z\"\n\
+                   [[tenant]]\nid = \"b\"\ntoken_env = \"TENANT_B\"\noutput = \"sub/../same.c1z\"\n";
+        assert!(s.refused(two).contains("another tenant's too"));
+    }
+
+    #[test]
+    fn outputs_are_compared_after_resolution_without_a_root_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let policy = TenantPolicy {
+            env_prefix: Some("T_".into()),
+            ..TenantPolicy::default()
+        };
+        let two = "[[tenant]]\nid = \"a\"\ntoken_env = \"T_A\"\noutput = \"same.c1z\"\n\
+                   [[tenant]]\nid = \"b\"\ntoken_env = \"T_B\"\noutput = \"./sub/../same.c1z\"\n";
+        let err = format!("{:#}", parse(two, dir.path(), &policy).unwrap_err());
+        assert!(err.contains("another tenant's too"), "{err}");
+    }
+
+    #[test]
+    fn private_and_metadata_origins_are_refused_unless_allowed() {
+        let strict = setup(&[]);
+        let origin = |url: &str, extra: &str| {
+            tenant(&format!("token_env = \"TENANT_A\"\nbase_url = \"{url}\"\n{extra}"))
+        };
+        for url in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000",
+            "http://[::1]:9000",
+            "https://10.0.0.5",
+            "https://169.254.10.10",
+            "https://169.254.169.254",
+            "https://[fd00:ec2::254]",
+        ] {
+            let err = strict.refused(&origin(url, ""));
+            assert!(err.contains("may not reach"), "{url}: {err}");
+        }
+        assert!(strict.parse(&origin("https://api.segmentapis.com", "")).is_ok());
+        let extra = "[tenant.limits]\nallowed_origins = [\"https://169.254.169.254\"]";
+        assert!(
+            strict
+                .refused(&origin("https://api.segmentapis.com", extra))
+                .contains("allowed_origins")
+        );
+
+        let allowing = setup(&[AddressClass::Loopback, AddressClass::Private, AddressClass::LinkLocal]);
+        for url in ["http://127.0.0.1:9000", "http://localhost:9000", "https://10.0.0.5", "https://169.254.10.10"] {
+            assert!(allowing.parse(&origin(url, "")).is_ok(), "{url}");
+        }
+        let err = allowing.refused(&origin("https://169.254.169.254", ""));
+        assert!(err.contains("cloud metadata"), "never allowed: {err}");
+        let t = allowing.parse(&origin("http://127.0.0.1:9000", "")).unwrap();
+        assert_eq!(t[0].limits.addresses, allowing.policy.addresses());
+    }
 }
