@@ -655,3 +655,29 @@ async fn a_shutdown_during_a_single_round_counts_the_unfinished_tenants_as_faile
     );
     assert_eq!(std::fs::read(&slow.output).unwrap(), b"previous");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_component_that_does_not_compile_in_time_fails_alone() {
+    let fake = fake(FakeConfig::demo()).await;
+    let base = fake.base_url();
+    let dir = temp_dir();
+    // The bundled connector from a file: compiling it takes a moment, more than no time at all.
+    let path = dir.path().join("segment.wasm");
+    std::fs::write(&path, baton_segment::component::SEGMENT_CONNECTOR_WASM).unwrap();
+    let mut slow = good("slow", &base, dir.path());
+    slow.connector = Some(path);
+    // A FIFO would block whoever reads it until a writer comes: refused, not read.
+    let fifo = dir.path().join("fifo.wasm");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let mut blocking = good("blocking", &base, dir.path());
+    blocking.connector = Some(fifo);
+    let mut opts = ServeOptions::once(vec![slow, good("fine", &base, dir.path()), blocking]);
+    opts.compile_timeout = Duration::ZERO;
+    let report = serve::run(opts, std::future::pending()).await.unwrap();
+    let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(failures["slow"].contains("did not compile within"), "{failures:?}");
+    assert!(failures["blocking"].contains("not a regular file"), "{failures:?}");
+    assert_eq!(Synced::open(&dir.path().join("fine.c1z")).grants().len(), 44);
+}

@@ -20,7 +20,10 @@ pub type PooledClient =
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest response head (status line and headers) read from a server; a larger one is
-/// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB).
+/// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB). hyper
+/// checks its read buffer only while the head is incomplete, and one read adds up to the
+/// buffer's size, so the buffer is half of this: heads under 32 KiB always pass, heads over
+/// 64 KiB never do.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 pub fn pooled(connect_timeout: Duration, max_idle: usize, addresses: AddressPolicy) -> PooledClient {
@@ -36,7 +39,7 @@ pub fn pooled(connect_timeout: Duration, max_idle: usize, addresses: AddressPoli
         .enable_http1()
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
-        .http1_max_buf_size(MAX_RESPONSE_HEAD)
+        .http1_max_buf_size(MAX_RESPONSE_HEAD / 2)
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
         .build(https)
