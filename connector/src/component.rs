@@ -168,10 +168,7 @@ impl WasiEnv {
             headers.push(("content-type".into(), b"application/json".to_vec()));
             // Always stated: a host that would otherwise send the body chunked may reach a
             // server that ignores chunked bodies, and the write would be lost.
-            headers.push((
-                "content-length".into(),
-                body.len().to_string().into_bytes(),
-            ));
+            headers.push(("content-length".into(), body.len().to_string().into_bytes()));
         }
         if let Some(token) = &self.token {
             headers.push((

@@ -8,8 +8,8 @@ use crate::env::{Env, LogLevel};
 use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
 use crate::ids::*;
 use crate::segment::api::{ApiError, Page, encode};
-use crate::walk::{PageRecord, page_key};
 use crate::segment::model::*;
+use crate::walk::{PageRecord, page_key};
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
 /// one answers 422 for it, and it is skipped.

@@ -108,9 +108,12 @@ impl<E: Env> Connector<'_, E> {
                 Err(GroupsError::Failed(e)) => Err(e),
             }
         })?;
-        self.permissions_of(&groups.ids, keys::GROUP_PERMISSIONS, "groups", |d: GroupData| {
-            d.user_group.permissions
-        })
+        self.permissions_of(
+            &groups.ids,
+            keys::GROUP_PERMISSIONS,
+            "groups",
+            |d: GroupData| d.user_group.permissions,
+        )
     }
 
     /// The permissions of each of `ids`, from the session, or fetched (several in flight) for

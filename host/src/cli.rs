@@ -411,7 +411,14 @@ mod tests {
         };
         assert_eq!(args.tenant_allow_addresses.len(), 2);
         assert!(
-            parse(&["serve", "--tenants", "t", "--tenant-allow-addresses", "metadata"]).is_err()
+            parse(&[
+                "serve",
+                "--tenants",
+                "t",
+                "--tenant-allow-addresses",
+                "metadata"
+            ])
+            .is_err()
         );
     }
 

@@ -45,10 +45,7 @@ pub fn register(secret: &Arc<str>) {
 
 /// `text` with every registered secret masked.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    let scrubbers: Vec<Arc<Scrubber>> = secrets()
-        .iter()
-        .map(|e| e.scrubber.clone())
-        .collect();
+    let scrubbers: Vec<Arc<Scrubber>> = secrets().iter().map(|e| e.scrubber.clone()).collect();
     let mut bytes: Option<Vec<u8>> = None;
     for scrubber in scrubbers {
         let current = bytes.as_deref().unwrap_or(text.as_bytes());

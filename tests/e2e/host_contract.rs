@@ -22,7 +22,10 @@ use std::sync::Arc;
 /// A sync of `fake` whose session store keeps at most `keep` entries (`None`: all of them).
 async fn sync_keeping(fake: &FakeSegment, keep: Option<usize>, output: &Path) -> (Synced, u64) {
     let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
-    let config = connection.run_context(connection.policy().unwrap()).config.clone();
+    let config = connection
+        .run_context(connection.policy().unwrap())
+        .config
+        .clone();
     let run = Arc::new(RunContext {
         label: "evicting".into(),
         config,
@@ -70,26 +73,39 @@ async fn a_session_store_that_evicts_costs_requests_never_grants() {
             requests > full_requests,
             "keeping {keep}: {requests} requests, {full_requests} with a store that keeps everything"
         );
-        eprintln!("[session] keeping {keep:>2} entries: {requests} requests ({full_requests} keeping all)");
+        eprintln!(
+            "[session] keeping {keep:>2} entries: {requests} requests ({full_requests} keeping all)"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_body_states_its_length() {
     let fake = fake(FakeConfig::demo()).await;
-    let echo = EchoServer::start(&fake.base_url(), EchoMode::Ok).await.unwrap();
-    let dir = temp_dir();
-    let c1z = dir.path().join("sync.c1z");
-    app::sync_on(runtime(), SyncJob::new(echo.base_url(), Secret::new(TOKEN), &c1z))
+    let echo = EchoServer::start(&fake.base_url(), EchoMode::Ok)
         .await
         .unwrap();
+    let dir = temp_dir();
+    let c1z = dir.path().join("sync.c1z");
+    app::sync_on(
+        runtime(),
+        SyncJob::new(echo.base_url(), Secret::new(TOKEN), &c1z),
+    )
+    .await
+    .unwrap();
     let lookup = Lookup::open(&c1z).unwrap();
     let connection = Connection::new(echo.base_url(), Secret::new(TOKEN));
     for op in [
-        lookup.grant("group:grpEng:member", "usrGrace", "user").unwrap(),
-        lookup.revoke("role:roleWsOwner:member:user:usrAlice").unwrap(),
+        lookup
+            .grant("group:grpEng:member", "usrGrace", "user")
+            .unwrap(),
+        lookup
+            .revoke("role:roleWsOwner:member:user:usrAlice")
+            .unwrap(),
     ] {
-        provision::execute(runtime(), &connection, &op).await.unwrap();
+        provision::execute(runtime(), &connection, &op)
+            .await
+            .unwrap();
     }
     let writes: Vec<String> = echo
         .echoed()

@@ -16,9 +16,7 @@ mod guests;
 use baton_segment::app::{self, Connection, SyncJob};
 use baton_segment::component::{ConnectorError, InstanceLimits, RunContext};
 use baton_segment::runtime::{CallResult, Runtime, RuntimeLimits};
-use baton_segment::sandbox::{
-    AddressClass, AddressPolicy, HttpPolicy, Origin, RunNetwork, Secret,
-};
+use baton_segment::sandbox::{AddressClass, AddressPolicy, HttpPolicy, Origin, RunNetwork, Secret};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use baton_segment::session::SessionStore;
@@ -143,7 +141,10 @@ async fn the_component_never_sees_the_token_whatever_the_server_echoes() {
             );
             assert!(report.contains("[REDACTED]*"), "{mode:?} {path}: {report}");
             // ... and the component found none of it, in what it read or in its memory.
-            assert_clean(&format!("what the component saw ({mode:?} {path})"), &report);
+            assert_clean(
+                &format!("what the component saw ({mode:?} {path})"),
+                &report,
+            );
             assert!(
                 report.contains("memory scan for the bearer prefix: 0 hits"),
                 "{report}"
@@ -283,7 +284,10 @@ async fn finish_task_never_holds_the_token() {
             assert_clean("FinishTask", &format!("{finished:?}"));
         }
         for piece in [SECRET, &SECRET[..12], &SECRET[12..30]] {
-            assert!(!c1.received_anywhere(piece), "{mode:?}: ConductorOne got {piece:?}");
+            assert!(
+                !c1.received_anywhere(piece),
+                "{mode:?}: ConductorOne got {piece:?}"
+            );
         }
     }
 }
@@ -343,8 +347,17 @@ fn reply_with_header(header_bytes: usize, body: &str) -> Vec<u8> {
 async fn trace_and_other_methods_are_refused_before_anything_is_sent() {
     let server = raw_server(reply_with_header(10, "{}")).await;
     let policy = HttpPolicy::for_base_url(&server.url, Some(Secret::new(SECRET))).unwrap();
-    let report = attack_report(hostile_run("methods", &[("target", &server.url)], policy, None)).await;
-    assert!(report.contains("method Method::Get: status 200"), "{report}");
+    let report = attack_report(hostile_run(
+        "methods",
+        &[("target", &server.url)],
+        policy,
+        None,
+    ))
+    .await;
+    assert!(
+        report.contains("method Method::Get: status 200"),
+        "{report}"
+    );
     for method in ["Trace", "Connect", "Options", "Other(\"PROPFIND\")"] {
         assert!(
             report.contains(&format!(
@@ -353,7 +366,11 @@ async fn trace_and_other_methods_are_refused_before_anything_is_sent() {
             "{method}: {report}"
         );
     }
-    assert_eq!(server.requests.load(Ordering::SeqCst), 1, "only the GET went out");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        1,
+        "only the GET went out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +378,13 @@ async fn an_oversized_response_head_is_refused_as_such_and_not_retried() {
     let server = raw_server(reply_with_header(100 * 1024, "{}")).await;
     // The hostile component sees the error code ...
     let policy = HttpPolicy::for_base_url(&server.url, Some(Secret::new(SECRET))).unwrap();
-    let report = attack_report(hostile_run("fetch", &[("target", &server.url)], policy, None)).await;
+    let report = attack_report(hostile_run(
+        "fetch",
+        &[("target", &server.url)],
+        policy,
+        None,
+    ))
+    .await;
     assert!(
         report.contains("error: ErrorCode::HttpResponseHeaderSectionSize(Some(65536))"),
         "{report}"
@@ -369,12 +392,22 @@ async fn an_oversized_response_head_is_refused_as_such_and_not_retried() {
     assert_eq!(server.requests.load(Ordering::SeqCst), 1, "not retried");
     // ... and the bundled connector says what happened, and asks once.
     let dir = temp_dir();
-    let err = app::sync_on(runtime(), SyncJob::new(&server.url, Secret::new(SECRET), out(&dir)))
-        .await
-        .unwrap_err();
+    let err = app::sync_on(
+        runtime(),
+        SyncJob::new(&server.url, Secret::new(SECRET), out(&dir)),
+    )
+    .await
+    .unwrap_err();
     let text = format!("{err:#}");
-    assert!(text.contains("response headers are larger than the host allows"), "{text}");
-    assert_eq!(server.requests.load(Ordering::SeqCst), 2, "one more request, not retried");
+    assert!(
+        text.contains("response headers are larger than the host allows"),
+        "{text}"
+    );
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        2,
+        "one more request, not retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,5 +502,9 @@ async fn a_restricted_run_connects_to_no_private_address_whatever_the_name() {
         assert!(text.contains("DestinationIpProhibited"), "{base}: {text}");
         assert_eq!(run.network.stats.snapshot().retries, 0, "not retried");
     }
-    assert_eq!(server.requests.load(Ordering::SeqCst), 0, "nothing was sent");
+    assert_eq!(
+        server.requests.load(Ordering::SeqCst),
+        0,
+        "nothing was sent"
+    );
 }

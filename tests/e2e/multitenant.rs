@@ -668,7 +668,10 @@ async fn a_tenant_component_that_does_not_compile_in_time_fails_alone() {
     slow.connector = Some(path);
     // A FIFO would block whoever reads it until a writer comes: refused, not read.
     let fifo = dir.path().join("fifo.wasm");
-    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
     assert!(made.success());
     let mut blocking = good("blocking", &base, dir.path());
     blocking.connector = Some(fifo);
@@ -677,7 +680,16 @@ async fn a_tenant_component_that_does_not_compile_in_time_fails_alone() {
     let report = serve::run(opts, std::future::pending()).await.unwrap();
     let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert!(failures["slow"].contains("did not compile within"), "{failures:?}");
-    assert!(failures["blocking"].contains("not a regular file"), "{failures:?}");
-    assert_eq!(Synced::open(&dir.path().join("fine.c1z")).grants().len(), 44);
+    assert!(
+        failures["slow"].contains("did not compile within"),
+        "{failures:?}"
+    );
+    assert!(
+        failures["blocking"].contains("not a regular file"),
+        "{failures:?}"
+    );
+    assert_eq!(
+        Synced::open(&dir.path().join("fine.c1z")).grants().len(),
+        44
+    );
 }

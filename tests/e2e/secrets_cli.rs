@@ -66,7 +66,10 @@ async fn what_the_binary_prints_never_holds_the_token() {
             assert!(out.status.success(), "{stderr}");
         } else {
             assert!(!out.status.success());
-            assert!(stderr.contains("[REDACTED]"), "the echo was quoted: {stderr}");
+            assert!(
+                stderr.contains("[REDACTED]"),
+                "the echo was quoted: {stderr}"
+            );
         }
         assert_clean(&format!("stderr ({mode:?}, {format})"), &stderr);
         assert_clean(&format!("stdout ({mode:?})"), &stdout);
@@ -122,7 +125,10 @@ async fn serve_logs_never_hold_the_token() {
             "--tenant-allow-addresses",
             "loopback",
         ],
-        &[("TENANT_TOKEN_ECHOED", SECRET), ("BATON_LOG_FORMAT", "json")],
+        &[
+            ("TENANT_TOKEN_ECHOED", SECRET),
+            ("BATON_LOG_FORMAT", "json"),
+        ],
     )
     .await;
     let stderr = text(&out.stderr);

@@ -66,8 +66,7 @@ impl EchoServer {
         let shared = Arc::new(Shared {
             mode,
             upstream: upstream.trim_end_matches('/').to_string(),
-            client: hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                .build_http(),
+            client: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
             seen: seen.clone(),
         });
         let task = tokio::spawn(async move {
@@ -106,7 +105,10 @@ fn echo_of(parts: &http::request::Parts, body: &[u8]) -> String {
         parts.uri.path_and_query().map_or("/", |p| p.as_str())
     );
     for (name, value) in &parts.headers {
-        text.push_str(&format!("{name}: {}\r\n", String::from_utf8_lossy(value.as_bytes())));
+        text.push_str(&format!(
+            "{name}: {}\r\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
     }
     text.push_str("\r\n");
     text.push_str(&String::from_utf8_lossy(body));
@@ -115,7 +117,11 @@ fn echo_of(parts: &http::request::Parts, body: &[u8]) -> String {
 
 async fn answer(shared: &Shared, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let echo = echo_of(&parts, &body);
     shared
         .seen
@@ -149,7 +155,10 @@ async fn answer(shared: &Shared, req: Request<hyper::body::Incoming>) -> Respons
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
     let headers = response.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
     for (name, value) in [
         ("x-echo-authorization", authorization.as_str()),
         ("x-echo-request-line", request_line.as_str()),
@@ -178,7 +187,10 @@ async fn proxy(
             request = request.header(name, value);
         }
     }
-    let response = shared.client.request(request.body(Full::new(body))?).await?;
+    let response = shared
+        .client
+        .request(request.body(Full::new(body))?)
+        .await?;
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&bytes).into_owned()))

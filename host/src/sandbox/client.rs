@@ -26,7 +26,11 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// 64 KiB never do.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
-pub fn pooled(connect_timeout: Duration, max_idle: usize, addresses: AddressPolicy) -> PooledClient {
+pub fn pooled(
+    connect_timeout: Duration,
+    max_idle: usize,
+    addresses: AddressPolicy,
+) -> PooledClient {
     let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(addresses));
     // The scheme decides TLS, not the connector: https URLs are wrapped below.
     http.enforce_http(false);

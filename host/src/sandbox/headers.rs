@@ -88,8 +88,7 @@ mod tests {
             HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
         );
         h.insert(
-            http::HeaderName::from_bytes(format!("x-{}", TOKEN.to_lowercase()).as_bytes())
-                .unwrap(),
+            http::HeaderName::from_bytes(format!("x-{}", TOKEN.to_lowercase()).as_bytes()).unwrap(),
             HeaderValue::from_static("1"),
         );
         h
@@ -103,7 +102,10 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert_eq!(h["content-type"], "application/json");
         let echo = h["x-echo-authorization"].to_str().unwrap();
-        assert!(!echo.contains(&TOKEN[..12]) && echo.starts_with("[REDACTED]"), "{echo}");
+        assert!(
+            !echo.contains(&TOKEN[..12]) && echo.starts_with("[REDACTED]"),
+            "{echo}"
+        );
     }
 
     #[test]

@@ -24,13 +24,13 @@ pub mod retry;
 pub mod scrub;
 pub mod stats;
 
+use crate::limits::MemoryAccount;
 pub use addresses::{AddressClass, AddressPolicy};
 use body::CappedBody;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
 pub use origin::Origin;
-use crate::limits::MemoryAccount;
 use retry::{RateGate, RetryPolicy, rate_limit_wait};
 use scrub::{ScrubbedBody, Scrubber};
 pub use stats::{NetSnapshot, NetStats};

@@ -58,9 +58,8 @@ impl tower_service::Service<Name> for GuardedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             // One refused address refuses the name: a name that mixes public and private
             // answers is not one to trust with the token.
             for addr in &addrs {

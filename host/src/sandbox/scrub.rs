@@ -88,7 +88,8 @@ impl Scrubber {
         }
         let max_lead = patterns.iter().map(|p| p.lead).max().unwrap_or(1);
         let lower = secret.to_ascii_lowercase();
-        let lower_lead = memmem::Finder::new(&lower.as_bytes()[..lower.len().min(LEAD)]).into_owned();
+        let lower_lead =
+            memmem::Finder::new(&lower.as_bytes()[..lower.len().min(LEAD)]).into_owned();
         Some(Scrubber {
             patterns,
             max_lead,
@@ -123,7 +124,8 @@ impl Scrubber {
 
     /// Whether `bytes` holds a match, or ends with what may start one.
     fn may_match(&self, bytes: &[u8]) -> bool {
-        self.patterns.iter().any(|p| p.finder.find(bytes).is_some()) || self.held_from(bytes, 0) < bytes.len()
+        self.patterns.iter().any(|p| p.finder.find(bytes).is_some())
+            || self.held_from(bytes, 0) < bytes.len()
     }
 
     /// Masks the matches in `buf` and returns how much of it is final; the rest may be the
@@ -277,7 +279,11 @@ impl<B: Body<Data = Bytes> + Unpin> Body for ScrubbedBody<B> {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    let rest = this.stream.as_mut().map(ScrubStream::finish).unwrap_or_default();
+                    let rest = this
+                        .stream
+                        .as_mut()
+                        .map(ScrubStream::finish)
+                        .unwrap_or_default();
                     if !rest.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(rest))));
                     }
@@ -311,17 +317,24 @@ mod tests {
 
     fn scrub(text: &str) -> String {
         let s = Scrubber::new(TOKEN).unwrap();
-        String::from_utf8(s.scrub(text.as_bytes()).unwrap_or_else(|| text.as_bytes().to_vec()))
-            .unwrap()
+        String::from_utf8(
+            s.scrub(text.as_bytes())
+                .unwrap_or_else(|| text.as_bytes().to_vec()),
+        )
+        .unwrap()
     }
 
     #[test]
     fn the_token_and_the_header_value_are_masked_to_the_same_length() {
-        let text = format!(r#"{{"message":"bad header authorization: Bearer {TOKEN}","t":"{TOKEN}"}}"#);
+        let text =
+            format!(r#"{{"message":"bad header authorization: Bearer {TOKEN}","t":"{TOKEN}"}}"#);
         let out = scrub(&text);
         assert_eq!(out.len(), text.len());
         assert!(!out.contains("sgp_Zx81"), "{out}");
-        assert!(!out.contains("Bearer"), "the whole header value goes: {out}");
+        assert!(
+            !out.contains("Bearer"),
+            "the whole header value goes: {out}"
+        );
         assert!(out.contains("[REDACTED]"), "{out}");
         serde_json::from_str::<serde_json::Value>(&out).expect("JSON stays JSON");
     }

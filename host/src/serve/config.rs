@@ -337,7 +337,13 @@ allowed_origins = ["http://127.0.0.1:9000"]
 
     /// A policy that lets tenants read `ACME_*` variables and files in `secrets`.
     fn policy(secrets: &Path) -> TenantPolicy {
-        TenantPolicy::new(Some(secrets), Some("ACME_"), None, &[AddressClass::Loopback]).unwrap()
+        TenantPolicy::new(
+            Some(secrets),
+            Some("ACME_"),
+            None,
+            &[AddressClass::Loopback],
+        )
+        .unwrap()
     }
 
     #[test]
@@ -388,7 +394,8 @@ allowed_origins = ["http://127.0.0.1:9000"]
         assert!(err(&one("")).contains("exactly one of token_env and token_file"));
         assert!(err(&one("token_env = \"ACME_X\"\ntoken_file = \"f\"")).contains("exactly one"));
         assert!(
-            err(&one("token_env = \"ACME_X\"\ninterval = \"soon\"")).contains("interval = \"soon\"")
+            err(&one("token_env = \"ACME_X\"\ninterval = \"soon\""))
+                .contains("interval = \"soon\"")
         );
         assert!(err(&one("token_env = \"ACME_X\"\ninterval = \"0s\"")).contains("at least 1s"));
         assert!(
@@ -402,7 +409,11 @@ allowed_origins = ["http://127.0.0.1:9000"]
             ))
             .contains("unencrypted")
         );
-        let twice = format!("{}\n{}", one("token_env = \"ACME_X\""), one("token_env = \"ACME_Y\""));
+        let twice = format!(
+            "{}\n{}",
+            one("token_env = \"ACME_X\""),
+            one("token_env = \"ACME_Y\"")
+        );
         assert!(err(&twice).contains("appears twice"));
         let secret = one("token_env = \"ACME_X\"\n[tenant.settings]\napi-token = \"x\"");
         assert!(err(&secret).contains("credentials go in token_env or token_file"));

@@ -149,22 +149,20 @@ pub async fn run(
         tasks.spawn(async move {
             let program = match own {
                 None => runtime.program().clone(),
-                Some((cell, compile)) => {
-                    match cell.get_or_init(|| compile.run()).await {
-                        Ok(program) => program.clone(),
-                        Err(e) => {
-                            tracing::error!(tenant = %tenant.id, "{e}; the tenant will not run");
-                            metrics.record(
-                                &tenant.id,
-                                RunReport {
-                                    error: Some(e.clone()),
-                                    ..RunReport::default()
-                                },
-                            );
-                            return (tenant.id, Some(e.clone()));
-                        }
+                Some((cell, compile)) => match cell.get_or_init(|| compile.run()).await {
+                    Ok(program) => program.clone(),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant.id, "{e}; the tenant will not run");
+                        metrics.record(
+                            &tenant.id,
+                            RunReport {
+                                error: Some(e.clone()),
+                                ..RunReport::default()
+                            },
+                        );
+                        return (tenant.id, Some(e.clone()));
                     }
-                }
+                },
             };
             loop {
                 let started = Instant::now();
@@ -232,7 +230,11 @@ impl Compile {
     /// the timeout the tenant fails; the compile itself cannot be interrupted and finishes in
     /// the background, its result dropped.
     async fn run(self) -> Result<Arc<Program>, String> {
-        let _slot = self.slots.acquire_owned().await.map_err(|e| e.to_string())?;
+        let _slot = self
+            .slots
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let (runtime, path, cache) = (self.runtime, self.path.clone(), self.cache);
         let compile = tokio::task::spawn_blocking(move || {
             let wasm = policy::read_regular(&path, policy::MAX_COMPONENT_FILE, "connector")?;

@@ -56,7 +56,9 @@ impl TenantPolicy {
         };
         let env_prefix = match env_prefix {
             Some(p) if p.trim().is_empty() => {
-                bail!("--tenant-env-prefix must not be empty: it is what keeps tenants away from the host's own variables")
+                bail!(
+                    "--tenant-env-prefix must not be empty: it is what keeps tenants away from the host's own variables"
+                )
             }
             Some(p) => Some(p.to_string()),
             None => None,
@@ -87,7 +89,9 @@ impl TenantPolicy {
             );
         };
         if !var.starts_with(prefix.as_str()) || var.len() == prefix.len() {
-            bail!("token_env = {var:?}: tenants may read only variables whose names start with {prefix:?}");
+            bail!(
+                "token_env = {var:?}: tenants may read only variables whose names start with {prefix:?}"
+            );
         }
         Ok(var.to_string())
     }
@@ -133,7 +137,12 @@ impl TenantPolicy {
             _ => base.join(output),
         };
         let name = match joined.file_name() {
-            Some(name) if !matches!(Path::new(name).components().next(), Some(Component::ParentDir)) => {
+            Some(name)
+                if !matches!(
+                    Path::new(name).components().next(),
+                    Some(Component::ParentDir)
+                ) =>
+            {
                 name.to_os_string()
             }
             _ => bail!("output = {}: not a file name", output.display()),
@@ -167,12 +176,19 @@ impl TenantPolicy {
         let bare = origin.host.trim_start_matches('[').trim_end_matches(']');
         if bare == "localhost" || bare.ends_with(".localhost") {
             if let Err(class) = self.addresses().check(std::net::Ipv4Addr::LOCALHOST.into()) {
-                bail!("{origin} is this machine ({class}); tenants may not reach it unless the operator allows loopback (--tenant-allow-addresses loopback)");
+                bail!(
+                    "{origin} is this machine ({class}); tenants may not reach it unless the operator allows loopback (--tenant-allow-addresses loopback)"
+                );
             }
         }
         self.addresses()
             .check_literal(&origin.host)
-            .map_err(|(ip, class)| anyhow!("{origin}: {ip} is a {class} address, which tenants may not reach{}", allow_hint(class)))
+            .map_err(|(ip, class)| {
+                anyhow!(
+                    "{origin}: {ip} is a {class} address, which tenants may not reach{}",
+                    allow_hint(class)
+                )
+            })
     }
 }
 
@@ -250,13 +266,17 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<Secret> {
 
 /// The contents of `path` if it is a regular file of at most `max` bytes.
 pub fn read_regular(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
-    let cannot = |e: std::io::Error| anyhow!("cannot read the {what} {}: {}", path.display(), e.kind());
+    let cannot =
+        |e: std::io::Error| anyhow!("cannot read the {what} {}: {}", path.display(), e.kind());
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     // Opening a FIFO would wait for a writer (forever): open without waiting, then refuse
     // anything that is not a regular file. Never through a link swapped in since the check.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK | libc::O_NOFOLLOW);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NONBLOCK | libc::O_NOFOLLOW,
+    );
     let real = path.canonicalize().map_err(cannot)?;
     let file = options.open(&real).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
@@ -275,7 +295,10 @@ pub fn read_regular(path: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>
     // It may grow between the check and the read: never read past the cap.
     file.take(max + 1).read_to_end(&mut bytes).map_err(cannot)?;
     if bytes.len() as u64 > max {
-        bail!("the {what} {} is larger than the {max} bytes allowed", path.display());
+        bail!(
+            "the {what} {} is larger than the {max} bytes allowed",
+            path.display()
+        );
     }
     Ok(bytes)
 }
@@ -298,7 +321,8 @@ mod tests {
         std::fs::create_dir_all(&secrets).unwrap();
         std::fs::create_dir_all(outputs.join("sub")).unwrap();
         std::fs::write(secrets.join("acme"), "acme-token\n").unwrap();
-        let policy = TenantPolicy::new(Some(&secrets), Some("TENANT_"), Some(&outputs), allow).unwrap();
+        let policy =
+            TenantPolicy::new(Some(&secrets), Some("TENANT_"), Some(&outputs), allow).unwrap();
         Setup { dir, policy }
     }
 
@@ -324,14 +348,22 @@ mod tests {
         assert!(err(&tenant("token_env = \"ACME\"")).contains("--tenant-env-prefix"));
         // The issue's attack: a host file sent as a bearer token.
         assert!(err(&tenant("token_file = \"/etc/hostname\"")).contains("--tenant-secrets-dir"));
-        assert!(TenantPolicy::new(None, Some(" "), None, &[]).is_err(), "an empty prefix");
+        assert!(
+            TenantPolicy::new(None, Some(" "), None, &[]).is_err(),
+            "an empty prefix"
+        );
     }
 
     #[test]
     fn token_variables_need_the_prefix() {
         let s = setup(&[]);
         assert!(s.parse(&tenant("token_env = \"TENANT_ACME\"")).is_ok());
-        for var in ["BATON_CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY", "TENANT_", "tenant_acme"] {
+        for var in [
+            "BATON_CLIENT_SECRET",
+            "AWS_SECRET_ACCESS_KEY",
+            "TENANT_",
+            "tenant_acme",
+        ] {
             let err = s.refused(&tenant(&format!("token_env = \"{var}\"")));
             assert!(err.contains("TENANT_"), "{var}: {err}");
         }
@@ -354,7 +386,10 @@ mod tests {
 
         for escape in ["/etc/hostname", "../secrets-elsewhere", "sub/../../x"] {
             let err = s.refused(&tenant(&format!("token_file = \"{escape}\"")));
-            assert!(err.contains("outside the secrets directory"), "{escape}: {err}");
+            assert!(
+                err.contains("outside the secrets directory"),
+                "{escape}: {err}"
+            );
         }
         // A link out of the directory: refused when the file is read in.
         std::os::unix::fs::symlink("/etc/hostname", secrets.join("host")).unwrap();
@@ -392,13 +427,16 @@ mod tests {
         let t = s.parse(&tenant("token_env = \"TENANT_A\"")).unwrap();
         assert_eq!(t[0].output, root.join("t.c1z"));
         for escape in ["../escape.c1z", "/tmp/escape.c1z", "sub/../../escape.c1z"] {
-            let text = format!("[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"{escape}\"\n");
+            let text = format!(
+                "[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"{escape}\"\n"
+            );
             let err = s.refused(&text);
             assert!(err.contains("outside the output root"), "{escape}: {err}");
         }
         // A directory link out of the root.
         std::os::unix::fs::symlink("/tmp", root.join("out-link")).unwrap();
-        let text = "[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"out-link/x.c1z\"\n";
+        let text =
+            "[[tenant]]\nid = \"t\"\ntoken_env = \"TENANT_A\"\noutput = \"out-link/x.c1z\"\n";
         assert!(s.refused(text).contains("outside the output root"));
         // Two spellings of one file.
         let two = "[[tenant]]\nid = \"a\"\ntoken_env = \"TENANT_A\"\noutput = \"same.c1z\"\n\
@@ -424,7 +462,9 @@ mod tests {
     fn private_and_metadata_origins_are_refused_unless_allowed() {
         let strict = setup(&[]);
         let origin = |url: &str, extra: &str| {
-            tenant(&format!("token_env = \"TENANT_A\"\nbase_url = \"{url}\"\n{extra}"))
+            tenant(&format!(
+                "token_env = \"TENANT_A\"\nbase_url = \"{url}\"\n{extra}"
+            ))
         };
         for url in [
             "http://127.0.0.1:9000",
@@ -438,7 +478,11 @@ mod tests {
             let err = strict.refused(&origin(url, ""));
             assert!(err.contains("may not reach"), "{url}: {err}");
         }
-        assert!(strict.parse(&origin("https://api.segmentapis.com", "")).is_ok());
+        assert!(
+            strict
+                .parse(&origin("https://api.segmentapis.com", ""))
+                .is_ok()
+        );
         let extra = "[tenant.limits]\nallowed_origins = [\"https://169.254.169.254\"]";
         assert!(
             strict
@@ -446,13 +490,24 @@ mod tests {
                 .contains("allowed_origins")
         );
 
-        let allowing = setup(&[AddressClass::Loopback, AddressClass::Private, AddressClass::LinkLocal]);
-        for url in ["http://127.0.0.1:9000", "http://localhost:9000", "https://10.0.0.5", "https://169.254.10.10"] {
+        let allowing = setup(&[
+            AddressClass::Loopback,
+            AddressClass::Private,
+            AddressClass::LinkLocal,
+        ]);
+        for url in [
+            "http://127.0.0.1:9000",
+            "http://localhost:9000",
+            "https://10.0.0.5",
+            "https://169.254.10.10",
+        ] {
             assert!(allowing.parse(&origin(url, "")).is_ok(), "{url}");
         }
         let err = allowing.refused(&origin("https://169.254.169.254", ""));
         assert!(err.contains("cloud metadata"), "never allowed: {err}");
-        let t = allowing.parse(&origin("http://127.0.0.1:9000", "")).unwrap();
+        let t = allowing
+            .parse(&origin("http://127.0.0.1:9000", ""))
+            .unwrap();
         assert_eq!(t[0].limits.addresses, allowing.policy.addresses());
     }
 }
