@@ -382,7 +382,7 @@ mod tests {
         let out = stream.push(Bytes::from(format!("x{}", &TOKEN[..5])));
         assert_eq!(&out[..], b"x");
         assert_eq!(stream.held(), 5);
-        assert_eq!(&stream.finish()[..], TOKEN[..5].as_bytes());
+        assert_eq!(&stream.finish()[..], &TOKEN.as_bytes()[..5]);
     }
 
     #[tokio::test]

@@ -102,8 +102,7 @@ pub async fn run(
     let runtime = Arc::new(runtime_for(&opts.tenants, &default_wasm, cache)?);
     // Each distinct component of a tenant's is compiled once, by the first of its tenants to
     // need it, in the background: the other tenants start at once.
-    let mut programs: HashMap<PathBuf, Arc<tokio::sync::OnceCell<Result<Arc<Program>, String>>>> =
-        HashMap::new();
+    let mut programs: HashMap<PathBuf, Arc<Compiled>> = HashMap::new();
     for tenant in &opts.tenants {
         if let Some(path) = &tenant.connector {
             programs.entry(path.clone()).or_default();
@@ -212,6 +211,9 @@ pub async fn run(
     failures.sort();
     Ok(ServeReport { failures, metrics })
 }
+
+/// A tenant's own component, once compiled (or why it is not).
+type Compiled = tokio::sync::OnceCell<Result<Arc<Program>, String>>;
 
 /// Tenants' own components compiled at once (each compile uses every core wasmtime finds).
 const COMPILES_AT_ONCE: usize = 1;

@@ -174,12 +174,15 @@ impl TenantPolicy {
     /// name is checked when it is resolved, at every connection).
     pub fn origin(&self, origin: &Origin) -> anyhow::Result<()> {
         let bare = origin.host.trim_start_matches('[').trim_end_matches(']');
-        if bare == "localhost" || bare.ends_with(".localhost") {
-            if let Err(class) = self.addresses().check(std::net::Ipv4Addr::LOCALHOST.into()) {
-                bail!(
-                    "{origin} is this machine ({class}); tenants may not reach it unless the operator allows loopback (--tenant-allow-addresses loopback)"
-                );
-            }
+        // Named, not resolved: refused here for a clear error at start (the resolver would
+        // refuse it at every connection anyway).
+        if (bare == "localhost" || bare.ends_with(".localhost"))
+            && let Err(class) = self.addresses().check(std::net::Ipv4Addr::LOCALHOST.into())
+        {
+            bail!(
+                "{origin} is this machine, a {class} address, which tenants may not reach unless the operator \
+                 allows it (--tenant-allow-addresses loopback)"
+            );
         }
         self.addresses()
             .check_literal(&origin.host)
