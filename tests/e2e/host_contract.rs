@@ -4,7 +4,9 @@
 //!   keeps only its newest entries) still gets every resource, entitlement and grant, at the
 //!   cost of requests;
 //! * every request with a body states its `Content-Length` (a host that would send it chunked
-//!   may meet a server that ignores chunked bodies).
+//!   may meet a server that ignores chunked bodies);
+//! * it never asks for its environment, arguments or working directory (the hostile
+//!   component's `read-token`, which does, is the counter's control: `hostile_server.rs`).
 
 mod common;
 
@@ -121,4 +123,25 @@ async fn every_request_body_states_its_length() {
         );
         assert!(!head.contains("transfer-encoding"), "{head}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_component_never_looks_at_its_environment() {
+    let fake = fake(FakeConfig::demo()).await;
+    let dir = temp_dir();
+    let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
+    let run = connection.run_context(connection.policy().unwrap());
+    app::sync_in(
+        runtime(),
+        SyncJob::with(connection, out(&dir)),
+        run.clone(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        run.meter.environment_reads(),
+        0,
+        "no environment variable, argument or working directory was asked for"
+    );
 }

@@ -126,7 +126,9 @@ async fn the_component_never_sees_the_token_whatever_the_server_echoes() {
                 policy,
                 None,
             );
-            let report = attack_report(run).await;
+            let report = attack_report(run.clone()).await;
+            // (It looked at its environment too: the counter `host_contract.rs` relies on works.)
+            assert!(run.meter.environment_reads() >= 3);
             // The server did echo the token (the host sent it), in the body and a header ...
             assert!(
                 echo.echoed()
