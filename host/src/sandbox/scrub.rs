@@ -21,6 +21,11 @@ use std::task::{Context, Poll};
 /// Bytes of the secret an echo must hold to be masked (all of it when it is shorter).
 pub const LEAD: usize = 12;
 
+/// Secrets shorter than this are not masked: they cannot be told apart from data (masking a
+/// three-letter "token" would break every answer that holds those letters). No Segment or
+/// ConductorOne credential is anywhere near this short.
+pub const MIN_SECRET: usize = 8;
+
 /// What a masked region starts with; the rest of it is `*`.
 const LABEL: &[u8] = b"[REDACTED]";
 
@@ -65,9 +70,9 @@ fn spellings(secret: &str) -> Vec<String> {
 }
 
 impl Scrubber {
-    /// A scrubber for `secret`; `None` when it is empty (nothing to hide).
+    /// A scrubber for `secret`; `None` when it is shorter than [`MIN_SECRET`].
     pub fn new(secret: &str) -> Option<Scrubber> {
-        if secret.is_empty() {
+        if secret.len() < MIN_SECRET {
             return None;
         }
         let mut patterns = vec![];
@@ -424,9 +429,10 @@ mod tests {
     }
 
     #[test]
-    fn short_tokens_are_masked_whole() {
-        let s = Scrubber::new("abc").unwrap();
-        assert_eq!(s.scrub(b"xabcx").unwrap(), b"x***x");
+    fn short_tokens_are_masked_whole_and_tiny_ones_not_at_all() {
+        let s = Scrubber::new("abcdefgh").unwrap();
+        assert_eq!(s.scrub(b"xabcdefghx").unwrap(), b"x********x");
+        assert!(Scrubber::new("abc").is_none());
         assert!(Scrubber::new("").is_none());
     }
 }
