@@ -1,9 +1,9 @@
 //! Compiles our own .proto files with protox (pure Rust, no protoc) into one
 //! FileDescriptorSet and generates code from it:
 //!
-//! * prost messages for `c1.connector.v2` (`crate::pb`) and `google.rpc` (`crate::rpc`);
+//! * prost messages for `c1.connector.v2` (`crate::pb`) and `google.rpc` (`crate::c1::rpc`);
 //! * prost messages plus tonic client and server for `c1.connectorapi.baton.v1`
-//!   (`crate::service`), whose references to the two packages above are mapped onto the
+//!   (`crate::c1::service`), whose references to the two packages above are mapped onto the
 //!   existing modules with `extern_path`, so e.g. a task's entitlement is a `pb::Entitlement`.
 
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ fn main() {
         .build_server(true)
         .out_dir(&service_dir)
         .extern_path(".c1.connector.v2", "crate::pb")
-        .extern_path(".google.rpc", "crate::rpc")
+        .extern_path(".google.rpc", "crate::c1::rpc")
         .compile_fds_with_config(fds, prost_config())
         .expect("generating Rust code for c1.connectorapi.baton.v1");
 }

@@ -4,7 +4,8 @@
 mod common;
 
 use baton::annotations;
-use baton::{C1zReader, C1zWriter, ksuid, pb, timefmt};
+use baton::c1z::{ksuid, timefmt};
+use baton::{C1zReader, C1zWriter, pb};
 use chrono::{Duration, Local};
 use common::*;
 use prost::Message;
@@ -801,12 +802,23 @@ fn atomic_replace_and_no_leftovers() {
     assert!(r.grants(&sync_id).unwrap().is_empty());
     assert_eq!(r.resource_types(&sync_id).unwrap().len(), 4);
 
-    // Replacing a c1z with another one.
+    // Writing a c1z again keeps the previous sync beside the new one, as Baton's cleanup does
+    // (the newest two finished syncs by default).
     let (sync2, _, _) = write_sample(&path);
     assert_eq!(dir_entries(dir.path()), vec!["sync.c1z"]);
     let r = C1zReader::open(&path).unwrap();
-    assert_eq!(r.syncs().unwrap().len(), 1);
+    let syncs: Vec<String> = r.syncs().unwrap().into_iter().map(|s| s.sync_id).collect();
+    assert_eq!(syncs, vec![sync_id.clone(), sync2.clone()]);
     assert_eq!(r.latest_sync().unwrap().sync_id, sync2);
+    // A third sync drops the oldest.
+    let (sync3, _, _) = write_sample(&path);
+    let r = C1zReader::open(&path).unwrap();
+    let syncs: Vec<String> = r.syncs().unwrap().into_iter().map(|s| s.sync_id).collect();
+    assert_eq!(syncs, vec![sync2, sync3]);
+    assert!(
+        r.resource_types(&sync_id).unwrap().is_empty(),
+        "the oldest sync's rows are gone"
+    );
 }
 
 #[test]
@@ -1083,7 +1095,7 @@ fn reader_picks_the_right_sync_and_filters_rows() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("multi.db");
     let conn = Connection::open(&db).unwrap();
-    for stmt in baton::schema::DDL {
+    for stmt in baton::c1z::schema::DDL {
         conn.execute(stmt, []).unwrap();
     }
     let rt = |id: &str| {
@@ -1187,7 +1199,7 @@ fn legacy_grants_without_expansion_columns() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("old.db");
     let conn = Connection::open(&db).unwrap();
-    for stmt in baton::schema::DDL {
+    for stmt in baton::c1z::schema::DDL {
         if stmt.contains("v1_grants") {
             continue;
         }

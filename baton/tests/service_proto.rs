@@ -2,10 +2,10 @@
 //! published, type URLs, connector types shared with `baton::pb`, and tolerance of task
 //! types this crate does not know.
 
+use baton::c1::service::baton_service_finish_task_request as finish;
+use baton::c1::service::baton_service_upload_asset_request as upload;
+use baton::c1::service::{self, Task, task};
 use baton::pb;
-use baton::service::baton_service_finish_task_request as finish;
-use baton::service::baton_service_upload_asset_request as upload;
-use baton::service::{self, Task, task};
 use prost::{Message, Name};
 
 /// The bytes of a protobuf tag (field number + wire type) as a varint.
@@ -149,7 +149,7 @@ fn upload_and_finish_oneofs() {
     let f = service::BatonServiceFinishTaskRequest {
         host_id: "h".into(),
         task_id: "t".into(),
-        status: Some(baton::rpc::Status {
+        status: Some(baton::c1::rpc::Status {
             code: 0,
             message: String::new(),
             details: vec![],
@@ -245,7 +245,7 @@ fn names_and_type_urls() {
         "type.googleapis.com/c1.connectorapi.baton.v1.Task"
     );
     assert_eq!(
-        baton::rpc::Status::type_url(),
+        baton::c1::rpc::Status::type_url(),
         "type.googleapis.com/google.rpc.Status"
     );
     assert_eq!(

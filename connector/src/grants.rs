@@ -1,5 +1,5 @@
-//! `list-grants`: workspace membership (from the user list), role assignments of users and of
-//! groups (from the permissions recorded in the session), and group membership.
+//! `list-grants`: workspace membership and role assignments of each user (from the permissions
+//! recorded in the session), role assignments of groups, and group membership.
 //!
 //! A group's role assignments are granted to the group and marked expandable to the group's
 //! members, so that each member is seen holding the role too.
@@ -96,23 +96,24 @@ impl<E: Env> Connector<'_, E> {
         token: &str,
     ) -> Result<GrantPage, ConnectorError> {
         match resource.id.resource_type.as_str() {
-            WORKSPACE => {
-                let users = self.all_user_ids()?;
-                let items = users
-                    .into_iter()
-                    .map(|id| member_grant(&resource.id, rid(USER, &id)))
-                    .collect();
-                Ok(grant_page(items, None))
-            }
+            // Workspace membership is listed with each user (below): one grant per user, so no
+            // listing holds the whole workspace at once.
+            WORKSPACE => Ok(grant_page(vec![], None)),
             USER => {
                 let permissions = self.user_permissions(&resource.id.resource)?;
                 let catalog = self.role_catalog()?;
-                Ok(grant_page(
+                let mut items =
                     permission_grants(&catalog, &permissions, &resource.id, None, &|m| {
                         self.debug(m)
-                    }),
-                    None,
-                ))
+                    });
+                if let Some(ws) = resource
+                    .parent
+                    .as_ref()
+                    .filter(|p| p.resource_type == WORKSPACE)
+                {
+                    items.insert(0, member_grant(ws, resource.id.clone()));
+                }
+                Ok(grant_page(items, None))
             }
             GROUP => self.group_grants(&resource.id, token),
             _ => Ok(grant_page(vec![], None)),

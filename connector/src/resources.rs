@@ -375,6 +375,10 @@ pub(crate) struct UsersLoad {
     pub warnings: Vec<String>,
 }
 
+/// Users whose permissions are fetched (`GET /users/{id}`) and recorded together: what an
+/// interrupted sync can lose of a page.
+const PERMISSION_BATCH: usize = 64;
+
 impl<E: Env> Connector<'_, E> {
     pub fn list_resources(
         &self,
@@ -563,38 +567,45 @@ impl<E: Env> Connector<'_, E> {
             .map_err(|e| to_connector_error(&e))?;
         let mut users = p.items;
         let mut warnings = vec![];
+        let key = |id: &str| format!("{}{id}", keys::USER_PERMISSIONS);
+        for u in users.iter().filter(|u| u.permissions.is_some()) {
+            self.record(&key(&u.id), &u.permissions)?;
+        }
+        // Permissions this sync already fetched (before an interruption, say) are not fetched
+        // again.
+        for u in users.iter_mut().filter(|u| u.permissions.is_none()) {
+            u.permissions = self.cache_get::<Vec<Permission>>(&key(&u.id));
+        }
         let missing: Vec<usize> = (0..users.len())
             .filter(|&i| users[i].permissions.is_none())
             .collect();
-        let paths: Vec<String> = missing
-            .iter()
-            .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
-            .collect();
         let mut gone = vec![];
-        for (i, result) in missing
-            .into_iter()
-            .zip(self.api.get_all::<UserData>(&paths))
-        {
-            match result {
-                Ok(d) => users[i].permissions = Some(d.user.permissions.unwrap_or_default()),
-                Err(e) if e.is_not_found() => {
-                    warnings.push(format!(
-                        "user {} left the workspace during the sync ({e}); skipped",
-                        users[i].id
-                    ));
-                    gone.push(i);
+        // In batches, each recorded as it arrives: an interrupted sync loses one batch at most.
+        for batch in missing.chunks(PERMISSION_BATCH) {
+            let paths: Vec<String> = batch
+                .iter()
+                .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
+                .collect();
+            for (&i, result) in batch.iter().zip(self.api.get_all::<UserData>(&paths)) {
+                match result {
+                    Ok(d) => {
+                        let permissions = d.user.permissions.unwrap_or_default();
+                        self.record(&key(&users[i].id), &permissions)?;
+                        users[i].permissions = Some(permissions);
+                    }
+                    Err(e) if e.is_not_found() => {
+                        warnings.push(format!(
+                            "user {} left the workspace during the sync ({e}); skipped",
+                            users[i].id
+                        ));
+                        gone.push(i);
+                    }
+                    Err(e) => return Err(to_connector_error(&e)),
                 }
-                Err(e) => return Err(to_connector_error(&e)),
             }
         }
         for i in gone.into_iter().rev() {
             users.remove(i);
-        }
-        for u in &users {
-            self.record(
-                &format!("{}{}", keys::USER_PERMISSIONS, u.id),
-                &u.permissions.clone().unwrap_or_default(),
-            )?;
         }
         let record = PageRecord {
             ids: users.iter().map(|u| u.id.clone()).collect(),

@@ -5,9 +5,9 @@
 //!
 //! Run with `cargo bench -p baton-segment --bench multitenant`.
 
-use baton_segment::app::Connection;
-use baton_segment::component::SEGMENT_CONNECTOR_WASM;
-use baton_segment::runtime::{Runtime, RuntimeLimits};
+use baton_segment::commands::connection::Connection;
+use baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM;
+use baton_segment::engine::{Runtime, RuntimeLimits};
 use baton_segment::sandbox::{AddressClass, AddressPolicy, Origin, Secret};
 use baton_segment::serve::config::{DEFAULT_INTERVAL, Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
@@ -50,8 +50,8 @@ async fn instantiation() {
         "compile + link the bundled component: {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
     );
-    let connection = Connection::new("http://127.0.0.1:9", Secret::new("unused"));
-    let run = connection.run_context(connection.policy().unwrap());
+    let connection = Connection::to("http://127.0.0.1:9", Secret::new("unused")).unwrap();
+    let run = connection.run_context(connection.policy());
     // Warm the pool's slots first.
     for _ in 0..50 {
         drop(runtime.instantiate(run.clone()).await.unwrap());
@@ -91,7 +91,7 @@ async fn hundred_tenants() {
     let tenants: Vec<Tenant> = (0..TENANTS)
         .map(|i| Tenant {
             id: format!("tenant-{i:03}"),
-            base_url: fake.base_url(),
+            origin: origin.clone(),
             token: TokenSource::File(token.clone()),
             output: dir.path().join(format!("tenant-{i:03}.c1z")),
             interval: DEFAULT_INTERVAL,

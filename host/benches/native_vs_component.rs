@@ -4,7 +4,8 @@
 //!
 //! Run with `cargo bench -p baton-segment --bench native_vs_component`.
 
-use baton_segment::app::{self, SyncJob};
+use baton_segment::commands::connection::{Connection, segment_runtime};
+use baton_segment::commands::sync::{self as app, SyncJob};
 use baton_segment::sandbox::Secret;
 use fakes::segment::{FakeConfig, FakeSegment, GenSpec, Workspace};
 use segment_connector::native::{NativeEnv, walk};
@@ -18,7 +19,7 @@ fn main() {
     rt.block_on(async {
         let ws = Workspace::generate(3, GenSpec { users: 2000, groups: 150, invites: 100, sources: 80, warehouses: 5, functions: 30, spaces: 5 });
         let fake = FakeSegment::start(FakeConfig::new("bench-token", ws)).await.unwrap();
-        let runtime = app::segment_runtime(8).unwrap();
+        let runtime = segment_runtime(8).unwrap();
         let dir = tempfile::tempdir().unwrap();
 
         // Warm up both paths once (connection setup, allocator, the fake's caches).
@@ -44,7 +45,8 @@ fn main() {
         );
 
         for concurrency in [1usize, 4] {
-            let mut job = SyncJob::new(fake.base_url(), Secret::new("bench-token"), dir.path().join(format!("c{concurrency}.c1z")));
+            let connection = Connection::to(&fake.base_url(), Secret::new("bench-token")).unwrap();
+            let mut job = SyncJob::with(connection, dir.path().join(format!("c{concurrency}.c1z")));
             job.connection.concurrency = concurrency;
             let summary = app::sync_on(&runtime, job).await.unwrap();
             println!(

@@ -69,7 +69,7 @@ pub struct SyncArgs {
     #[arg(long, env = "BATON_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
 
-    /// Sync the built-in demo workspace (served by an in-process fake Segment API) instead of a real one
+    /// Sync the built-in demo workspace (served read-only in this process) instead of a real one
     #[arg(long, env = "BATON_DEMO", value_parser = boolish())]
     pub demo: bool,
 
@@ -80,6 +80,23 @@ pub struct SyncArgs {
     /// HTTP timeout in seconds: the longest wait for Segment's answer to one request
     #[arg(long, env = "BATON_HTTP_TIMEOUT_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1800))]
     pub http_timeout_seconds: u64,
+
+    /// The longest a sync may run (e.g. 90m, 24h); an interrupted sync resumes where it stopped
+    #[arg(long, env = "BATON_SYNC_DEADLINE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub sync_deadline: std::time::Duration,
+
+    /// Segment requests one sync or task may make in all (0: no limit); stops a server that
+    /// never ends a listing
+    #[arg(long, env = "BATON_REQUEST_BUDGET", default_value_t = 1_000_000)]
+    pub request_budget: u64,
+
+    /// Finished syncs kept in the .c1z, the new one included (as Baton's cleanup keeps them)
+    #[arg(long, env = "BATON_KEEP_SYNC_COUNT", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub keep_sync_count: u16,
+
+    /// Start over instead of resuming an interrupted sync of the same file
+    #[arg(long, env = "BATON_NO_RESUME", value_parser = boolish())]
+    pub no_resume: bool,
 }
 
 /// The operations a create-account flag cannot be combined with.

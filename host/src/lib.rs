@@ -1,27 +1,26 @@
 //! `baton-segment`: a sandboxed wasmtime host for Baton connector components, bundled with the
 //! Twilio Segment connector.
 //!
-//! * [`runtime`]: the engine, the compiled component and its instances (limits, epochs).
-//! * [`sandbox`]: the component's only network: allowlist, credential injection, caps, retries.
-//! * [`sync`]: the generic sync engine (phases, concurrency, grant expansion).
-//! * [`convert`] and the `baton` crate: the `.c1z` output.
-//! * [`app`], [`cli`], [`inspect`]: the `baton-segment` command.
+//! The layers, each importing only from those below it:
+//!
+//! | layer | modules | job |
+//! | --- | --- | --- |
+//! | command line | `main.rs`, [`cli`], [`logging`] | flags and `BATON_*` variables, logs, exit codes |
+//! | modes | [`commands`], [`service`], [`serve`], [`health`] | one-shot sync, provisioning and inspection; ConductorOne service mode; many tenants in one process; health endpoints |
+//! | sync engine | [`sync`] | Baton's phases over the contract's calls, pages, concurrency, grant expansion |
+//! | engine | [`engine`] | wasmtime: compiled components, instances and their calls, limits, host imports, conversions to and from Baton's records |
+//! | sandbox | [`sandbox`] | the component's only network: allowlist, credentials, caps, retries |
+//! | formats | the `baton` crate | the `.c1z` file and ConductorOne's protocol |
+//!
+//! [`demo`] serves the built-in demo workspace for `--demo`.
 
-pub mod app;
-pub mod cache;
 pub mod cli;
-pub mod component;
-pub mod convert;
+pub mod commands;
+pub mod demo;
+pub mod engine;
 pub mod health;
-pub mod inspect;
-pub mod limits;
 pub mod logging;
-pub mod provision;
-pub mod redact;
-pub mod runtime;
 pub mod sandbox;
 pub mod serve;
 pub mod service;
-pub mod session;
-pub mod summary;
 pub mod sync;

@@ -1,6 +1,6 @@
 //! Logs go to stderr, as console text or JSON lines. Nothing secret is ever logged: the token
 //! lives in a `Secret` whose `Debug` is redacted, and is never formatted into a message; and
-//! every line passes through [`crate::redact`] on its way out, in case a secret arrived inside
+//! every line passes through [`crate::sandbox::redact`] on its way out, in case a secret arrived inside
 //! text from elsewhere.
 
 use clap::ValueEnum;
@@ -55,7 +55,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
     ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::redact::RedactingStderr);
+        .with_writer(crate::sandbox::redact::RedactingStderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Console => builder.compact().without_time().try_init(),

@@ -1,12 +1,13 @@
-use baton_segment::app::{self, Connection, SyncJob};
 use baton_segment::cli::{Cli, Command, ServeArgs, SyncArgs};
-use baton_segment::inspect::Inspector;
+use baton_segment::commands::connection::{Connection, segment_runtime};
+use baton_segment::commands::inspect::Inspector;
+use baton_segment::commands::provision::{self, Lookup};
+use baton_segment::commands::sync::{self as app, SyncJob};
+use baton_segment::demo::{self, DemoSegment};
 use baton_segment::logging;
-use baton_segment::provision::{self, Lookup};
-use baton_segment::redact::redact;
 use baton_segment::sandbox::Secret;
+use baton_segment::sandbox::redact::redact;
 use clap::{CommandFactory, FromArgMatches};
-use fakes::segment::{FakeConfig, FakeSegment};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -85,16 +86,16 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     }
 }
 
-/// Where the component reaches Segment: the configured API, or with `--demo` the fake Segment
-/// API serving the demo workspace in this process, on loopback.
-async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<FakeSegment>)> {
+/// Where the component reaches Segment: the configured API, or with `--demo` the demo
+/// workspace served in this process, on loopback.
+async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<DemoSegment>)> {
     let demo = if args.demo {
-        Some(FakeSegment::start(FakeConfig::demo()).await?)
+        Some(DemoSegment::start().await?)
     } else {
         None
     };
     let (base_url, token) = match &demo {
-        Some(fake) => (fake.base_url(), Secret::new(FakeConfig::demo().token)),
+        Some(server) => (server.base_url(), Secret::new(demo::TOKEN)),
         None => {
             let token = args.token.clone().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -105,10 +106,10 @@ async fn connection(args: &SyncArgs) -> anyhow::Result<(Connection, Option<FakeS
             (args.base_url.clone(), Secret::new(token.trim()))
         }
     };
-    app::check_base_url(&base_url)?;
-    let mut connection = Connection::new(base_url, token);
+    let mut connection = Connection::to(&base_url, token)?;
     connection.concurrency = args.concurrency as usize;
     connection.http_timeout = Duration::from_secs(args.http_timeout_seconds);
+    connection.request_budget = (args.request_budget > 0).then_some(args.request_budget);
     Ok((connection, demo))
 }
 
@@ -117,6 +118,9 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
     let file = cli.file.clone();
     let job = SyncJob {
         show_progress: true,
+        keep_syncs: cli.sync.keep_sync_count.into(),
+        resume: !cli.sync.no_resume,
+        deadline: cli.sync.sync_deadline,
         ..SyncJob::with(connection, cli.file)
     };
     // Ctrl-C or SIGTERM drops the sync, which removes its temporary files; the output is
@@ -128,8 +132,8 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
             file.display()
         ),
     };
-    if let Some(fake) = demo {
-        fake.shutdown().await;
+    if let Some(server) = demo {
+        server.shutdown().await;
     }
     Ok(summary.to_string())
 }
@@ -148,7 +152,8 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
     let cache_dir = if args.no_cache {
         None
     } else {
-        args.cache_dir.or_else(baton_segment::cache::default_dir)
+        args.cache_dir
+            .or_else(baton_segment::engine::cache::default_dir)
     };
     let health = args.health.address();
     let count = tenants.len();
@@ -206,8 +211,8 @@ async fn run_service(cli: Cli) -> anyhow::Result<String> {
     if let Some(task) = health {
         task.abort();
     }
-    if let Some(fake) = demo {
-        fake.shutdown().await;
+    if let Some(server) = demo {
+        server.shutdown().await;
     }
     result.map(|()| String::new())
 }
@@ -239,7 +244,7 @@ async fn run_provisioning(cli: Cli) -> anyhow::Result<String> {
         );
     };
     let (connection, demo) = connection(&cli.sync).await?;
-    let runtime = app::segment_runtime(2)?;
+    let runtime = segment_runtime(2)?;
     let result = if p.dry_run {
         provision::plan(&runtime, &connection, &operation)
             .await
@@ -256,8 +261,8 @@ async fn run_provisioning(cli: Cli) -> anyhow::Result<String> {
             })
             .map_err(anyhow::Error::from)
     };
-    if let Some(fake) = demo {
-        fake.shutdown().await;
+    if let Some(server) = demo {
+        server.shutdown().await;
     }
     result
 }

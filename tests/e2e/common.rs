@@ -3,11 +3,13 @@
 
 #![allow(dead_code)]
 
-use baton::{C1zReader, StoredGrant, pb};
-use baton_segment::app::{self, SyncJob};
-use baton_segment::runtime::Runtime;
+use baton::c1z::StoredGrant;
+use baton::{C1zReader, pb};
+use baton_segment::commands::connection::{Connection, segment_runtime};
+use baton_segment::commands::summary::SyncSummary;
+use baton_segment::commands::sync::{self as app, SyncJob};
+use baton_segment::engine::Runtime;
 use baton_segment::sandbox::Secret;
-use baton_segment::summary::SyncSummary;
 use fakes::segment::{FakeConfig, FakeSegment};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,7 +17,7 @@ use std::sync::OnceLock;
 /// Compiling the component takes a moment; every test in a binary shares one runtime.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| app::segment_runtime(64).expect("the bundled component compiles"))
+    RUNTIME.get_or_init(|| segment_runtime(64).expect("the bundled component compiles"))
 }
 
 pub async fn fake(cfg: FakeConfig) -> FakeSegment {
@@ -25,7 +27,10 @@ pub async fn fake(cfg: FakeConfig) -> FakeSegment {
 }
 
 pub fn job(fake: &FakeSegment, token: &str, output: &Path) -> SyncJob {
-    SyncJob::new(fake.base_url(), Secret::new(token), output)
+    SyncJob::with(
+        Connection::to(&fake.base_url(), Secret::new(token)).unwrap(),
+        output,
+    )
 }
 
 /// The token `FakeConfig::demo()` expects.

@@ -22,7 +22,9 @@ async fn compare(cfg: FakeConfig) {
     let dir = temp_dir();
     let mut job = job(&fake, TOKEN, &out(&dir));
     job.connection.concurrency = 3;
-    baton_segment::app::sync_on(runtime(), job).await.unwrap();
+    baton_segment::commands::sync::sync_on(runtime(), job)
+        .await
+        .unwrap();
     let c1z = Synced::open(&out(&dir));
     let direct: Vec<String> = c1z
         .grants()

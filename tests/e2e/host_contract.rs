@@ -10,11 +10,12 @@
 
 mod common;
 
-use baton_segment::app::{self, Connection, SyncJob};
-use baton_segment::component::RunContext;
-use baton_segment::provision::{self, Lookup};
+use baton_segment::commands::connection::Connection;
+use baton_segment::commands::provision::{self, Lookup};
+use baton_segment::commands::sync::{self as app, SyncJob};
+use baton_segment::engine::host_state::RunContext;
+use baton_segment::engine::session::SessionStore;
 use baton_segment::sandbox::{RunNetwork, Secret};
-use baton_segment::session::SessionStore;
 use common::*;
 use fakes::echo::{EchoMode, EchoServer};
 use fakes::segment::{FakeConfig, FakeSegment};
@@ -23,11 +24,8 @@ use std::sync::Arc;
 
 /// A sync of `fake` whose session store keeps at most `keep` entries (`None`: all of them).
 async fn sync_keeping(fake: &FakeSegment, keep: Option<usize>, output: &Path) -> (Synced, u64) {
-    let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
-    let config = connection
-        .run_context(connection.policy().unwrap())
-        .config
-        .clone();
+    let connection = Connection::to(&fake.base_url(), Secret::new(TOKEN)).unwrap();
+    let config = connection.run_context(connection.policy()).config.clone();
     let run = Arc::new(RunContext {
         label: "evicting".into(),
         config,
@@ -35,7 +33,7 @@ async fn sync_keeping(fake: &FakeSegment, keep: Option<usize>, output: &Path) ->
             None => SessionStore::new(64 << 20),
             Some(keep) => SessionStore::evicting(64 << 20, keep),
         },
-        network: RunNetwork::new(connection.policy().unwrap()),
+        network: RunNetwork::new(connection.policy()),
         limits: None,
         meter: Default::default(),
     });
@@ -91,12 +89,15 @@ async fn every_request_body_states_its_length() {
     let c1z = dir.path().join("sync.c1z");
     app::sync_on(
         runtime(),
-        SyncJob::new(echo.base_url(), Secret::new(TOKEN), &c1z),
+        SyncJob::with(
+            Connection::to(&echo.base_url(), Secret::new(TOKEN)).unwrap(),
+            &c1z,
+        ),
     )
     .await
     .unwrap();
     let lookup = Lookup::open(&c1z).unwrap();
-    let connection = Connection::new(echo.base_url(), Secret::new(TOKEN));
+    let connection = Connection::to(&echo.base_url(), Secret::new(TOKEN)).unwrap();
     for op in [
         lookup
             .grant("group:grpEng:member", "usrGrace", "user")
@@ -129,8 +130,8 @@ async fn every_request_body_states_its_length() {
 async fn the_component_never_looks_at_its_environment() {
     let fake = fake(FakeConfig::demo()).await;
     let dir = temp_dir();
-    let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
-    let run = connection.run_context(connection.policy().unwrap());
+    let connection = Connection::to(&fake.base_url(), Secret::new(TOKEN)).unwrap();
+    let run = connection.run_context(connection.policy());
     app::sync_in(
         runtime(),
         SyncJob::with(connection, out(&dir)),

@@ -10,10 +10,11 @@
 
 mod guests;
 
-use baton_segment::component::{ConnectorError, RunContext};
-use baton_segment::runtime::{CallError, CallResult, ConnectorInstance, Runtime, RuntimeLimits};
+use baton_segment::engine::contract::ConnectorError;
+use baton_segment::engine::host_state::RunContext;
+use baton_segment::engine::session::SessionStore;
+use baton_segment::engine::{CallError, CallResult, ConnectorInstance, Runtime, RuntimeLimits};
 use baton_segment::sandbox::{HttpPolicy, RunNetwork, Secret};
-use baton_segment::session::SessionStore;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,13 +13,16 @@
 mod common;
 mod guests;
 
-use baton_segment::app::{self, Connection, SyncJob};
-use baton_segment::component::{ConnectorError, InstanceLimits, RunContext};
-use baton_segment::runtime::{CallResult, Runtime, RuntimeLimits};
+use baton_segment::commands::connection::Connection;
+use baton_segment::commands::sync::{self as app, SyncJob};
+use baton_segment::engine::contract::ConnectorError;
+use baton_segment::engine::host_state::RunContext;
+use baton_segment::engine::limits::InstanceLimits;
+use baton_segment::engine::session::SessionStore;
+use baton_segment::engine::{CallResult, Runtime, RuntimeLimits};
 use baton_segment::sandbox::{AddressClass, AddressPolicy, HttpPolicy, Origin, RunNetwork, Secret};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
-use baton_segment::session::SessionStore;
 use common::*;
 use fakes::echo::{EchoFormat, EchoMode, EchoServer};
 use fakes::segment::FakeConfig;
@@ -63,6 +66,11 @@ async fn servers(mode: EchoMode) -> (fakes::segment::FakeSegment, EchoServer) {
     .await;
     let echo = EchoServer::start(&segment.base_url(), mode).await.unwrap();
     (segment, echo)
+}
+
+/// A connection to `base_url` with the token.
+fn connection(base_url: &str) -> Connection {
+    Connection::to(base_url, Secret::new(SECRET)).unwrap()
 }
 
 /// The hostile component, compiled once.
@@ -161,7 +169,7 @@ async fn a_sync_against_an_echoing_server_leaks_the_token_nowhere() {
         let (_segment, echo) = servers(mode).await;
         let dir = temp_dir();
         let output = out(&dir);
-        let job = SyncJob::new(echo.base_url(), Secret::new(SECRET), &output);
+        let job = SyncJob::with(connection(&echo.base_url()), &output);
         match app::sync_on(runtime(), job).await {
             Ok(summary) => {
                 assert_eq!(mode, EchoMode::Ok, "only the 200 JSON answers make a sync");
@@ -203,7 +211,7 @@ async fn serve_reports_and_metrics_never_hold_the_token() {
         std::fs::write(&token, SECRET).unwrap();
         let tenant = Tenant {
             id: "echoed".into(),
-            base_url: echo.base_url(),
+            origin: Origin::parse(&echo.base_url()).unwrap(),
             token: TokenSource::File(token),
             output: dir.path().join("echoed.c1z"),
             interval: Duration::from_secs(3600),
@@ -251,7 +259,7 @@ async fn finish_task_never_holds_the_token() {
         let mut opts = ServiceOptions::new(
             &client_id,
             Secret::new(c1_secret),
-            Connection::new(echo.base_url(), Secret::new(SECRET)),
+            connection(&echo.base_url()),
         );
         opts.api_host = Some(c1.host());
         opts.ca_cert = Some(dir.path().join("ca.pem"));
@@ -394,12 +402,9 @@ async fn an_oversized_response_head_is_refused_as_such_and_not_retried() {
     assert_eq!(server.requests.load(Ordering::SeqCst), 1, "not retried");
     // ... and the bundled connector says what happened, and asks once.
     let dir = temp_dir();
-    let err = app::sync_on(
-        runtime(),
-        SyncJob::new(&server.url, Secret::new(SECRET), out(&dir)),
-    )
-    .await
-    .unwrap_err();
+    let err = app::sync_on(runtime(), SyncJob::with(connection(&server.url), out(&dir)))
+        .await
+        .unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("response headers are larger than the host allows"),
@@ -456,8 +461,8 @@ async fn validate_peak(padding: usize) -> usize {
         "x".repeat(padding)
     );
     let server = raw_server(reply_with_header(10, &body)).await;
-    let connection = Connection::new(&server.url, Secret::new(SECRET));
-    let run = connection.run_context(connection.policy().unwrap());
+    let connection = connection(&server.url);
+    let run = connection.run_context(connection.policy());
     let mut instance = runtime().instantiate(run.clone()).await.unwrap();
     let result: CallResult<()> = instance.validate().await;
     assert_eq!(result, Ok(Ok(())));
@@ -491,8 +496,8 @@ async fn a_restricted_run_connects_to_no_private_address_whatever_the_name() {
     let server = raw_server(reply_with_header(10, "{}")).await;
     let port = server.url.rsplit(':').next().unwrap().to_string();
     for base in [format!("http://localhost:{port}"), server.url.clone()] {
-        let connection = Connection::new(&base, Secret::new(SECRET));
-        let mut policy = connection.policy().unwrap();
+        let connection = connection(&base);
+        let mut policy = connection.policy();
         policy.addresses = AddressPolicy::public_and(&[]);
         let run = connection.run_context(policy);
         let dir = temp_dir();

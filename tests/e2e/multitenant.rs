@@ -5,7 +5,7 @@
 mod common;
 mod guests;
 
-use baton_segment::runtime::{Runtime, RuntimeLimits};
+use baton_segment::engine::{Runtime, RuntimeLimits};
 use baton_segment::sandbox::{AddressClass, AddressPolicy, Origin};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
@@ -116,7 +116,7 @@ fn limits(base_url: &str) -> TenantLimits {
 fn good(id: &str, base_url: &str, dir: &Path) -> Tenant {
     Tenant {
         id: id.into(),
-        base_url: base_url.into(),
+        origin: baton_segment::sandbox::Origin::parse(base_url).unwrap(),
         token: token_file(dir, TOKEN),
         output: dir.join(format!("{id}.c1z")),
         interval: Duration::from_secs(3600),
@@ -148,7 +148,7 @@ fn hostile(
     limits.response_max_bytes = 1 << 20;
     Tenant {
         id: id.into(),
-        base_url: base_url.into(),
+        origin: baton_segment::sandbox::Origin::parse(base_url).unwrap(),
         token: token_file(dir, TOKEN),
         output: dir.join(format!("{id}.c1z")),
         interval: Duration::from_secs(3600),
@@ -159,8 +159,11 @@ fn hostile(
 }
 
 /// Everything a `.c1z` holds, without what differs between runs (sync id, timestamps).
+/// The rows of the file's latest sync, by table and id (the order rows were stored in depends on
+/// which listing answered first).
 fn contents(path: &Path) -> Vec<(String, Vec<u8>)> {
     let c1z = Synced::open(path);
+    let sync = c1z.reader.latest_sync().unwrap().sync_id;
     let conn = rusqlite::Connection::open(c1z.reader.db_path()).unwrap();
     let mut rows = vec![];
     for table in [
@@ -171,11 +174,11 @@ fn contents(path: &Path) -> Vec<(String, Vec<u8>)> {
     ] {
         let mut stmt = conn
             .prepare(&format!(
-                "select external_id, data from {table} order by id"
+                "select external_id, data from {table} where sync_id = ?1 order by external_id"
             ))
             .unwrap();
         let mapped = stmt
-            .query_map([], |r| {
+            .query_map([&sync], |r| {
                 Ok((
                     format!("{table}/{}", r.get::<_, String>(0)?),
                     r.get::<_, Vec<u8>>(1)?,
@@ -455,7 +458,7 @@ async fn a_memory_scanner_side_by_side_with_a_good_tenant_finds_nothing_and_chan
     let wasm = hostile_wasm_in(dir.path());
     // One engine and pool for all, as `serve` has: the Segment connector and the hostile one.
     let runtime = Runtime::new(
-        baton_segment::component::SEGMENT_CONNECTOR_WASM,
+        baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM,
         RuntimeLimits {
             max_instances: 8,
             memory_bytes: 64 << 20,
@@ -582,7 +585,11 @@ async fn any_component_of_the_world_runs_with_connector() {
     let dir = temp_dir();
     // The bundled connector, loaded from a file as any other component would be.
     let path = dir.path().join("segment.wasm");
-    std::fs::write(&path, baton_segment::component::SEGMENT_CONNECTOR_WASM).unwrap();
+    std::fs::write(
+        &path,
+        baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM,
+    )
+    .unwrap();
     let report = serve::run(
         ServeOptions {
             tenants: vec![good("from-file", &fake.base_url(), dir.path())],
@@ -663,7 +670,11 @@ async fn a_tenant_component_that_does_not_compile_in_time_fails_alone() {
     let dir = temp_dir();
     // The bundled connector from a file: compiling it takes a moment, more than no time at all.
     let path = dir.path().join("segment.wasm");
-    std::fs::write(&path, baton_segment::component::SEGMENT_CONNECTOR_WASM).unwrap();
+    std::fs::write(
+        &path,
+        baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM,
+    )
+    .unwrap();
     let mut slow = good("slow", &base, dir.path());
     slow.connector = Some(path);
     // A FIFO would block whoever reads it until a writer comes: refused, not read.

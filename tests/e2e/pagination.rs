@@ -104,11 +104,11 @@ async fn a_long_sync_in_one_instance_does_not_exhaust_its_resources() {
     let dir = temp_dir();
     let mut job = job(&fake, TOKEN, &out(&dir));
     job.connection.concurrency = 1;
-    let summary = baton_segment::app::sync_on(runtime(), job)
+    let summary = baton_segment::commands::sync::sync_on(runtime(), job)
         .await
         .expect("the sync completes");
     assert!(
-        summary.net.requests > baton_segment::component::MAX_RESOURCES as u64,
+        summary.net.requests > baton_segment::engine::host_state::MAX_RESOURCES as u64,
         "{}",
         summary.net.requests
     );

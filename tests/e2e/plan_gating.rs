@@ -10,7 +10,7 @@ async fn sync_with(
     plan: Plan,
     function_types: Option<&[&str]>,
 ) -> (
-    baton_segment::summary::SyncSummary,
+    baton_segment::commands::summary::SyncSummary,
     Synced,
     tempfile::TempDir,
 ) {

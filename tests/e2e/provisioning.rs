@@ -5,9 +5,9 @@
 
 mod common;
 
-use baton_segment::app::Connection;
-use baton_segment::component::{Operation, ResourceId};
-use baton_segment::provision::{self, Lookup, Outcome, ProvisionError};
+use baton_segment::commands::connection::Connection;
+use baton_segment::commands::provision::{self, Lookup, Outcome, ProvisionError};
+use baton_segment::engine::contract::{Operation, ResourceId};
 use baton_segment::sandbox::Secret;
 use common::*;
 use fakes::segment::{
@@ -37,7 +37,7 @@ async fn setup(cfg: FakeConfig) -> Setup {
 
 impl Setup {
     fn connection(&self) -> Connection {
-        Connection::new(self.fake.base_url(), Secret::new(TOKEN))
+        Connection::to(&self.fake.base_url(), Secret::new(TOKEN)).unwrap()
     }
 
     fn lookup(&self) -> Lookup {
@@ -95,13 +95,13 @@ fn kind(o: &Outcome) -> &'static str {
         Outcome::AlreadyExists => "already-exists",
         Outcome::Revoked => "revoked",
         Outcome::AlreadyRevoked => "already-revoked",
-        Outcome::Account(baton_segment::component::CreateAccountOutcome::ActionRequired(_)) => {
-            "action-required"
-        }
-        Outcome::Account(baton_segment::component::CreateAccountOutcome::AlreadyExists(_)) => {
-            "account-exists"
-        }
-        Outcome::Account(baton_segment::component::CreateAccountOutcome::Success(_)) => {
+        Outcome::Account(
+            baton_segment::engine::contract::CreateAccountOutcome::ActionRequired(_),
+        ) => "action-required",
+        Outcome::Account(baton_segment::engine::contract::CreateAccountOutcome::AlreadyExists(
+            _,
+        )) => "account-exists",
+        Outcome::Account(baton_segment::engine::contract::CreateAccountOutcome::Success(_)) => {
             "account-created"
         }
         Outcome::Deleted => "deleted",
@@ -558,10 +558,15 @@ async fn a_revoke_that_hits_the_write_limit_waits_and_completes() {
         .map(|r| (r.path.clone(), r.status))
         .collect();
     let statuses: Vec<u16> = deletes.iter().map(|d| d.1).collect();
-    assert_eq!(
-        statuses,
-        [200, 429, 200],
-        "refused once, then done: {deletes:?}"
+    // Refused, then done once the window is over. (A reset time within the second is first
+    // taken as a moment's pause: one more 429 then says the window is really spent.)
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        statuses.first() == Some(&200)
+            && statuses.last() == Some(&200)
+            && (1..=2).contains(&refused)
+            && statuses.len() == refused + 2,
+        "refused, then done: {deletes:?}"
     );
     assert!(
         start.elapsed() >= std::time::Duration::from_secs(1),
@@ -857,8 +862,8 @@ mod property {
         scope: &str,
         resource: &str,
         slug: &str,
-    ) -> baton_segment::component::Entitlement {
-        baton_segment::component::Entitlement {
+    ) -> baton_segment::engine::contract::Entitlement {
+        baton_segment::engine::contract::Entitlement {
             id: format!("{scope}:{resource}:{slug}"),
             resource: ResourceId {
                 resource_type: scope.into(),
@@ -867,7 +872,7 @@ mod property {
             display_name: String::new(),
             description: String::new(),
             slug: slug.into(),
-            purpose: baton_segment::component::Purpose::Permission,
+            purpose: baton_segment::engine::contract::Purpose::Permission,
             grantable_to: vec![],
         }
     }
@@ -927,11 +932,11 @@ mod property {
                         (role, entitlement("role", role, "member"))
                     }
                 };
-                let connection = Connection::new(fake.base_url(), Secret::new(TOKEN));
+                let connection = Connection::to(&fake.base_url(), Secret::new(TOKEN)).unwrap();
                 for principal in [("user", "usrHeidi"), ("group", "grpContractors")] {
                     let before = fake.workspace();
                     let principal_resource = principal_resource(principal.0, principal.1);
-                    let op = Operation::Grant(baton_segment::component::GrantOperation { principal: principal_resource.clone(), entitlement: ent.clone() });
+                    let op = Operation::Grant(baton_segment::engine::contract::GrantOperation { principal: principal_resource.clone(), entitlement: ent.clone() });
                     let writes_before = writes(&fake);
                     let granted = provision::execute(runtime(), &connection, &op).await.unwrap();
                     let held_before = match &access {
@@ -940,14 +945,14 @@ mod property {
                     };
                     prop_assert_eq!(matches!(granted, Outcome::AlreadyExists), held_before);
                     prop_assert_eq!(writes(&fake) - writes_before, usize::from(!held_before), "one write, or none when already held");
-                    let grant = baton_segment::component::GrantRecord {
+                    let grant = baton_segment::engine::contract::GrantRecord {
                         id: format!("{}:{}:{}", ent.id, principal.0, principal.1),
                         entitlement_id: ent.id.clone(),
                         entitlement_resource: ent.resource.clone(),
                         principal: principal_resource.id.clone(),
                         expandable: None,
                     };
-                    let op = Operation::Revoke(baton_segment::component::RevokeOperation { grant, principal: principal_resource });
+                    let op = Operation::Revoke(baton_segment::engine::contract::RevokeOperation { grant, principal: principal_resource });
                     provision::execute(runtime(), &connection, &op).await.unwrap();
                     // What the grant wrote, the revoke takes back: the state is as before. Had
                     // the principal held it already, the revoke removes that, and on the whole
@@ -980,8 +985,8 @@ mod property {
         name.to_ascii_lowercase().replace([' ', '-'], "_")
     }
 
-    fn principal_resource(kind: &str, id: &str) -> baton_segment::component::Resource {
-        use baton_segment::component::*;
+    fn principal_resource(kind: &str, id: &str) -> baton_segment::engine::contract::Resource {
+        use baton_segment::engine::contract::*;
         let email = if kind == "user" {
             vec![Email {
                 address: "heidi@acme.test".into(),

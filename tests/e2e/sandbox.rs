@@ -3,9 +3,10 @@
 
 mod common;
 
-use baton_segment::component::{ConnectorError, RunContext};
+use baton_segment::engine::contract::ConnectorError;
+use baton_segment::engine::host_state::RunContext;
+use baton_segment::engine::session::SessionStore;
 use baton_segment::sandbox::{HttpPolicy, RunNetwork, Secret};
-use baton_segment::session::SessionStore;
 use common::*;
 use fakes::segment::FakeConfig;
 use std::collections::BTreeMap;
@@ -117,7 +118,7 @@ async fn the_token_reaches_segment_but_nothing_the_component_returns() {
     cfg.token = token.into();
     let fake = fake(cfg).await;
     let dir = temp_dir();
-    let summary = baton_segment::app::sync_on(runtime(), job(&fake, token, &out(&dir)))
+    let summary = baton_segment::commands::sync::sync_on(runtime(), job(&fake, token, &out(&dir)))
         .await
         .unwrap();
 
@@ -166,7 +167,7 @@ async fn responses_over_the_size_cap_do_not_reach_the_component() {
         .await
         .unwrap()
         .expect("a small answer passes");
-    let ws = baton_segment::component::ResourceId {
+    let ws = baton_segment::engine::contract::ResourceId {
         resource_type: "workspace".into(),
         resource: "wkspAcme01".into(),
     };
@@ -192,7 +193,9 @@ async fn requests_in_flight_never_exceed_the_configured_number() {
     let dir = temp_dir();
     let mut job = job(&fake, TOKEN, &out(&dir));
     job.connection.concurrency = 3;
-    baton_segment::app::sync_on(runtime(), job).await.unwrap();
+    baton_segment::commands::sync::sync_on(runtime(), job)
+        .await
+        .unwrap();
     let peak = fake.peak_in_flight();
     assert!(peak <= 3, "at most 3 requests in flight, saw {peak}");
     assert!(peak >= 2, "the work did run in parallel (peak {peak})");
@@ -217,9 +220,13 @@ async fn connections_to_segment_are_kept_open_and_reused() {
         }
     });
     let dir = temp_dir();
-    let mut job = baton_segment::app::SyncJob::new(url, Secret::new(TOKEN), out(&dir));
+    let connection =
+        baton_segment::commands::connection::Connection::to(&url, Secret::new(TOKEN)).unwrap();
+    let mut job = baton_segment::commands::sync::SyncJob::with(connection, out(&dir));
     job.connection.concurrency = 2;
-    let summary = baton_segment::app::sync_on(runtime(), job).await.unwrap();
+    let summary = baton_segment::commands::sync::sync_on(runtime(), job)
+        .await
+        .unwrap();
     let connections = accepted.load(Ordering::SeqCst);
     assert_eq!(summary.net.requests, 29);
     assert!(

@@ -4,11 +4,11 @@
 
 mod common;
 
+use baton::c1::service::{Task, task};
 use baton::pb;
-use baton::service::{Task, task};
-use baton_segment::app::{self, Connection};
+use baton_segment::commands::connection::{Connection, segment_runtime};
+use baton_segment::engine::Runtime;
 use baton_segment::health::State;
-use baton_segment::runtime::Runtime;
 use baton_segment::sandbox::Secret;
 use baton_segment::service::{self, ServiceOptions, Timing};
 use common::*;
@@ -29,7 +29,7 @@ const WAIT: Duration = Duration::from_secs(60);
 fn shared_runtime() -> Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
-        .get_or_init(|| Arc::new(app::segment_runtime(64).expect("the component compiles")))
+        .get_or_init(|| Arc::new(segment_runtime(64).expect("the component compiles")))
         .clone()
 }
 
@@ -82,7 +82,7 @@ impl Env {
     }
 
     fn options(&self) -> ServiceOptions {
-        let connection = Connection::new(self.segment.base_url(), Secret::new(TOKEN));
+        let connection = Connection::to(&self.segment.base_url(), Secret::new(TOKEN)).unwrap();
         let mut opts = ServiceOptions::new(
             &self.client_id,
             Secret::new(self.secret.clone()),
@@ -282,7 +282,7 @@ async fn syncs_uploads_and_provisions_like_conductorone_asks() {
     );
     assert!(*last > 0);
     assert_eq!(up.chunk_sizes.iter().sum::<usize>(), up.bytes.len());
-    assert!(up.bytes.starts_with(baton::C1Z_V1_MAGIC));
+    assert!(up.bytes.starts_with(baton::c1z::C1Z_V1_MAGIC));
     assert!(env.temp_is_empty(), "the temporary .c1z is deleted");
 
     // Its contents: the demo workspace.
@@ -786,7 +786,7 @@ async fn large_files_go_up_in_512_kib_chunks() {
     let client = C1Client::new(tokens, &trust, "test", Duration::from_secs(10)).unwrap();
     let id = env.c1.push_sync_task();
     let got = client
-        .get_task(baton::service::BatonServiceGetTaskRequest {
+        .get_task(baton::c1::service::BatonServiceGetTaskRequest {
             host_id: HOST_ID.into(),
         })
         .await
@@ -918,7 +918,7 @@ async fn a_wrong_secret_is_refused_at_once() {
     let env = Env::start(|_| {}, FakeConfig::demo()).await;
     // A well-formed secret for another key.
     let (_, other_secret, _) =
-        baton::credentials::generate_credentials("baton-segment", "127.0.0.1");
+        baton::c1::credentials::generate_credentials("baton-segment", "127.0.0.1");
     let mut opts = env.options();
     opts.client_secret = Secret::new(other_secret.clone());
     let err = env.spawn(opts).error().await;

@@ -3,8 +3,8 @@
 //! clear errors, and the secret never appears in its output, even at debug level.
 //! (Declared in host/Cargo.toml so that cargo hands it the binary's path.)
 
+use baton::c1::service::{Task, task};
 use baton::pb;
-use baton::service::{Task, task};
 use fakes::c1::{FakeC1, FakeC1Config};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ async fn a_refused_secret_is_a_clear_error_and_never_logged() {
     let (fake, id, right_secret, ca) = fake_c1(dir.path()).await;
     // Well-formed, but for another key.
     let (_, wrong_secret, _) =
-        baton::credentials::generate_credentials("baton-segment", "127.0.0.1");
+        baton::c1::credentials::generate_credentials("baton-segment", "127.0.0.1");
     let mut cmd = command(dir.path());
     connect_to(&mut cmd, &fake, &id, &wrong_secret, &ca);
     cmd.env("BATON_LOG_LEVEL", "debug").arg("--demo");
@@ -198,6 +198,10 @@ impl Drop for Running {
 async fn runs_as_a_service_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (fake, id, secret, ca) = fake_c1(dir.path()).await;
+    // A Segment that takes writes (the built-in demo workspace is read-only).
+    let segment = fakes::segment::FakeSegment::start(fakes::segment::FakeConfig::demo())
+        .await
+        .unwrap();
     let port = free_port();
     let log_path = dir.path().join("baton-segment.log");
     let mut cmd = command(dir.path());
@@ -206,7 +210,9 @@ async fn runs_as_a_service_until_sigterm() {
     cmd.env("BATON_HOST_ID", "cli-host")
         .env("BATON_PROVISIONING", "1")
         .env("BATON_LOG_LEVEL", "debug")
-        .args(["--demo", "--health-check", "--health-check-port"])
+        .env("BATON_BASE_URL", segment.base_url())
+        .env("BATON_TOKEN", fakes::segment::FakeConfig::demo().token)
+        .args(["--health-check", "--health-check-port"])
         .arg(port.to_string())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap());

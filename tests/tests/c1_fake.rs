@@ -2,19 +2,19 @@
 //! client assertions (reqwest + rustls trusting only the fake's CA) and every BatonService
 //! RPC through the generated tonic client over TLS.
 
-use baton::credentials::{self, ClientId, ClientSecret};
-use baton::pb;
-use baton::service::baton_service_client::BatonServiceClient;
-use baton::service::baton_service_finish_task_request as finish;
-use baton::service::baton_service_hello_request::{BuildInfo, OsInfo};
-use baton::service::baton_service_upload_asset_request::{
+use baton::c1::credentials::{self, ClientId, ClientSecret};
+use baton::c1::service::baton_service_client::BatonServiceClient;
+use baton::c1::service::baton_service_finish_task_request as finish;
+use baton::c1::service::baton_service_hello_request::{BuildInfo, OsInfo};
+use baton::c1::service::baton_service_upload_asset_request::{
     Msg, UploadData, UploadEof, UploadMetadata,
 };
-use baton::service::{
+use baton::c1::service::{
     BatonServiceFinishTaskRequest, BatonServiceGetTaskRequest, BatonServiceGetTasksRequest,
     BatonServiceHeartbeatRequest, BatonServiceHelloRequest, BatonServiceUploadAssetRequest, Task,
     task,
 };
+use baton::pb;
 use fakes::c1::{FakeC1, FakeC1Config, FinishOutcome, UploadOutcome};
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
@@ -684,7 +684,7 @@ async fn tasks_heartbeats_cancellation_and_finish() {
             BatonServiceFinishTaskRequest {
                 host_id: HOST_ID.into(),
                 task_id: grant_id.clone(),
-                status: Some(baton::rpc::Status {
+                status: Some(baton::c1::rpc::Status {
                     code: 0,
                     message: String::new(),
                     details: vec![],
@@ -704,7 +704,7 @@ async fn tasks_heartbeats_cancellation_and_finish() {
             BatonServiceFinishTaskRequest {
                 host_id: HOST_ID.into(),
                 task_id: sync_id.clone(),
-                status: Some(baton::rpc::Status {
+                status: Some(baton::c1::rpc::Status {
                     code: Code::Cancelled as i32,
                     message: "task cancelled".into(),
                     details: vec![],

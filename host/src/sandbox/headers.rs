@@ -10,7 +10,7 @@
 //! headers; the copy keeps only what the component can see.)
 
 use super::scrub::Scrubber;
-use crate::limits::{Charge, MemoryAccount};
+use crate::engine::limits::{Charge, MemoryAccount};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use std::sync::Arc;

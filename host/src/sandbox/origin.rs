@@ -69,6 +69,28 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Parses a URL whose origin will carry the token (see [`Origin::check_can_carry_token`]).
+    pub fn for_token(url: &str) -> Result<Origin, String> {
+        let origin = Origin::parse(url)?;
+        origin.check_can_carry_token()?;
+        Ok(origin)
+    }
+
+    /// The origin as a base URL, without its scheme's default port: `https://api.segmentapis.com`.
+    pub fn base_url(&self) -> String {
+        let default = matches!(
+            (self.scheme.as_str(), self.port),
+            ("https", 443) | ("http", 80)
+        );
+        if default {
+            format!("{}://{}", self.scheme, self.host)
+        } else {
+            format!("{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
@@ -119,6 +141,20 @@ mod tests {
             let err = ok(remote).unwrap_err();
             assert!(err.contains("unencrypted"), "{remote}: {err}");
         }
+    }
+
+    #[test]
+    fn the_base_url_leaves_out_default_ports_only() {
+        let url = |u: &str| Origin::parse(u).unwrap().base_url();
+        assert_eq!(
+            url("https://API.segmentapis.com:443/x"),
+            "https://api.segmentapis.com"
+        );
+        assert_eq!(url("http://127.0.0.1:8080/"), "http://127.0.0.1:8080");
+        assert_eq!(
+            url("https://eu1.api.segmentapis.com:8443"),
+            "https://eu1.api.segmentapis.com:8443"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Masks a secret in bytes: response headers and bodies before the guest sees them (a server
 //! that echoes requests must not hand the token to the component), and every string the host
-//! emits (see [`crate::redact`]).
+//! emits (see [`super::redact`]).
 //!
 //! What is masked: the secret as sent and in the encodings an echo is likely to use (JSON
 //! string escapes, URL encoding), each alone and as the `Authorization` value `Bearer <secret>`,

@@ -138,7 +138,8 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     pub id: String,
-    pub base_url: String,
+    /// The Segment API's origin (`base_url`, checked once here).
+    pub origin: Origin,
     pub token: TokenSource,
     pub output: PathBuf,
     /// Time between the start of one sync and the next (ignored with `--once`).
@@ -209,9 +210,8 @@ pub fn parse(text: &str, base: &Path, policy: &TenantPolicy) -> anyhow::Result<V
             ),
             _ => bail!("tenant {id:?}: set exactly one of token_env and token_file"),
         };
-        let origin = Origin::parse(&t.base_url)
-            .and_then(|o| o.check_can_carry_token().map(|()| o))
-            .map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
+        let origin =
+            Origin::for_token(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
         policy
             .origin(&origin)
             .map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
@@ -294,7 +294,7 @@ pub fn parse(text: &str, base: &Path, policy: &TenantPolicy) -> anyhow::Result<V
         let settings = t.settings;
         tenants.push(Tenant {
             id,
-            base_url: t.base_url,
+            origin: origin.clone(),
             token,
             output,
             interval,

@@ -62,7 +62,7 @@ impl Metrics {
         t.bytes += report.net.bytes_received;
         // Error texts are kept and shown later: redacted now, while every secret is known.
         let mut report = report;
-        report.error = report.error.map(crate::redact::redacted);
+        report.error = report.error.map(crate::sandbox::redact::redacted);
         t.last = Some(report);
     }
 

@@ -6,10 +6,12 @@ pub mod config;
 pub mod metrics;
 pub mod policy;
 
-use crate::app::{self, Connection, SyncJob};
-use crate::component::{InstanceLimits, SEGMENT_CONNECTOR_WASM};
+use crate::commands::connection::Connection;
+use crate::commands::sync::{self as app, SyncJob};
+use crate::engine::contract::SEGMENT_CONNECTOR_WASM;
+use crate::engine::limits::InstanceLimits;
+use crate::engine::{Program, Runtime, RuntimeLimits};
 use crate::health::{Health, State};
-use crate::runtime::{Program, Runtime, RuntimeLimits};
 use config::Tenant;
 use metrics::{Metrics, RunReport};
 use std::collections::HashMap;
@@ -266,19 +268,16 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
         Ok(t) => t,
         Err(e) => return failed(&tenant.id, format!("no token: {e}"), started),
     };
-    let mut connection = Connection::new(&tenant.base_url, token);
+    let mut connection = Connection::new(tenant.origin.clone(), token);
     connection.concurrency = limits.concurrent_requests;
     connection.label = tenant.id.clone();
     connection.settings = tenant.settings.clone();
     connection.session_bytes = limits.session_bytes;
-    let mut policy = match connection.policy() {
-        Ok(p) => p,
-        Err(e) => return failed(&tenant.id, format!("{e:#}"), started),
-    };
+    let mut policy = connection.policy();
     policy.allowed = limits.allowed_origins.clone();
     policy.addresses = limits.addresses.clone();
     policy.max_response_bytes = limits.response_max_bytes;
-    policy.request_budget = limits.request_budget;
+    policy.request_budget = limits.request_budget.or(connection.request_budget);
     let instance = InstanceLimits {
         memory_bytes: limits.memory_bytes,
         cpu_per_call: limits.cpu_per_call,
@@ -312,7 +311,7 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
             report.warnings = summary.warnings.len();
         }
         // Redacted while the run's token is at hand: the text is kept, shown and logged later.
-        Err(e) => report.error = Some(crate::redact::redacted(format!("{e:#}"))),
+        Err(e) => report.error = Some(crate::sandbox::redact::redacted(format!("{e:#}"))),
     }
     log_run(tenant, &report);
     report
@@ -356,7 +355,7 @@ fn log_run(tenant: &Tenant, r: &RunReport) {
 }
 
 fn failed(tenant: &str, message: String, started: Instant) -> RunReport {
-    let message = crate::redact::redacted(message);
+    let message = crate::sandbox::redact::redacted(message);
     tracing::warn!(tenant = %tenant, "sync failed: {message}");
     RunReport {
         error: Some(message),

@@ -10,7 +10,7 @@
 
 use super::client::Trust;
 use anyhow::anyhow;
-use baton::credentials::{self, ClientId, ClientSecret, TokenResponse};
+use baton::c1::credentials::{self, ClientId, ClientSecret, TokenResponse};
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -4,8 +4,8 @@
 
 use super::auth::{TokenError, TokenSource, error_chain};
 use anyhow::{Context as _, anyhow};
-use baton::service::baton_service_client::BatonServiceClient;
-use baton::service::{
+use baton::c1::service::baton_service_client::BatonServiceClient;
+use baton::c1::service::{
     BatonServiceFinishTaskRequest, BatonServiceFinishTaskResponse, BatonServiceGetTaskRequest,
     BatonServiceGetTaskResponse, BatonServiceHeartbeatRequest, BatonServiceHeartbeatResponse,
     BatonServiceHelloRequest, BatonServiceHelloResponse, BatonServiceUploadAssetRequest,

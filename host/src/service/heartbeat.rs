@@ -6,7 +6,7 @@
 //! the task is given up.
 
 use super::client::C1Client;
-use baton::service::BatonServiceHeartbeatRequest;
+use baton::c1::service::BatonServiceHeartbeatRequest;
 use std::time::Duration;
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);

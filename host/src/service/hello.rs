@@ -1,14 +1,13 @@
 //! Who we are to ConductorOne: the host id, the `Hello` request (build and OS information and
 //! the connector's metadata, taken from the component itself).
 
-use crate::app::Connection;
-use crate::component::{Capability, ConnectorMetadata, ResourceType, SyncHints};
-use crate::convert;
-use crate::runtime::Runtime;
+use crate::commands::connection::Connection;
+use crate::engine::Runtime;
+use crate::engine::contract::{Capability, ConnectorMetadata, ResourceType, SyncHints};
 use anyhow::{Context as _, anyhow};
+use baton::c1::service::BatonServiceHelloRequest;
+use baton::c1::service::baton_service_hello_request::{BuildInfo, OsInfo};
 use baton::pb;
-use baton::service::BatonServiceHelloRequest;
-use baton::service::baton_service_hello_request::{BuildInfo, OsInfo};
 
 /// The host id when neither `BATON_HOST_ID` nor the host name gives one (as the Go SDK does).
 pub const DEFAULT_HOST_ID: &str = "baton-sdk";
@@ -110,7 +109,7 @@ pub fn connector_metadata(m: &ConnectorMetadata, types: &[ResourceType]) -> pb::
         .map(|rtc| {
             let described = types.iter().find(|t| t.id == rtc.resource_type);
             pb::ResourceTypeCapability {
-                resource_type: Some(described.map(convert::resource_type).unwrap_or_else(|| {
+                resource_type: Some(described.map(pb::ResourceType::from).unwrap_or_else(|| {
                     pb::ResourceType {
                         id: rtc.resource_type.clone(),
                         ..Default::default()
@@ -148,7 +147,7 @@ pub async fn load_metadata(
     runtime: &Runtime,
     connection: &Connection,
 ) -> anyhow::Result<pb::ConnectorMetadata> {
-    let run = connection.run_context(connection.policy()?);
+    let run = connection.run_context(connection.policy());
     let mut instance = runtime
         .instantiate(run)
         .await

@@ -25,14 +25,14 @@ pub mod provisioning;
 pub mod tasks;
 pub mod upload;
 
-use crate::app::{self, Connection};
+use crate::commands::connection::{Connection, segment_runtime};
+use crate::engine::Runtime;
 use crate::health::{Health, State};
-use crate::runtime::Runtime;
 use crate::sandbox::Secret;
 use anyhow::{Context as _, anyhow};
 use auth::{Credentials, TokenSource};
+use baton::c1::service::{BatonServiceGetTaskRequest, Task};
 use baton::pb;
-use baton::service::{BatonServiceGetTaskRequest, Task};
 use client::{C1Client, CallError, Trust};
 use std::future::Future;
 use std::path::PathBuf;
@@ -264,7 +264,6 @@ async fn start_and_serve(
         Some(path) => Trust::with_ca_file(path)?,
         None => Trust::web_roots(),
     };
-    opts.connection.policy()?;
     let temp_dir = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
         return Err(anyhow!(
@@ -287,7 +286,7 @@ async fn start_and_serve(
     tracing::info!(
         host_id = %host_id,
         conductorone = %c1_url,
-        segment = %opts.connection.base_url,
+        segment = %opts.connection.origin,
         provisioning = opts.provisioning,
         task_concurrency,
         "starting service mode"
@@ -312,7 +311,7 @@ async fn start_and_serve(
         Some(r) => r,
         None => {
             let instances = (task_concurrency * (opts.connection.concurrency + 2) + 2) as u32;
-            let compiled = tokio::task::spawn_blocking(move || app::segment_runtime(instances));
+            let compiled = tokio::task::spawn_blocking(move || segment_runtime(instances));
             Arc::new(
                 compiled
                     .await

@@ -9,16 +9,16 @@
 //! | create_account | `CreateAccountResponse` (success / action_required / already_exists) | — |
 //! | delete_resource | `DeleteResourceResponse` | `ResourceDoesNotExist` |
 
-use crate::component::{
-    ConnectorError, CreateAccountOutcome, DeleteOperation, GrantOperation, GrantRecord, Operation,
-    ResourceId, RevokeOperation,
+use crate::commands::provision::{Outcome, ProvisionError};
+use crate::engine::contract::{
+    ConnectorError, CreateAccountOutcome, DeleteOperation, Entitlement, GrantOperation,
+    GrantRecord, Operation, Resource, ResourceId, RevokeOperation,
 };
-use crate::convert;
-use crate::provision::{Outcome, ProvisionError};
+use crate::engine::from_c1z;
 use baton::annotations::pack;
+use baton::c1::rpc;
+use baton::c1::service::task;
 use baton::pb;
-use baton::rpc;
-use baton::service::task;
 use prost_types::Any;
 use std::time::{Duration, SystemTime};
 use tonic::Code;
@@ -59,8 +59,8 @@ impl Request {
                     .filter(|p| valid_id(p.id.as_ref()).is_some())
                     .ok_or("the grant task has no principal (with a resource id)")?;
                 Ok(Operation::Grant(GrantOperation {
-                    principal: convert::resource_back(principal),
-                    entitlement: convert::entitlement_back(entitlement),
+                    principal: Resource::try_from(principal).map_err(|e| e.to_string())?,
+                    entitlement: Entitlement::try_from(entitlement).map_err(|e| e.to_string())?,
                 }))
             }
             Request::Revoke(t) => {
@@ -74,8 +74,8 @@ impl Request {
                     return Err("the revoke task's grant has no entitlement".into());
                 }
                 Ok(Operation::Revoke(RevokeOperation {
-                    grant: convert::grant_back(grant),
-                    principal: convert::resource_back(principal),
+                    grant: GrantRecord::try_from(grant).map_err(|e| e.to_string())?,
+                    principal: Resource::try_from(principal).map_err(|e| e.to_string())?,
                 }))
             }
             Request::CreateAccount(t) => {
@@ -83,7 +83,7 @@ impl Request {
                     .account_info
                     .as_ref()
                     .ok_or("the create-account task has no account_info")?;
-                Ok(Operation::CreateAccount(convert::account_info_back(
+                Ok(Operation::CreateAccount(from_c1z::account_info(
                     info,
                     &t.resource_type_id,
                 )))
@@ -200,17 +200,17 @@ fn account_response(outcome: &CreateAccountOutcome) -> pb::CreateAccountResponse
     };
     let result = match outcome {
         CreateAccountOutcome::Success(r) => R::Success(SuccessResult {
-            resource: Some(convert::resource(r)),
+            resource: Some(r.into()),
             is_create_account_result: true,
             invitation_expires_at: None,
         }),
         CreateAccountOutcome::ActionRequired(a) => R::ActionRequired(ActionRequiredResult {
-            resource: Some(convert::resource(&a.resource)),
+            resource: Some((&a.resource).into()),
             message: a.message.clone(),
             is_create_account_result: true,
         }),
         CreateAccountOutcome::AlreadyExists(r) => R::AlreadyExists(AlreadyExistsResult {
-            resource: r.as_ref().map(convert::resource),
+            resource: r.as_ref().map(Into::into),
             is_create_account_result: true,
         }),
     };
@@ -283,7 +283,7 @@ pub fn failure(error: &ProvisionError) -> (rpc::Status, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::component::RateLimitedInfo;
+    use crate::engine::contract::RateLimitedInfo;
 
     #[test]
     fn malformed_tasks_are_named() {

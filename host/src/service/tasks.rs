@@ -12,13 +12,13 @@ use super::Ctx;
 use super::hello;
 use super::provisioning::{self, Request as Provisioning};
 use super::upload;
-use crate::app::{self, SyncJob};
-use crate::provision;
-use baton::rpc;
-use baton::service::baton_service_finish_task_request::{
+use crate::commands::provision;
+use crate::commands::sync::{self as app, SyncJob};
+use baton::c1::rpc;
+use baton::c1::service::baton_service_finish_task_request::{
     Error as FinishError, FinalState, Success,
 };
-use baton::service::{BatonServiceFinishTaskRequest, Task, task::TaskType};
+use baton::c1::service::{BatonServiceFinishTaskRequest, Task, task::TaskType};
 use prost_types::Any;
 use std::time::Duration;
 use tonic::Code;
@@ -141,7 +141,7 @@ impl Finish {
                 non_retryable,
             } => (
                 rpc::Status {
-                    message: crate::redact::redacted(&status.message),
+                    message: crate::sandbox::redact::redacted(&status.message),
                     ..status.clone()
                 },
                 FinalState::Error(FinishError {
@@ -200,7 +200,7 @@ pub(crate) async fn execute(ctx: &Ctx, task: &Task) -> Finish {
     }
 }
 
-async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::service::task::SyncFullTask) -> Finish {
+async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::c1::service::task::SyncFullTask) -> Finish {
     if !t.targeted_sync_resources.is_empty() {
         return Finish::failed(
             Code::Unimplemented,
@@ -359,7 +359,7 @@ pub(crate) async fn report(ctx: &Ctx, task_id: &str, finish: &Finish) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton::service::task;
+    use baton::c1::service::task;
 
     #[test]
     fn finish_requests() {

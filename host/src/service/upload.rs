@@ -4,8 +4,8 @@
 //! `attempts` times in all, waiting 0 s, then `backoff`, then 2 × `backoff`, ….
 
 use super::client::{C1Client, CallError};
-use baton::service::BatonServiceUploadAssetRequest;
-use baton::service::baton_service_upload_asset_request::{
+use baton::c1::service::BatonServiceUploadAssetRequest;
+use baton::c1::service::baton_service_upload_asset_request::{
     Msg, UploadData, UploadEof, UploadMetadata,
 };
 use sha2::{Digest, Sha256};

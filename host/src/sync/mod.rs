@@ -2,36 +2,45 @@
 //! following child types → entitlements → grants → grant expansion), every page, several
 //! component instances working at once, and retries of calls the connector reports as rate
 //! limited or unavailable, waiting as long as it says.
+//!
+//! Every page goes to the `.c1z`'s database as it arrives ([`store`]), with a checkpoint
+//! ([`checkpoint`]) in the same transaction. A phase walks the stored resources in row order
+//! and keeps only the listings in flight in memory, so memory does not grow with the
+//! workspace, and a sync that was interrupted resumes from its checkpoint without requesting
+//! a stored page again.
 
-pub mod data;
-pub mod expand;
+pub mod checkpoint;
 pub mod progress;
+pub mod store;
 
-use crate::component::{ConnectorError, Resource, ResourceId, RunContext, SyncHints};
-use crate::runtime::{CallError, CallResult, ConnectorInstance, Program, Runtime};
-use data::{SyncData, show};
+use crate::engine::contract::{
+    ConnectorError, EntitlementPage, GrantPage, Resource, ResourceId, ResourcePage, SyncHints,
+};
+use crate::engine::host_state::RunContext;
+use crate::engine::{CallError, CallResult, ConnectorInstance, Program, Runtime};
+use crate::sandbox::RetryPolicy;
+use crate::sandbox::pacing::CallFailure;
+use checkpoint::{Checkpoint, OpenListing, Phase};
 use progress::Progress;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::{StoreError, SyncStore, show};
 use tokio::task::JoinSet;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// Component instances working at once.
     pub concurrency: usize,
-    /// Attempts of one call the connector reports as rate limited or unavailable.
-    pub max_attempts: u32,
-    /// The longest wait for a rate-limited call before it counts as failed.
-    pub max_retry_wait: Duration,
+    /// What is retried, and how long to wait.
+    pub retry: RetryPolicy,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             concurrency: 4,
-            max_attempts: 6,
-            max_retry_wait: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -83,12 +92,38 @@ pub fn describe(error: &ConnectorError) -> String {
     }
 }
 
+/// Whether the retry policy tries a call again after `error`, as what kind of failure.
+pub fn retryable(error: &ConnectorError) -> Option<CallFailure> {
+    match error {
+        ConnectorError::RateLimited(info) => Some(CallFailure::RateLimited(Duration::from_millis(
+            info.retry_after_ms,
+        ))),
+        ConnectorError::Unavailable(_) => Some(CallFailure::Unavailable),
+        _ => None,
+    }
+}
+
 pub struct SyncReport {
-    pub data: SyncData,
+    pub store: SyncStore,
     pub expanded_grants: usize,
-    pub started: chrono::DateTime<chrono::Local>,
+    pub warnings: Vec<String>,
+    pub warning_count: u64,
     pub elapsed: Duration,
     pub retried_calls: u64,
+    /// Whether the sync went on from an interrupted one.
+    pub resumed: bool,
+}
+
+/// One listing call: which listing (the resource row it belongs to and the type it lists),
+/// its page, and its retries.
+#[derive(Debug, Clone)]
+struct Task {
+    row: i64,
+    kind: String,
+    call: Call,
+    token: String,
+    attempt: u32,
+    delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -97,46 +132,16 @@ enum Call {
         resource_type: String,
         parent: Option<ResourceId>,
     },
-    Entitlements {
-        resource: Box<Resource>,
-    },
-    Grants {
-        resource: Box<Resource>,
-    },
-}
-
-#[derive(Debug, Clone)]
-struct Task {
-    call: Call,
-    token: String,
-    attempt: u32,
-    delay: Duration,
+    Entitlements(Box<Resource>),
+    Grants(Box<Resource>),
 }
 
 impl Task {
-    fn new(call: Call) -> Task {
-        Task {
-            call,
-            token: String::new(),
-            attempt: 0,
-            delay: Duration::ZERO,
-        }
-    }
-
-    /// The listing the task pages through (its name without the page).
-    fn listing(&self) -> String {
-        Task {
-            token: String::new(),
-            ..self.clone()
-        }
-        .name()
-    }
-
     fn name(&self) -> String {
         let page = if self.token.is_empty() {
-            String::new()
+            ""
         } else {
-            " (next page)".into()
+            " (next page)"
         };
         match &self.call {
             Call::Resources {
@@ -147,25 +152,16 @@ impl Task {
                 resource_type,
                 parent: None,
             } => format!("list-resources({resource_type}){page}"),
-            Call::Entitlements { resource } => {
-                format!("list-entitlements({}){page}", show(&resource.id))
-            }
-            Call::Grants { resource } => format!("list-grants({}){page}", show(&resource.id)),
+            Call::Entitlements(r) => format!("list-entitlements({}){page}", show(&r.id)),
+            Call::Grants(r) => format!("list-grants({}){page}", show(&r.id)),
         }
     }
 }
 
-/// A finished call: the instance (to reuse unless it broke), the task, and what came of it.
-type Done = (
-    ConnectorInstance,
-    Task,
-    Result<Result<Answer, ConnectorError>, CallError>,
-);
-
 enum Answer {
-    Resources(crate::component::ResourcePage),
-    Entitlements(crate::component::EntitlementPage),
-    Grants(crate::component::GrantPage),
+    Resources(ResourcePage),
+    Entitlements(EntitlementPage),
+    Grants(GrantPage),
 }
 
 impl Answer {
@@ -186,6 +182,13 @@ impl Answer {
     }
 }
 
+/// A finished call: the instance (to reuse unless it broke), the task, and what came of it.
+type Done = (
+    ConnectorInstance,
+    Task,
+    Result<Result<Answer, ConnectorError>, CallError>,
+);
+
 async fn execute(
     instance: &mut ConnectorInstance,
     task: &Task,
@@ -201,18 +204,26 @@ async fn execute(
             .list_resources(resource_type, parent.as_ref(), &task.token)
             .await?
             .map(Answer::Resources),
-        Call::Entitlements { resource } => instance
+        Call::Entitlements(resource) => instance
             .list_entitlements(resource, &task.token)
             .await?
             .map(Answer::Entitlements),
-        Call::Grants { resource } => instance
+        Call::Grants(resource) => instance
             .list_grants(resource, &task.token)
             .await?
             .map(Answer::Grants),
     })
 }
 
-/// One sync run: the component instances of `run`, created from `runtime` as needed.
+/// Stored resources a phase reads at once to start their listings.
+const ROWS_AT_ONCE: usize = 64;
+
+/// Pages one listing may hand out (2 million items at Segment's page size): a server that hands
+/// out new page tokens forever is stopped here, with a clear error.
+pub const MAX_PAGES_PER_LISTING: usize = 10_000;
+
+/// One sync run: the component instances of `run`, created from `runtime` as needed, writing
+/// into `store`.
 pub struct Syncer<'r> {
     runtime: &'r Runtime,
     /// The component to run (the runtime's own unless `with_program` says otherwise).
@@ -221,19 +232,26 @@ pub struct Syncer<'r> {
     options: SyncOptions,
     progress: Arc<Progress>,
     idle: Vec<ConnectorInstance>,
-    retried_calls: u64,
-    /// Page tokens handed out so far, per listing: a listing that hands one out twice would
-    /// loop forever.
-    tokens: HashMap<String, HashSet<String>>,
+    store: SyncStore,
+    /// Where the sync stands; written with every page.
+    state: Checkpoint,
+    resumed: bool,
+    /// Page tokens each open listing has handed out: a listing that hands one out twice would
+    /// loop forever. (Dropped when the listing ends.)
+    tokens: HashMap<(i64, String), HashSet<String>>,
 }
 
 impl<'r> Syncer<'r> {
+    /// A sync into `store`, from its checkpoint when it resumes an interrupted one.
     pub fn new(
         runtime: &'r Runtime,
         run: Arc<RunContext>,
         options: SyncOptions,
         progress: Arc<Progress>,
+        store: SyncStore,
+        resume_from: Option<Checkpoint>,
     ) -> Self {
+        let resumed = resume_from.is_some();
         Syncer {
             runtime,
             program: runtime.program().clone(),
@@ -241,7 +259,9 @@ impl<'r> Syncer<'r> {
             options,
             progress,
             idle: vec![],
-            retried_calls: 0,
+            store,
+            state: resume_from.unwrap_or_else(|| Checkpoint::at(Phase::Resources, vec![])),
+            resumed,
             tokens: HashMap::new(),
         }
     }
@@ -263,11 +283,23 @@ impl<'r> Syncer<'r> {
         }
     }
 
-    pub async fn run(mut self) -> Result<SyncReport, SyncError> {
-        let started = chrono::Local::now();
+    pub async fn run(mut self) -> Result<SyncReport, (SyncError, SyncStore)> {
         let clock = Instant::now();
-        let mut data = SyncData::default();
+        match self.phases().await {
+            Ok(expanded_grants) => Ok(SyncReport {
+                expanded_grants,
+                warnings: self.state.warnings.clone(),
+                warning_count: self.state.warning_count,
+                elapsed: clock.elapsed(),
+                retried_calls: self.state.retried_calls,
+                resumed: self.resumed,
+                store: self.store,
+            }),
+            Err(e) => Err((e, self.store)),
+        }
+    }
 
+    async fn phases(&mut self) -> Result<usize, SyncError> {
         self.progress.set_phase(0);
         self.once("validate", |mut i| async move {
             let r = i.validate().await;
@@ -276,66 +308,53 @@ impl<'r> Syncer<'r> {
         .await?;
 
         self.progress.set_phase(1);
-        data.resource_types = self
-            .once("resource-types", |mut i| async move {
-                let r = i.resource_types().await;
-                (i, r)
-            })
-            .await?;
-
-        self.progress.set_phase(2);
-        let tasks = data
-            .resource_types
-            .iter()
-            .map(|t| {
-                Task::new(Call::Resources {
-                    resource_type: t.id.clone(),
-                    parent: None,
+        if !self.resumed {
+            let types = self
+                .once("resource-types", |mut i| async move {
+                    let r = i.resource_types().await;
+                    (i, r)
                 })
-            })
-            .collect();
-        self.phase(&mut data, tasks).await?;
-        data.order_resources();
-
-        self.progress.set_phase(3);
-        let tasks = data
-            .resources()
-            .iter()
-            .filter(|r| !data.skips(r, SyncHints::SKIP_ENTITLEMENTS))
-            .map(|r| {
-                Task::new(Call::Entitlements {
-                    resource: Box::new(r.clone()),
+                .await?;
+            // Every type is listed without a parent (child types answer empty, at no cost),
+            // as Baton's syncer does.
+            self.state.open = types
+                .iter()
+                .map(|t| OpenListing {
+                    row: 0,
+                    kind: t.id.clone(),
+                    token: String::new(),
                 })
-            })
-            .collect();
-        self.phase(&mut data, tasks).await?;
-        data.order_entitlements();
+                .collect();
+            self.store
+                .set_resource_types(types, &self.state)
+                .map_err(host_error)?;
+        } else {
+            tracing::info!(
+                "resuming the interrupted sync {} ({:?} phase)",
+                self.store.sync_id(),
+                self.state.phase
+            );
+        }
 
-        self.progress.set_phase(4);
-        let tasks = data
-            .resources()
-            .iter()
-            .filter(|r| !data.skips(r, SyncHints::SKIP_GRANTS))
-            .map(|r| {
-                Task::new(Call::Grants {
-                    resource: Box::new(r.clone()),
-                })
-            })
-            .collect();
-        self.phase(&mut data, tasks).await?;
-        data.order_grants();
-        data.drop_dangling_grants();
+        while self.state.phase != Phase::Expand {
+            self.progress.set_phase(match self.state.phase {
+                Phase::Resources => 2,
+                Phase::Entitlements => 3,
+                _ => 4,
+            });
+            self.phase().await?;
+            self.state.advance(vec![]);
+            self.store.checkpoint(&self.state).map_err(host_error)?;
+        }
 
         self.progress.set_phase(5);
-        let expanded_grants = expand::expand(&mut data);
+        if let Some(w) = self.store.dangling_warning() {
+            tracing::warn!("{w}");
+            self.state.warn(w);
+        }
+        let expanded = self.store.expand().map_err(host_error)?;
         self.progress.set_phase(PHASE_DONE);
-        Ok(SyncReport {
-            data,
-            expanded_grants,
-            started,
-            elapsed: clock.elapsed(),
-            retried_calls: self.retried_calls,
-        })
+        Ok(expanded)
     }
 
     /// A call made once per sync (validate, resource types), called again when the connector
@@ -365,8 +384,8 @@ impl<'r> Syncer<'r> {
                     });
                 }
             };
-            let wait = match error {
-                ConnectorError::RateLimited(_) => self.retry_wait(&error, attempt),
+            let wait = match retryable(&error) {
+                Some(f @ CallFailure::RateLimited(_)) => self.options.retry.call_wait(f, attempt),
                 _ => None,
             };
             let Some(wait) = wait else {
@@ -381,30 +400,100 @@ impl<'r> Syncer<'r> {
                 describe(&error),
                 wait.as_secs_f64()
             );
-            self.retried_calls += 1;
+            self.state.retried_calls += 1;
             attempt += 1;
             tokio::time::sleep(wait).await;
         }
     }
 
-    /// How long to wait before calling again after `error` on attempt `attempt` (from 0);
-    /// `None` when the call is not to be retried.
-    fn retry_wait(&self, error: &ConnectorError, attempt: u32) -> Option<Duration> {
-        let wait = match error {
-            ConnectorError::RateLimited(info) => Duration::from_millis(info.retry_after_ms),
-            ConnectorError::Unavailable(_) => Duration::from_secs(1u64 << attempt.min(5)),
-            _ => return None,
-        };
-        (attempt + 1 < self.options.max_attempts && wait <= self.options.max_retry_wait)
-            .then_some(wait)
+    /// The listings of the current phase that are open (started, or resumed from the
+    /// checkpoint), as tasks.
+    fn open_tasks(&self) -> Result<VecDeque<Task>, SyncError> {
+        let mut tasks = VecDeque::new();
+        for listing in &self.state.open {
+            let resource = if listing.row == 0 {
+                None
+            } else {
+                Some(self.store.resource_row(listing.row).map_err(host_error)?)
+            };
+            let mut task = self.task(listing.row, &listing.kind, resource);
+            task.token = listing.token.clone();
+            tasks.push_back(task);
+        }
+        Ok(tasks)
     }
 
-    /// Runs a phase's calls (and the calls their answers lead to) until none is left.
-    async fn phase(&mut self, data: &mut SyncData, tasks: VecDeque<Task>) -> Result<(), SyncError> {
-        let mut queue = tasks;
+    fn task(&self, row: i64, kind: &str, resource: Option<Resource>) -> Task {
+        let call = match (self.state.phase, resource) {
+            (Phase::Resources, parent) => Call::Resources {
+                resource_type: kind.to_string(),
+                parent: parent.map(|p| p.id),
+            },
+            (Phase::Entitlements, Some(r)) => Call::Entitlements(Box::new(r)),
+            (_, Some(r)) => Call::Grants(Box::new(r)),
+            (_, None) => unreachable!("only resource listings are made without a resource"),
+        };
+        Task {
+            row,
+            kind: kind.to_string(),
+            call,
+            token: String::new(),
+            attempt: 0,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The listings the next stored resources start in this phase (marked open and the
+    /// cursor moved past them); empty when the phase has walked every stored resource.
+    fn next_rows(&mut self) -> Result<VecDeque<Task>, SyncError> {
+        let mut tasks = VecDeque::new();
+        while tasks.is_empty() {
+            let rows = self
+                .store
+                .resources_after(self.state.cursor, ROWS_AT_ONCE)
+                .map_err(host_error)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            self.state.cursor = *last;
+            for (row, resource) in rows {
+                let kinds: Vec<String> = match self.state.phase {
+                    Phase::Resources => resource.child_resource_types.clone(),
+                    Phase::Entitlements
+                        if !self.store.skips(&resource, SyncHints::SKIP_ENTITLEMENTS) =>
+                    {
+                        vec![String::new()]
+                    }
+                    Phase::Grants if !self.store.skips(&resource, SyncHints::SKIP_GRANTS) => {
+                        vec![String::new()]
+                    }
+                    _ => vec![],
+                };
+                for kind in kinds {
+                    self.state.open.push(OpenListing {
+                        row,
+                        kind: kind.clone(),
+                        token: String::new(),
+                    });
+                    tasks.push_back(self.task(row, &kind, Some(resource.clone())));
+                }
+            }
+        }
+        Ok(tasks)
+    }
+
+    /// Runs the current phase's listings (and the pages and child listings they lead to)
+    /// until none is left.
+    async fn phase(&mut self) -> Result<(), SyncError> {
+        let mut queue = self.open_tasks()?;
+        let mut walked = false;
         let mut running: JoinSet<Done> = JoinSet::new();
         loop {
             while running.len() < self.options.concurrency.max(1) {
+                if queue.is_empty() && !walked {
+                    queue = self.next_rows()?;
+                    walked = queue.is_empty();
+                }
                 let Some(task) = queue.pop_front() else { break };
                 // With instances of its own at work, a run does not wait for a pool slot (other
                 // runs may be waiting for this run's); it waits for one of its own to finish.
@@ -435,7 +524,12 @@ impl<'r> Syncer<'r> {
                 });
             }
             let Some(joined) = running.join_next().await else {
-                return Ok(());
+                if queue.is_empty() && walked {
+                    return Ok(());
+                }
+                // Rows stored by the answers just handled may start more listings.
+                walked = false;
+                continue;
             };
             let (instance, task, outcome) = match joined {
                 Ok(done) => done,
@@ -450,8 +544,8 @@ impl<'r> Syncer<'r> {
             }
             Progress::add(&self.progress.calls, 1);
             let result = match outcome {
-                Ok(Ok(answer)) => self.accept(data, &task, answer, &mut queue),
-                Ok(Err(error)) => self.retry_or_fail(data, task, error, &mut queue),
+                Ok(Ok(answer)) => self.accept(&task, answer, &mut queue),
+                Ok(Err(error)) => self.retry_or_fail(task, error, &mut queue),
                 Err(error) => Err(SyncError::Component {
                     call: task.name(),
                     error,
@@ -461,12 +555,15 @@ impl<'r> Syncer<'r> {
                 running.abort_all();
                 return Err(e);
             }
+            // A stored page may have added resources: the walk goes on from the cursor.
+            if self.state.phase == Phase::Resources {
+                walked = false;
+            }
         }
     }
 
     fn retry_or_fail(
         &mut self,
-        data: &mut SyncData,
         task: Task,
         error: ConnectorError,
         queue: &mut VecDeque<Task>,
@@ -475,36 +572,43 @@ impl<'r> Syncer<'r> {
         if let ConnectorError::NotFound(m) = &error
             && !matches!(task.call, Call::Resources { .. })
         {
-            data.warnings.push(format!("{}: {m}; skipped", task.name()));
-            return Ok(());
+            let warning = format!("{}: {m}; skipped", task.name());
+            tracing::warn!("{warning}");
+            self.state.warn(warning);
+            self.finish_listing(&task);
+            return self.store.checkpoint(&self.state).map_err(host_error);
         }
-        match self.retry_wait(&error, task.attempt) {
-            Some(wait) => {
-                tracing::info!(
-                    "{}: {}; retrying in {:.1} s",
-                    task.name(),
-                    describe(&error),
-                    wait.as_secs_f64()
-                );
-                self.retried_calls += 1;
-                queue.push_back(Task {
-                    attempt: task.attempt + 1,
-                    delay: wait,
-                    ..task
-                });
-                Ok(())
-            }
-            _ => Err(SyncError::Connector {
+        let wait = retryable(&error).and_then(|f| self.options.retry.call_wait(f, task.attempt));
+        let Some(wait) = wait else {
+            return Err(SyncError::Connector {
                 call: task.name(),
                 message: describe(&error),
                 error,
-            }),
-        }
+            });
+        };
+        tracing::info!(
+            "{}: {}; retrying in {:.1} s",
+            task.name(),
+            describe(&error),
+            wait.as_secs_f64()
+        );
+        self.state.retried_calls += 1;
+        queue.push_back(Task {
+            attempt: task.attempt + 1,
+            delay: wait,
+            ..task
+        });
+        Ok(())
     }
 
+    fn finish_listing(&mut self, task: &Task) {
+        self.state.close(task.row, &task.kind);
+        self.tokens.remove(&(task.row, task.kind.clone()));
+    }
+
+    /// Stores a page (with the checkpoint that records it) and queues the listing's next page.
     fn accept(
         &mut self,
-        data: &mut SyncData,
         task: &Task,
         answer: Answer,
         queue: &mut VecDeque<Task>,
@@ -515,71 +619,58 @@ impl<'r> Syncer<'r> {
         };
         for w in answer.warnings() {
             tracing::warn!("{w}");
-            data.warnings.push(w.clone());
+            self.state.warn(w.clone());
         }
         let next = answer.next_token().to_string();
-        match answer {
-            Answer::Resources(page) => {
-                let Call::Resources { resource_type, .. } = &task.call else {
-                    unreachable!("answers match their calls")
-                };
-                let mut added = 0;
-                for resource in page.items {
-                    if &resource.id.resource_type != resource_type {
-                        return Err(invalid(format!(
-                            "asked for {resource_type}, got resource {}",
-                            show(&resource.id)
-                        )));
-                    }
-                    let children: Vec<String> = resource.child_resource_types.clone();
-                    let id = resource.id.clone();
-                    if data.put_resource(resource).map_err(invalid)? {
-                        added += 1;
-                        for child in children {
-                            if data.resource_type(&child).is_none() {
-                                return Err(invalid(format!(
-                                    "resource {} names undeclared child type {child:?}",
-                                    show(&id)
-                                )));
-                            }
-                            queue.push_back(Task::new(Call::Resources {
-                                resource_type: child,
-                                parent: Some(id.clone()),
-                            }));
-                        }
-                    }
-                }
-                Progress::add(&self.progress.resources, added);
-            }
-            Answer::Entitlements(page) => {
-                Progress::add(&self.progress.entitlements, page.items.len());
-                for e in page.items {
-                    data.put_entitlement(e).map_err(invalid)?;
-                }
-            }
-            Answer::Grants(page) => {
-                let Call::Grants { resource } = &task.call else {
-                    unreachable!("answers match their calls")
-                };
-                Progress::add(&self.progress.grants, page.items.len());
-                for g in page.items {
-                    data.put_grant(g, &resource.id);
-                }
-            }
-        }
-        if !next.is_empty() {
+        if next.is_empty() {
+            self.finish_listing(task);
+        } else {
             // Baton's rule, a page may not hand back the token it was asked with, extended to
             // every token of the listing: a cycle of pages would never end either.
-            if !self
+            let seen = self
                 .tokens
-                .entry(task.listing())
-                .or_default()
-                .insert(next.clone())
-            {
+                .entry((task.row, task.kind.clone()))
+                .or_default();
+            if !seen.insert(next.clone()) || next == task.token {
                 return Err(invalid(format!(
                     "it returned the page token {next:?} a second time; stopping to avoid an endless loop"
                 )));
             }
+            if seen.len() >= MAX_PAGES_PER_LISTING {
+                return Err(invalid(format!(
+                    "it handed out more than {MAX_PAGES_PER_LISTING} pages for one listing; \
+                     stopping (a server that never ends a listing would keep the sync going forever)"
+                )));
+            }
+            match self.state.listing(task.row, &task.kind) {
+                Some(open) => open.token = next.clone(),
+                None => return Err(SyncError::Host(format!("{}: not open", task.name()))),
+            }
+        }
+        let stored = match answer {
+            Answer::Resources(page) => {
+                let Call::Resources { resource_type, .. } = &task.call else {
+                    unreachable!("answers match their calls")
+                };
+                self.store
+                    .put_resources(resource_type, page.items, &self.state)
+                    .map(|n| Progress::add(&self.progress.resources, n))
+            }
+            Answer::Entitlements(page) => {
+                Progress::add(&self.progress.entitlements, page.items.len());
+                self.store.put_entitlements(page.items, &self.state)
+            }
+            Answer::Grants(page) => {
+                Progress::add(&self.progress.grants, page.items.len());
+                self.store.put_grants(page.items, &self.state)
+            }
+        };
+        match stored {
+            Ok(()) => {}
+            Err(StoreError::Invalid(message)) => return Err(invalid(message)),
+            Err(StoreError::Io(e)) => return Err(host_error(e)),
+        }
+        if !next.is_empty() {
             queue.push_back(Task {
                 token: next,
                 attempt: 0,

@@ -27,7 +27,7 @@
 //!   HTTP/1.1 (fine for the token endpoint).
 //! * Token endpoint: form fields `client_id` (must be the configured id),
 //!   `grant_type=client_credentials`, `client_assertion_type=…:jwt-bearer`,
-//!   `client_assertion` (checked with [`baton::credentials::verify_assertion`] against the
+//!   `client_assertion` (checked with [`baton::c1::credentials::verify_assertion`] against the
 //!   configured key, id and `audience_host`; a nonce may be used once). Success: 200
 //!   `{"access_token","token_type":"Bearer","expires_in"}`; any refusal: 401
 //!   `{"error","error_description"}`; scripted outages: 503.

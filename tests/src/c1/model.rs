@@ -1,8 +1,8 @@
 //! What the fake ConductorOne records: hellos, heartbeats, finished tasks, uploads and a
 //! log of every request (RPCs and token requests).
 
-use baton::service::BatonServiceFinishTaskRequest;
-use baton::service::baton_service_finish_task_request::FinalState;
+use baton::c1::service::BatonServiceFinishTaskRequest;
+use baton::c1::service::baton_service_finish_task_request::FinalState;
 use prost_types::Any;
 
 /// One `Heartbeat` call and the answer given.

@@ -8,8 +8,8 @@ use super::model::{
 use super::{service, tls, token};
 use crate::server::ServerHandle;
 use anyhow::Context as _;
-use baton::credentials::{self, ed25519_dalek::VerifyingKey};
-use baton::service::{BatonServiceHelloRequest, Task, task};
+use baton::c1::credentials::{self, ed25519_dalek::VerifyingKey};
+use baton::c1::service::{BatonServiceHelloRequest, Task, task};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -290,7 +290,7 @@ impl FakeC1 {
     /// fresh 27-character KSUID. Returns the task id.
     pub fn push_task(&self, mut task: Task) -> String {
         if task.id.is_empty() {
-            task.id = baton::ksuid::new();
+            task.id = baton::c1z::ksuid::new();
         }
         let id = task.id.clone();
         self.shared.state().queue.push_back(task);

@@ -9,9 +9,9 @@ use super::model::{
     LoggedRequest, RecordedFinish, RecordedHeartbeat, RecordedUpload, UploadAttempt, UploadOutcome,
 };
 use super::server::{Shared, State};
-use baton::service::baton_service_server::{BatonService, BatonServiceServer};
-use baton::service::baton_service_upload_asset_request::Msg;
-use baton::service::{
+use baton::c1::service::baton_service_server::{BatonService, BatonServiceServer};
+use baton::c1::service::baton_service_upload_asset_request::Msg;
+use baton::c1::service::{
     BatonServiceFinishTaskRequest, BatonServiceFinishTaskResponse, BatonServiceGetTaskRequest,
     BatonServiceGetTaskResponse, BatonServiceGetTasksRequest, BatonServiceGetTasksResponse,
     BatonServiceHeartbeatRequest, BatonServiceHeartbeatResponse, BatonServiceHelloRequest,
@@ -70,7 +70,7 @@ fn check_host_id(host_id: &str) -> Result<(), Status> {
 }
 
 fn is_task_id(id: &str) -> bool {
-    id.len() == baton::ksuid::STRING_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    id.len() == baton::c1z::ksuid::STRING_LEN && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn check_known_task(st: &State, task_id: &str) -> Result<(), Status> {

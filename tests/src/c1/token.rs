@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
-use baton::credentials;
+use baton::c1::credentials;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::SystemTime;

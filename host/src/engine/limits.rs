@@ -5,6 +5,7 @@
 //! recorded for metrics.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use wasmtime::ResourceLimiter;
 
 /// One instance's memory: its linear memories and what the host holds for it, against one
@@ -172,6 +173,17 @@ impl ResourceLimiter for GuestLimits {
     fn memories(&self) -> usize {
         self.max_memories
     }
+}
+
+/// The limits of one component instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceLimits {
+    /// Linear memory, over all the instance's memories.
+    pub memory_bytes: usize,
+    /// Guest execution time per call (not counting time waiting on the host).
+    pub cpu_per_call: Duration,
+    /// Time per call, including waiting for HTTP (but not the pauses Segment asks for).
+    pub wall_per_call: Duration,
 }
 
 #[cfg(test)]

@@ -2,14 +2,13 @@
 //! fresh component instance, or its plan (a dry run, with a network that allows nothing). Used by
 //! the one-shot command-line flags and by service mode's tasks.
 
-use crate::app::Connection;
-use crate::component::{
+use super::connection::Connection;
+use crate::engine::contract::{
     AccountInfo, ConnectorError, CreateAccountOutcome, DeleteOperation, DeleteOutcome, Email,
-    GrantOperation, GrantOutcome, GrantRecord, Operation, PlannedRequest, ProfileField,
-    ProfileValue, Resource, ResourceId, RevokeOperation, RevokeOutcome,
+    Entitlement, GrantOperation, GrantOutcome, GrantRecord, Operation, PlannedRequest,
+    ProfileField, ProfileValue, Resource, ResourceId, RevokeOperation, RevokeOutcome,
 };
-use crate::convert::{entitlement_back, grant_back, resource_back};
-use crate::runtime::{CallError, Runtime};
+use crate::engine::{CallError, Runtime};
 use crate::sync::describe;
 use anyhow::{Context, anyhow};
 use baton::C1zReader;
@@ -110,9 +109,7 @@ pub async fn execute(
     op: &Operation,
 ) -> Result<Outcome, ProvisionError> {
     let operation = describe_operation(op);
-    let policy = connection
-        .policy()
-        .map_err(|e| ProvisionError::Host(format!("{e:#}")))?;
+    let policy = connection.policy();
     let run = connection.run_context(policy);
     let mut attempt = 0;
     loop {
@@ -150,7 +147,7 @@ pub async fn execute(
         };
         match result {
             Ok(Ok(outcome)) => {
-                tracing::info!(target: "baton_segment::provision", "{operation}: {}", outcome.describe());
+                tracing::info!(target: "baton_segment::commands::provision", "{operation}: {}", outcome.describe());
                 return Ok(outcome);
             }
             Ok(Err(error)) => {
@@ -172,7 +169,7 @@ pub async fn execute(
                     }
                     _ => {
                         let message = describe(&error);
-                        tracing::warn!(target: "baton_segment::provision", "{operation}: failed: {message}");
+                        tracing::warn!(target: "baton_segment::commands::provision", "{operation}: failed: {message}");
                         return Err(ProvisionError::Connector {
                             operation,
                             error,
@@ -193,7 +190,7 @@ pub async fn plan(
     connection: &Connection,
     op: &Operation,
 ) -> anyhow::Result<Vec<PlannedRequest>> {
-    let mut policy = connection.policy()?;
+    let mut policy = connection.policy();
     policy.allowed.clear();
     policy.credential = None;
     let run = connection.run_context(policy);
@@ -251,12 +248,13 @@ impl Lookup {
             r.id.as_ref()
                 .is_some_and(|i| i.resource_type == resource_type && i.resource == id)
         });
-        found.map(|r| resource_back(&r)).ok_or_else(|| {
+        let found = found.ok_or_else(|| {
             anyhow!(
                 "there is no {resource_type} {id:?} in {} (check the id and type, or sync again)",
                 self.path
             )
-        })
+        })?;
+        Resource::try_from(&found).map_err(|e| anyhow!("{}: {e}", self.path))
     }
 
     pub fn grant(
@@ -274,7 +272,8 @@ impl Lookup {
         let principal = self.resource(principal_type, principal_id)?;
         Ok(Operation::Grant(GrantOperation {
             principal,
-            entitlement: entitlement_back(&entitlement),
+            entitlement: Entitlement::try_from(&entitlement)
+                .map_err(|e| anyhow!("{}: {e}", self.path))?,
         }))
     }
 
@@ -301,7 +300,8 @@ impl Lookup {
                 via.join(", ")
             ));
         }
-        let grant = grant_back(&stored.grant);
+        let grant =
+            GrantRecord::try_from(&stored.grant).map_err(|e| anyhow!("{}: {e}", self.path))?;
         let principal = self.resource(&grant.principal.resource_type, &grant.principal.resource)?;
         Ok(Operation::Revoke(RevokeOperation { grant, principal }))
     }

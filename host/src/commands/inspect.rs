@@ -136,7 +136,7 @@ impl Inspector {
         resource: Option<&str>,
         entitlement: Option<&str>,
     ) -> anyhow::Result<String> {
-        let grants: Vec<baton::StoredGrant> = self
+        let grants: Vec<baton::c1z::StoredGrant> = self
             .reader
             .grants(&self.sync_id)?
             .into_iter()
@@ -368,7 +368,7 @@ fn entitlement_json(e: &pb::Entitlement) -> Value {
     })
 }
 
-fn grant_json(g: &baton::StoredGrant) -> Value {
+fn grant_json(g: &baton::c1z::StoredGrant) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(g.grant.id));
     out.insert(

@@ -19,6 +19,8 @@ pub struct SyncSummary {
     pub net: NetSnapshot,
     pub retried_calls: u64,
     pub elapsed: Duration,
+    /// Whether the sync went on from an interrupted one.
+    pub resumed: bool,
 }
 
 impl SyncSummary {
@@ -40,7 +42,15 @@ impl fmt::Display for SyncSummary {
             self.output.display(),
             self.elapsed.as_secs_f64()
         )?;
-        writeln!(f, "  sync id        {}", self.sync_id)?;
+        if self.resumed {
+            writeln!(
+                f,
+                "  sync id        {} (resumed where an interrupted sync stopped)",
+                self.sync_id
+            )?;
+        } else {
+            writeln!(f, "  sync id        {}", self.sync_id)?;
+        }
         writeln!(f)?;
         writeln!(f, "  {:<14} {:>8}", "resource type", "count")?;
         for (t, n) in &self.resources_by_type {

@@ -195,7 +195,7 @@ mod tests {
     fn a_cache_others_can_write_is_not_used() {
         use std::os::unix::fs::PermissionsExt;
         let engine = Engine::default();
-        let wasm = crate::component::SEGMENT_CONNECTOR_WASM;
+        let wasm = crate::engine::contract::SEGMENT_CONNECTOR_WASM;
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         // Honest use: compiled once, then loaded.

@@ -35,11 +35,14 @@ pub const ALG: &str = "EdDSA";
 /// How far before "now" the assertion's `nbf` lies, and how far after it its `exp`.
 pub const ASSERTION_SKEW: Duration = Duration::from_secs(120);
 /// Clock leeway [`verify_assertion`] allows on `nbf` and `exp`.
+#[cfg(any(test, feature = "test-support"))]
 pub const VERIFY_LEEWAY: Duration = Duration::from_secs(10);
 /// The longest `exp − nbf` window [`verify_assertion`] accepts.
+#[cfg(any(test, feature = "test-support"))]
 pub const MAX_ASSERTION_LIFETIME: Duration = Duration::from_secs(600);
 
 /// The 3 fixed leading parts of a client secret.
+#[cfg(any(test, feature = "test-support"))]
 const SECRET_PREFIX: &str = "secret-token:conductorone.com:v1:";
 /// How every client secret starts.
 const SECRET_PREFIX_HEAD: &str = "secret-token:";
@@ -223,6 +226,7 @@ impl ClientSecret {
     }
 
     /// The secret in its `BATON_CLIENT_SECRET` form.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn to_secret_string(&self) -> String {
         encode_client_secret(&self.key)
     }
@@ -258,6 +262,7 @@ fn key_bytes(v: &Value, member: &'static str) -> Result<[u8; 32], CredentialErro
 
 /// The `BATON_CLIENT_SECRET` form of a key:
 /// `secret-token:conductorone.com:v1:<base64url-nopad({"kty":"OKP","crv":"Ed25519","x":…,"d":…})>`.
+#[cfg(any(test, feature = "test-support"))]
 pub fn encode_client_secret(key: &SigningKey) -> String {
     let jwk = json!({
         "kty": "OKP",
@@ -273,6 +278,7 @@ pub fn encode_client_secret(key: &SigningKey) -> String {
 
 /// A fresh credential pair for tests and demos: `(client_id, client_secret, public_key)`,
 /// the id being `<client_name>@<token_host>/fake`.
+#[cfg(any(test, feature = "test-support"))]
 pub fn generate_credentials(client_name: &str, token_host: &str) -> (String, String, VerifyingKey) {
     let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
     let id = format!("{client_name}@{token_host}/fake");
@@ -395,6 +401,7 @@ pub fn client_assertion(
 }
 
 /// The verified content of a client assertion.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub iss: String,
@@ -408,6 +415,7 @@ pub struct Claims {
 }
 
 /// Why [`verify_assertion`] rejected an assertion.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AssertionError {
     #[error("not a compact JWS (three base64url parts separated by '.')")]
@@ -438,6 +446,7 @@ pub enum AssertionError {
     LifetimeTooLong,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 fn decode_json_part(part: &str) -> Option<serde_json::Map<String, Value>> {
     let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
     match serde_json::from_slice(&bytes).ok()? {
@@ -451,6 +460,7 @@ fn decode_json_part(part: &str) -> Option<serde_json::Map<String, Value>> {
 /// `iss` = `sub` = `expected_client_id`, `aud` (a string or an array) containing
 /// `expected_aud`, `iat` present, and `nbf` ≤ now < `exp` (each with [`VERIFY_LEEWAY`]),
 /// with `exp − nbf` at most [`MAX_ASSERTION_LIFETIME`].
+#[cfg(any(test, feature = "test-support"))]
 pub fn verify_assertion(
     jws: &str,
     public_key: &VerifyingKey,

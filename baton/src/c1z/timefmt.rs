@@ -26,10 +26,24 @@ pub fn now_db_time() -> String {
     format_db_time(&Local::now())
 }
 
+/// Reads a time written by [`format_db_time`] as local time (`None` if it is not one).
+pub fn parse_db_time(text: &str) -> Option<DateTime<Local>> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    naive.and_local_timezone(Local).earliest()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{FixedOffset, NaiveDate, Utc};
+
+    #[test]
+    fn a_written_time_reads_back() {
+        let now = Local::now();
+        let back = parse_db_time(&format_db_time(&now)).unwrap();
+        assert_eq!(back, now);
+        assert!(parse_db_time("2026-03-07T09:05:03Z").is_none());
+    }
 
     fn at(nanos: u32) -> DateTime<Utc> {
         NaiveDate::from_ymd_opt(2026, 3, 7)

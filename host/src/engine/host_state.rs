@@ -1,9 +1,11 @@
-//! The component's side of the host: generated bindings for `wit/connector.wit`, the store's
-//! data, and the host imports (log, config, session).
+//! A store's data (one component instance): WASI and HTTP contexts with the sandbox's hooks,
+//! the guest's limits and meters, and the contract's host imports (log, config, session).
 
-use crate::limits::GuestLimits;
+use super::contract::baton::connector::host::LogLevel;
+use super::contract::baton::connector::{host, types};
+use super::limits::{GuestLimits, InstanceLimits};
+use super::session::SessionStore;
 use crate::sandbox::{RunNetwork, SandboxHooks};
-use crate::session::SessionStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,21 +14,6 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
-
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "baton-connector",
-    exports: { default: async },
-    additional_derives: [PartialEq],
-});
-
-use self::baton::connector::host::LogLevel;
-pub use self::baton::connector::types::*;
-pub use exports::baton::connector::connector::GrantRecord;
-
-/// The component built from `connector/` by this crate's build script.
-pub const SEGMENT_CONNECTOR_WASM: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/segment_connector.wasm"));
 
 /// What the instances of one run share: their configuration, session store, network, limits
 /// and meter.
@@ -41,17 +28,6 @@ pub struct RunContext {
     /// Limits of each instance of the run; `None` for the runtime's defaults.
     pub limits: Option<InstanceLimits>,
     pub meter: RunMeter,
-}
-
-/// The limits of one component instance.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstanceLimits {
-    /// Linear memory, over all the instance's memories.
-    pub memory_bytes: usize,
-    /// Guest execution time per call (not counting time waiting on the host).
-    pub cpu_per_call: Duration,
-    /// Time per call, including waiting for HTTP (but not the pauses Segment asks for).
-    pub wall_per_call: Duration,
 }
 
 /// What a run's instances used: guest CPU time and the largest linear memory.
@@ -76,7 +52,7 @@ impl RunMeter {
 
     /// Guest execution time, in epoch ticks (of `runtime::TICK`).
     pub fn cpu(&self) -> Duration {
-        crate::runtime::TICK * self.cpu_ticks.load(Ordering::Relaxed) as u32
+        super::TICK * self.cpu_ticks.load(Ordering::Relaxed) as u32
     }
 
     pub fn peak_memory_bytes(&self) -> usize {
@@ -209,9 +185,9 @@ impl wasmtime_wasi::p2::bindings::cli::environment::Host for HostState {
     }
 }
 
-impl self::baton::connector::types::Host for HostState {}
+impl types::Host for HostState {}
 
-impl self::baton::connector::host::Host for HostState {
+impl host::Host for HostState {
     fn log(&mut self, level: LogLevel, message: String) {
         let mut message = message;
         if message.len() > MAX_LOG_LINE {

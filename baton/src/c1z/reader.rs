@@ -3,7 +3,8 @@
 //! database read-only. Every row query filters on `sync_id` and returns rows by `id`
 //! ascending.
 
-use crate::{C1Z_V1_MAGIC, C1Z_V3_MAGIC, Result, annotations, pb, schema};
+use super::{C1Z_V1_MAGIC, C1Z_V3_MAGIC, schema};
+use crate::{Result, annotations, pb};
 use anyhow::{Context, anyhow, bail};
 use prost::Message;
 use rusqlite::types::Value;
@@ -129,53 +130,12 @@ impl C1zReader {
     /// that is not SQLite, missing tables.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display();
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                bail!("c1z file {shown} does not exist")
-            }
-            Err(e) => bail!("cannot open c1z file {shown}: {e}"),
-        };
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot stat c1z file {shown}"))?;
-        if meta.is_dir() {
-            bail!("c1z path {shown} is a directory, not a file");
-        }
-        let mut input = BufReader::with_capacity(1 << 20, file);
-
-        let mut magic = Vec::with_capacity(5);
-        (&mut input)
-            .take(5)
-            .read_to_end(&mut magic)
-            .with_context(|| format!("cannot read c1z file {shown}"))?;
-        check_magic(&magic).with_context(|| format!("{shown} is not a readable v1 .c1z file"))?;
-
-        // Fail fast on a declared content size above the cap.
-        let head = input
-            .fill_buf()
-            .with_context(|| format!("cannot read c1z file {shown}"))?;
-        if head.is_empty() {
-            bail!("{shown} is truncated: the zstd stream after the C1ZF header is missing");
-        }
-        if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(head)
-            && size > MAX_DECODED_SIZE
-        {
-            bail!(
-                "{shown}: the zstd frame declares {size} decoded bytes, more than the {MAX_DECODED_SIZE}-byte limit"
-            );
-        }
-
         let tmp = tempfile::Builder::new()
             .prefix("c1z")
             .tempdir()
             .context("creating a temp directory for the decompressed database")?;
         let db_path = tmp.path().join("db");
-        let decoded = decompress(&mut input, &db_path)
-            .with_context(|| format!("{shown}: corrupt or truncated zstd stream"))?;
-
-        check_sqlite_header(&db_path, decoded)
-            .with_context(|| format!("{shown}: the payload is not a SQLite database"))?;
+        unpack(path, &db_path)?;
 
         let conn = Connection::open_with_flags(
             &db_path,
@@ -429,6 +389,53 @@ impl C1zReader {
     }
 }
 
+/// Decompresses the `.c1z` at `path` into the SQLite database file `db_path`. Errors name
+/// the file and say what is wrong: missing file, bad magic (a v3/Pebble file is recognised),
+/// truncated or corrupt zstd, a payload that is not SQLite.
+pub(crate) fn unpack(path: &Path, db_path: &Path) -> Result<()> {
+    let shown = path.display();
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            bail!("c1z file {shown} does not exist")
+        }
+        Err(e) => bail!("cannot open c1z file {shown}: {e}"),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot stat c1z file {shown}"))?;
+    if meta.is_dir() {
+        bail!("c1z path {shown} is a directory, not a file");
+    }
+    let mut input = BufReader::with_capacity(1 << 20, file);
+
+    let mut magic = Vec::with_capacity(5);
+    (&mut input)
+        .take(5)
+        .read_to_end(&mut magic)
+        .with_context(|| format!("cannot read c1z file {shown}"))?;
+    check_magic(&magic).with_context(|| format!("{shown} is not a readable v1 .c1z file"))?;
+
+    // Fail fast on a declared content size above the cap.
+    let head = input
+        .fill_buf()
+        .with_context(|| format!("cannot read c1z file {shown}"))?;
+    if head.is_empty() {
+        bail!("{shown} is truncated: the zstd stream after the C1ZF header is missing");
+    }
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(head)
+        && size > MAX_DECODED_SIZE
+    {
+        bail!(
+            "{shown}: the zstd frame declares {size} decoded bytes, more than the {MAX_DECODED_SIZE}-byte limit"
+        );
+    }
+    let decoded = decompress(&mut input, db_path)
+        .with_context(|| format!("{shown}: corrupt or truncated zstd stream"))?;
+    check_sqlite_header(db_path, decoded)
+        .with_context(|| format!("{shown}: the payload is not a SQLite database"))
+}
+
 fn check_magic(magic: &[u8]) -> Result<()> {
     if magic == C1Z_V1_MAGIC {
         return Ok(());
@@ -498,7 +505,7 @@ fn check_sqlite_header(db_path: &Path, decoded: u64) -> Result<()> {
     Ok(())
 }
 
-fn table_names(conn: &Connection) -> Result<Vec<String>> {
+pub(crate) fn table_names(conn: &Connection) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "select name from sqlite_master where type = 'table' and name not like 'sqlite_%'
          order by name",
@@ -509,7 +516,7 @@ fn table_names(conn: &Connection) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
+pub(crate) fn column_names(conn: &Connection, table: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("select name from pragma_table_info(?1)")?;
     let names = stmt
         .query_map(params![table], |r| r.get(0))?

@@ -1,0 +1,884 @@
+//! Writes a v1 `.c1z` (baton-sdk §4.2/§4.3) the way Baton's syncer does: the sync's rows go
+//! into a SQLite database in a private work directory next to the target ([`WorkDir`]) as
+//! they arrive, with the sync's checkpoint (`v1_sync_runs.sync_token`) in the same
+//! transaction, so an interrupted sync resumes where it stopped. [`C1zWriter::finish`] ends the
+//! sync, keeps the newest finished full syncs (the file's earlier ones included) as Baton's
+//! cleanup does, packages the database as `C1ZF\0` + one zstd stream and renames it atomically
+//! over the target path.
+
+use super::workdir::{WorkDir, dotted, private_file};
+use super::{C1Z_V1_MAGIC, ksuid, reader, schema, timefmt};
+use crate::{Result, annotations, ids, pb};
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Local};
+use prost::Message;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// zstd level used for the payload. Its window (2 MiB at level 3) is far below the readers'
+/// 128 MiB limit, and long-distance matching stays off.
+pub const ZSTD_LEVEL: i32 = 3;
+
+const UPSERT_RESOURCE_TYPE: &str = "insert into v1_resource_types
+        (external_id, data, sync_id, discovered_at)
+    values (?1, ?2, ?3, ?4)
+    on conflict (external_id, sync_id) do update set
+        data = excluded.data,
+        discovered_at = excluded.discovered_at";
+
+const UPSERT_RESOURCE: &str = "insert into v1_resources
+        (resource_type_id, external_id, parent_resource_type_id, parent_resource_id,
+         data, sync_id, discovered_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+    on conflict (external_id, sync_id) do update set
+        resource_type_id = excluded.resource_type_id,
+        parent_resource_type_id = excluded.parent_resource_type_id,
+        parent_resource_id = excluded.parent_resource_id,
+        data = excluded.data,
+        discovered_at = excluded.discovered_at";
+
+const UPSERT_ENTITLEMENT: &str = "insert into v1_entitlements
+        (resource_type_id, resource_id, external_id, data, sync_id, discovered_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6)
+    on conflict (external_id, sync_id) do update set
+        resource_type_id = excluded.resource_type_id,
+        resource_id = excluded.resource_id,
+        data = excluded.data,
+        discovered_at = excluded.discovered_at";
+
+// A re-put without a GrantExpandable keeps the row's expansion and needs_expansion (the
+// grant-expansion phase rewrites grants whose blobs no longer carry the annotation).
+const UPSERT_GRANT: &str = "insert into v1_grants
+        (resource_type_id, resource_id, entitlement_id, principal_resource_type_id,
+         principal_resource_id, external_id, expansion, needs_expansion, data, sync_id,
+         discovered_at)
+    values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+    on conflict (external_id, sync_id) do update set
+        resource_type_id = excluded.resource_type_id,
+        resource_id = excluded.resource_id,
+        entitlement_id = excluded.entitlement_id,
+        principal_resource_type_id = excluded.principal_resource_type_id,
+        principal_resource_id = excluded.principal_resource_id,
+        expansion = coalesce(excluded.expansion, v1_grants.expansion),
+        needs_expansion = case when excluded.expansion is not null
+            then excluded.needs_expansion else v1_grants.needs_expansion end,
+        data = excluded.data,
+        discovered_at = excluded.discovered_at";
+
+const UPSERT_ASSET: &str = "insert into v1_assets
+        (external_id, content_type, data, sync_id, discovered_at)
+    values (?1, ?2, ?3, ?4, ?5)
+    on conflict (external_id, sync_id) do update set
+        content_type = excluded.content_type,
+        data = excluded.data,
+        discovered_at = excluded.discovered_at";
+
+/// How a writer treats the file it replaces and work it finds left over.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Finished full syncs kept in the file, the new one included (Baton's default: 2,
+    /// `BATON_KEEP_SYNC_COUNT`); at least 1.
+    pub keep_syncs: usize,
+    /// An unfinished sync left in the work directory is resumed when it started less than this
+    /// long ago (Baton: 7 days) and was made by the same `identity`; `None` never resumes.
+    pub resume_within: Option<Duration>,
+    /// Who makes the sync (e.g. the API's origin and a hash of the credential): work left by
+    /// another identity is discarded, never mixed in.
+    pub identity: String,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            keep_syncs: 2,
+            resume_within: None,
+            identity: String::new(),
+        }
+    }
+}
+
+/// Baton resumes unfinished syncs younger than this.
+pub const RESUME_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How the writer's sync began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    Fresh,
+    /// An interrupted sync, with the checkpoint it last recorded.
+    Resumed {
+        checkpoint: String,
+    },
+}
+
+/// Builds one v1 `.c1z`: the previous file's finished syncs plus the one being written.
+///
+/// Every `put_*` call (and every [`Batch`]) runs in one transaction, and upserts on
+/// `(external_id, sync_id)`: a second put of the same id replaces the row (keeping its
+/// rowid, hence its position in reads). A call that fails writes nothing.
+pub struct C1zWriter {
+    // Field order matters: the connection closes before the work directory goes.
+    conn: Connection,
+    work: Option<WorkDir>,
+    target: PathBuf,
+    dir: PathBuf,
+    sync_id: String,
+    keep_syncs: usize,
+    start: Start,
+    /// Whether a checkpoint was recorded: then a dropped writer leaves its work to resume.
+    resumable: bool,
+}
+
+impl std::fmt::Debug for C1zWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("C1zWriter")
+            .field("target", &self.target)
+            .field("sync_id", &self.sync_id)
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+impl Drop for C1zWriter {
+    /// Work that can be resumed stays (private to its owner); anything else is removed.
+    fn drop(&mut self) {
+        if !self.resumable
+            && let Some(work) = self.work.take()
+        {
+            work.remove();
+        }
+    }
+}
+
+impl C1zWriter {
+    /// Prepares a new sync that will replace `path` on [`finish`](Self::finish), with the
+    /// default options (no resuming).
+    pub fn create(path: &Path) -> Result<Self> {
+        Self::open(path, &WriterOptions::default())
+    }
+
+    /// Prepares the sync that will replace `path`: resumes the interrupted one left in the work
+    /// directory when `options` allow, else starts a new one on top of the finished syncs
+    /// already in `path` (a file that cannot be read as a `.c1z` is not carried over).
+    ///
+    /// Fails early, naming the path, if the directory of `path` does not exist or is not
+    /// writable, if `path` is a directory, or if another writer holds the work directory. A
+    /// failed or dropped writer leaves an existing file at `path` untouched.
+    pub fn open(path: &Path, options: &WriterOptions) -> Result<Self> {
+        let dir = target_dir(path)?;
+        let work = WorkDir::open(&dir, path)?;
+        let resumed = match options.resume_within {
+            Some(within) => resumable(&work, &options.identity, within),
+            None => None,
+        };
+        let (conn, sync_id, start) = match resumed {
+            Some((conn, sync_id, checkpoint)) => (conn, sync_id, Start::Resumed { checkpoint }),
+            None => {
+                work.clear()?;
+                let conn = fresh_db(&work, path)?;
+                fs::write(work.path().join("owner"), &options.identity)
+                    .with_context(|| format!("writing {}", work.path().display()))?;
+                let sync_id = ksuid::new();
+                conn.execute(
+                    "insert into v1_sync_runs
+                        (sync_id, started_at, ended_at, sync_token, sync_type, parent_sync_id,
+                         linked_sync_id, supports_diff, grants_backfilled, stats)
+                     values (?1, ?2, null, '', 'full', '', '', 0, 1, null)",
+                    params![sync_id, timefmt::now_db_time()],
+                )
+                .context("recording the new sync run")?;
+                (conn, sync_id, Start::Fresh)
+            }
+        };
+        Ok(Self {
+            conn,
+            work: Some(work),
+            target: path.to_path_buf(),
+            dir,
+            sync_id,
+            keep_syncs: options.keep_syncs.max(1),
+            resumable: matches!(start, Start::Resumed { .. }),
+            start,
+        })
+    }
+
+    /// The sync id (a KSUID) every row of this sync carries.
+    pub fn sync_id(&self) -> &str {
+        &self.sync_id
+    }
+
+    /// The path the file will be written to.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// How the sync began (fresh, or resumed from a checkpoint).
+    pub fn start(&self) -> &Start {
+        &self.start
+    }
+
+    /// The private work directory (a host may keep the sync's own scratch files there: they
+    /// go with it).
+    pub fn work_dir(&self) -> &Path {
+        self.work.as_ref().map_or(&self.dir, |w| w.path())
+    }
+
+    /// When this sync started, as stored.
+    pub fn started_at(&self) -> Result<String> {
+        Ok(self.conn.query_row(
+            "select started_at from v1_sync_runs where sync_id = ?1",
+            params![self.sync_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// A transaction: rows and a checkpoint written together, or not at all.
+    pub fn batch(&mut self) -> Result<Batch<'_>> {
+        Ok(Batch {
+            tx: self.conn.transaction()?,
+            sync_id: &self.sync_id,
+            now: timefmt::now_db_time(),
+            checkpointed: &mut self.resumable,
+        })
+    }
+
+    /// Upserts resource types (`external_id` = `ResourceType.id`).
+    pub fn put_resource_types(&mut self, items: &[pb::ResourceType]) -> Result<()> {
+        let mut b = self.batch()?;
+        for rt in items {
+            b.put_resource_type(rt)?;
+        }
+        b.commit()
+    }
+
+    /// Upserts resources (`external_id` = `"<resource_type>:<resource_id>"`; the parent
+    /// columns are NULL when there is no parent).
+    pub fn put_resources(&mut self, items: &[pb::Resource]) -> Result<()> {
+        let mut b = self.batch()?;
+        for r in items {
+            b.put_resource(r)?;
+        }
+        b.commit()
+    }
+
+    /// Upserts entitlements (`external_id` = `Entitlement.id`; resource columns from the
+    /// embedded resource).
+    pub fn put_entitlements(&mut self, items: &[pb::Entitlement]) -> Result<()> {
+        let mut b = self.batch()?;
+        for e in items {
+            b.put_entitlement(e)?;
+        }
+        b.commit()
+    }
+
+    /// Upserts grants (see [`Batch::put_grant`]).
+    pub fn put_grants(&mut self, items: &[pb::Grant]) -> Result<()> {
+        let mut b = self.batch()?;
+        for g in items {
+            b.put_grant(g)?;
+        }
+        b.commit()
+    }
+
+    /// Upserts an asset (`external_id` = `AssetRef.id`, raw bytes in `data`).
+    pub fn put_asset(&mut self, asset_id: &str, content_type: &str, data: &[u8]) -> Result<()> {
+        if asset_id.is_empty() {
+            bail!("asset with an empty id");
+        }
+        let now = timefmt::now_db_time();
+        self.conn
+            .prepare_cached(UPSERT_ASSET)?
+            .execute(params![asset_id, content_type, data, self.sync_id, now])
+            .with_context(|| format!("writing asset {asset_id:?}"))?;
+        Ok(())
+    }
+
+    /// This sync's resource types, in the order they were written.
+    pub fn resource_types(&self) -> Result<Vec<pb::ResourceType>> {
+        self.decode_all("select data from v1_resource_types where sync_id = ?1 order by id")
+    }
+
+    /// A resource of this sync.
+    pub fn resource(&self, resource_type: &str, id: &str) -> Result<Option<pb::Resource>> {
+        self.decode_one(
+            "select data from v1_resources where external_id = ?1 and sync_id = ?2",
+            &ids::resource_key(resource_type, id),
+        )
+    }
+
+    /// An entitlement of this sync.
+    pub fn entitlement(&self, id: &str) -> Result<Option<pb::Entitlement>> {
+        self.decode_one(
+            "select data from v1_entitlements where external_id = ?1 and sync_id = ?2",
+            id,
+        )
+    }
+
+    /// A grant of this sync.
+    pub fn grant(&self, id: &str) -> Result<Option<pb::Grant>> {
+        self.decode_one(
+            "select data from v1_grants where external_id = ?1 and sync_id = ?2",
+            id,
+        )
+    }
+
+    /// Up to `limit` resources of this sync stored after row `after`, with their row ids, in
+    /// row order: how a sync walks its resources without holding them all.
+    pub fn resources_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, pb::Resource)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "select id, data from v1_resources where sync_id = ?1 and id > ?2 order by id limit ?3",
+        )?;
+        let rows = stmt.query_map(params![self.sync_id, after, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, data) = row?;
+            let resource = pb::Resource::decode(data.as_slice())
+                .with_context(|| format!("decoding resource row {id}"))?;
+            out.push((id, resource));
+        }
+        Ok(out)
+    }
+
+    /// The resource of this sync stored in row `row`.
+    pub fn resource_row(&self, row: i64) -> Result<Option<pb::Resource>> {
+        let data: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("select data from v1_resources where id = ?1 and sync_id = ?2")?
+            .query_row(params![row, self.sync_id], |r| r.get(0))
+            .optional()?;
+        data.map(|d| {
+            pb::Resource::decode(d.as_slice())
+                .with_context(|| format!("decoding resource row {row}"))
+        })
+        .transpose()
+    }
+
+    /// Resources of this sync per type, and the entitlement and grant counts.
+    pub fn counts(&self) -> Result<Counts> {
+        let mut stmt = self.conn.prepare(
+            "select resource_type_id, count(*) from v1_resources where sync_id = ?1
+             group by resource_type_id",
+        )?;
+        let resources = stmt
+            .query_map(params![self.sync_id], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let count = |table: &str| -> Result<u64> {
+            let n: i64 = self.conn.query_row(
+                &format!("select count(*) from {table} where sync_id = ?1"),
+                params![self.sync_id],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        };
+        Ok(Counts {
+            resources,
+            entitlements: count(schema::ENTITLEMENTS)?,
+            grants: count(schema::GRANTS)?,
+        })
+    }
+
+    /// Deletes this sync's grants whose entitlement it never wrote; returns up to `sample` of
+    /// their ids and how many there were.
+    pub fn drop_dangling_grants(&mut self, sample: usize) -> Result<(Vec<String>, usize)> {
+        let dangling = "from v1_grants g where g.sync_id = ?1 and not exists
+            (select 1 from v1_entitlements e where e.external_id = g.entitlement_id
+             and e.sync_id = ?1)";
+        let ids: Vec<String> = self
+            .conn
+            .prepare(&format!(
+                "select g.external_id {dangling} order by g.id limit ?2"
+            ))?
+            .query_map(params![self.sync_id, sample as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let n = self.conn.execute(
+            &format!("delete from v1_grants where id in (select g.id {dangling})"),
+            params![self.sync_id],
+        )?;
+        Ok((ids, n))
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn decode_one<M: Message + Default>(&self, sql: &str, key: &str) -> Result<Option<M>> {
+        let data: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(sql)?
+            .query_row(params![key, self.sync_id], |r| r.get(0))
+            .optional()?;
+        data.map(|d| M::decode(d.as_slice()).with_context(|| format!("decoding {key:?}")))
+            .transpose()
+    }
+
+    fn decode_all<M: Message + Default>(&self, sql: &str) -> Result<Vec<M>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![self.sync_id], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut out = Vec::new();
+        for data in rows {
+            out.push(M::decode(data?.as_slice())?);
+        }
+        Ok(out)
+    }
+
+    /// Ends the sync (`ended_at`, supports_diff=1, grants_backfilled=1, stats NULL, its session
+    /// rows cleared), keeps the newest `keep_syncs` finished full syncs, writes `C1ZF\0` + one
+    /// zstd stream of the database to a temp file in the target directory, fsyncs it, renames it
+    /// over the target and removes the work directory. Returns the target path. On error the
+    /// target is untouched.
+    pub fn finish(
+        mut self,
+        started_at: DateTime<Local>,
+        ended_at: DateTime<Local>,
+    ) -> Result<PathBuf> {
+        if ended_at < started_at {
+            bail!(
+                "cannot finish .c1z {}: sync ended ({}) before it started ({})",
+                self.target.display(),
+                timefmt::format_db_time(&ended_at),
+                timefmt::format_db_time(&started_at)
+            );
+        }
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "update v1_sync_runs set started_at = ?2, ended_at = ?3, sync_token = '',
+                 supports_diff = 1, grants_backfilled = 1, stats = null
+             where sync_id = ?1",
+            params![
+                self.sync_id,
+                timefmt::format_db_time(&started_at),
+                timefmt::format_db_time(&ended_at)
+            ],
+        )
+        .context("recording the sync run")?;
+        // The session store is per-sync scratch space, cleared at the end of a sync.
+        tx.execute(
+            "delete from v1_connector_sessions where sync_id = ?1",
+            params![self.sync_id],
+        )?;
+        let removed = cleanup(&tx, &self.sync_id, self.keep_syncs)?;
+        tx.commit().context("committing the finished sync")?;
+
+        let work = self
+            .work
+            .take()
+            .expect("a writer has its work directory until it finishes");
+        // The sync is recorded as finished: whatever happens now, nothing is left to resume.
+        let packaged = self.package(&work, removed);
+        work.remove();
+        packaged?;
+        Ok(self.target.clone())
+    }
+
+    /// Writes the finished database over the target (see [`C1zWriter::finish`]).
+    fn package(&mut self, work: &WorkDir, compact: bool) -> Result<()> {
+        let packed = if compact {
+            // Rows of dropped syncs leave free pages: copy the database compactly first.
+            let packed = work.path().join("packed");
+            let _ = fs::remove_file(&packed);
+            self.conn
+                .execute("vacuum into ?1", params![packed.to_string_lossy()])
+                .context("compacting the database")?;
+            packed
+        } else {
+            work.db()
+        };
+        let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        conn.close()
+            .map_err(|(_, e)| e)
+            .context("closing the SQLite database")?;
+
+        let name = self.target.file_name().unwrap_or_default();
+        let mut out = tempfile::Builder::new()
+            .prefix(&dotted(name, "."))
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)
+            .with_context(|| format!("creating a temp file in {}", self.dir.display()))?;
+        write_envelope(&packed, out.as_file_mut())
+            .with_context(|| format!("writing {}", out.path().display()))?;
+        out.as_file()
+            .sync_all()
+            .with_context(|| format!("syncing {}", out.path().display()))?;
+        out.persist(&self.target)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming the new .c1z over {}", self.target.display()))?;
+        // Make the rename durable; failure here is not fatal (the file is complete).
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Row counts of the sync being written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Resource type id → resources of that type.
+    pub resources: Vec<(String, u64)>,
+    pub entitlements: u64,
+    pub grants: u64,
+}
+
+/// Rows written in one transaction, with the sync's checkpoint.
+pub struct Batch<'w> {
+    tx: Transaction<'w>,
+    sync_id: &'w str,
+    now: String,
+    checkpointed: &'w mut bool,
+}
+
+impl Batch<'_> {
+    pub fn put_resource_type(&mut self, rt: &pb::ResourceType) -> Result<()> {
+        if rt.id.is_empty() {
+            bail!(
+                "resource type with an empty id (display name {:?})",
+                rt.display_name
+            );
+        }
+        self.tx
+            .prepare_cached(UPSERT_RESOURCE_TYPE)?
+            .execute(params![rt.id, rt.encode_to_vec(), self.sync_id, self.now])
+            .with_context(|| format!("writing resource type {:?}", rt.id))?;
+        Ok(())
+    }
+
+    pub fn put_resource(&mut self, r: &pb::Resource) -> Result<()> {
+        let id = resource_id_of(r)
+            .with_context(|| format!("invalid resource (display name {:?})", r.display_name))?;
+        let parent = r
+            .parent_resource_id
+            .as_ref()
+            .filter(|p| !p.resource_type.is_empty() && !p.resource.is_empty());
+        let key = ids::resource_key(&id.resource_type, &id.resource);
+        self.tx
+            .prepare_cached(UPSERT_RESOURCE)?
+            .execute(params![
+                id.resource_type,
+                key,
+                parent.map(|p| p.resource_type.as_str()),
+                parent.map(|p| p.resource.as_str()),
+                r.encode_to_vec(),
+                self.sync_id,
+                self.now
+            ])
+            .with_context(|| format!("writing resource {key:?}"))?;
+        Ok(())
+    }
+
+    pub fn put_entitlement(&mut self, e: &pb::Entitlement) -> Result<()> {
+        if e.id.is_empty() {
+            bail!(
+                "entitlement with an empty id (display name {:?})",
+                e.display_name
+            );
+        }
+        let res = e
+            .resource
+            .as_ref()
+            .ok_or_else(|| anyhow!("entitlement {:?} has no resource", e.id))
+            .and_then(|r| resource_id_of(r).with_context(|| format!("entitlement {:?}", e.id)))?;
+        self.tx
+            .prepare_cached(UPSERT_ENTITLEMENT)?
+            .execute(params![
+                res.resource_type,
+                res.resource,
+                e.id,
+                e.encode_to_vec(),
+                self.sync_id,
+                self.now
+            ])
+            .with_context(|| format!("writing entitlement {:?}", e.id))?;
+        Ok(())
+    }
+
+    /// Upserts a grant. A `GrantExpandable` annotation is removed from the stored blob and
+    /// kept in the `expansion` column; `needs_expansion` is 1 when it names at least one
+    /// non-blank entitlement id. A re-put of an existing grant without a `GrantExpandable`
+    /// replaces everything but keeps the row's `expansion`/`needs_expansion`.
+    pub fn put_grant(&mut self, g: &pb::Grant) -> Result<()> {
+        let row = grant_row(g).with_context(|| format!("invalid grant {:?}", g.id))?;
+        self.tx
+            .prepare_cached(UPSERT_GRANT)?
+            .execute(params![
+                row.resource_type_id,
+                row.resource_id,
+                row.entitlement_id,
+                row.principal_type,
+                row.principal_id,
+                row.external_id,
+                row.expansion,
+                row.needs_expansion,
+                row.data,
+                self.sync_id,
+                self.now
+            ])
+            .with_context(|| format!("writing grant {:?}", row.external_id))?;
+        Ok(())
+    }
+
+    /// Records where the sync stands (Baton's `sync_token`): a sync interrupted after this
+    /// batch commits resumes from here.
+    pub fn checkpoint(&mut self, token: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("update v1_sync_runs set sync_token = ?1 where sync_id = ?2")?
+            .execute(params![token, self.sync_id])
+            .context("recording the sync's checkpoint")?;
+        *self.checkpointed = true;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit().context("committing a batch of rows")
+    }
+}
+
+/// The directory `path` goes in, checked to exist and `path` not to be a directory.
+fn target_dir(path: &Path) -> Result<PathBuf> {
+    if path.file_name().is_none() {
+        bail!(
+            "cannot write .c1z {}: the path has no file name",
+            path.display()
+        );
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(
+            "cannot write .c1z {}: {} is not a directory",
+            path.display(),
+            dir.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "cannot write .c1z {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ),
+        Err(e) => bail!(
+            "cannot write .c1z {}: cannot access directory {}: {e}",
+            path.display(),
+            dir.display()
+        ),
+    }
+    if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        bail!(
+            "cannot write .c1z {}: the path is a directory",
+            path.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// The interrupted sync in `work`, if it may be resumed: made by `identity`, unfinished,
+/// checkpointed, and started less than `within` ago.
+fn resumable(
+    work: &WorkDir,
+    identity: &str,
+    within: Duration,
+) -> Option<(Connection, String, String)> {
+    let owner = fs::read_to_string(work.path().join("owner")).ok()?;
+    if owner != identity || !work.db().exists() {
+        return None;
+    }
+    let conn = open_db(&work.db()).ok()?;
+    let (sync_id, started_at, token): (String, String, String) = conn
+        .query_row(
+            "select sync_id, started_at, sync_token from v1_sync_runs
+             where ended_at is null and sync_type = 'full'
+             order by started_at desc limit 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ok()?;
+    let started = timefmt::parse_db_time(&started_at)?;
+    let age = Local::now().signed_duration_since(started).to_std().ok()?;
+    (!token.is_empty() && age < within).then_some((conn, sync_id, token))
+}
+
+/// A new work database: the previous file's database when it reads as a v1 `.c1z` (its
+/// unfinished syncs dropped), else an empty one.
+fn fresh_db(work: &WorkDir, target: &Path) -> Result<Connection> {
+    let db = work.db();
+    private_file(&db)?;
+    if target.exists() && reader::unpack(target, &db).is_ok() {
+        if let Ok(conn) = open_db(&db)
+            && carries_over(&conn).unwrap_or(false)
+        {
+            conn.execute_batch(
+                "delete from v1_sync_runs where ended_at is null or sync_type != 'full'",
+            )?;
+            return Ok(conn);
+        }
+        fs::remove_file(&db)?;
+        private_file(&db)?;
+    }
+    let conn = open_db(&db)?;
+    let tx = conn.unchecked_transaction()?;
+    for stmt in schema::DDL {
+        tx.execute(stmt, [])
+            .with_context(|| format!("running DDL: {stmt}"))?;
+    }
+    tx.commit()?;
+    Ok(conn)
+}
+
+/// Whether an existing database has every table and column this writer fills.
+fn carries_over(conn: &Connection) -> Result<bool> {
+    let tables = reader::table_names(conn)?;
+    if !schema::ALL_TABLES
+        .iter()
+        .all(|t| tables.iter().any(|n| n == t))
+    {
+        return Ok(false);
+    }
+    let grants = reader::column_names(conn, schema::GRANTS)?;
+    let runs = reader::column_names(conn, schema::SYNC_RUNS)?;
+    let has = |cols: &[String], c: &str| cols.iter().any(|n| n == c);
+    Ok(has(&grants, "expansion")
+        && has(&grants, "needs_expansion")
+        && has(&runs, "grants_backfilled")
+        && has(&runs, "ingest_invariant_mode"))
+}
+
+fn open_db(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening SQLite database {}", path.display()))?;
+    // Rollback journal (never WAL): after a crash SQLite rolls a half-written batch back on
+    // the next open. No fsyncs: the database is scratch until packaged (a crash of the
+    // process loses nothing the operating system was handed).
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "TRUNCATE", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("truncate") {
+        bail!("SQLite refused journal_mode=TRUNCATE (got {mode})");
+    }
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    // The page cache is the database's whole share of memory, whatever the workspace's size.
+    conn.pragma_update(None, "cache_size", -32768)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Keeps the newest `keep` finished full syncs (this one among them) and deletes the rows of
+/// every other sync; returns whether anything was deleted.
+fn cleanup(tx: &Transaction<'_>, current: &str, keep: usize) -> Result<bool> {
+    let doomed: Vec<String> = tx
+        .prepare(
+            "select sync_id from v1_sync_runs where sync_id != ?1 and sync_id not in
+                (select sync_id from v1_sync_runs
+                 where ended_at is not null and sync_type = 'full'
+                 order by ended_at desc, sync_id desc limit ?2)",
+        )?
+        .query_map(params![current, keep as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for sync in &doomed {
+        for table in schema::ALL_TABLES {
+            tx.execute(
+                &format!("delete from {table} where sync_id = ?1"),
+                params![sync],
+            )?;
+        }
+    }
+    Ok(!doomed.is_empty())
+}
+
+fn write_envelope(db_path: &Path, out: &mut File) -> Result<()> {
+    let mut input =
+        File::open(db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let len = input.metadata()?.len();
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    w.write_all(C1Z_V1_MAGIC)?;
+    let mut enc = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
+    enc.include_checksum(true)?;
+    enc.include_contentsize(true)?;
+    enc.set_pledged_src_size(Some(len))?;
+    let copied = io::copy(&mut input, &mut enc)?;
+    if copied != len {
+        bail!("database changed size while compressing ({len} → {copied} bytes)");
+    }
+    let w = enc.finish()?;
+    w.into_inner().map_err(|e| e.into_error())?;
+    Ok(())
+}
+
+fn resource_id_of(r: &pb::Resource) -> Result<&pb::ResourceId> {
+    let id = r.id.as_ref().ok_or_else(|| anyhow!("resource has no id"))?;
+    if id.resource_type.is_empty() || id.resource.is_empty() {
+        bail!(
+            "resource id has an empty part (resource_type {:?}, resource {:?})",
+            id.resource_type,
+            id.resource
+        );
+    }
+    Ok(id)
+}
+
+struct GrantRow<'a> {
+    resource_type_id: &'a str,
+    resource_id: &'a str,
+    entitlement_id: &'a str,
+    principal_type: &'a str,
+    principal_id: &'a str,
+    external_id: &'a str,
+    expansion: Option<Vec<u8>>,
+    needs_expansion: i64,
+    data: Vec<u8>,
+}
+
+fn grant_row(g: &pb::Grant) -> Result<GrantRow<'_>> {
+    if g.id.is_empty() {
+        bail!("grant has an empty id");
+    }
+    let ent = g
+        .entitlement
+        .as_ref()
+        .ok_or_else(|| anyhow!("grant has no entitlement"))?;
+    if ent.id.is_empty() {
+        bail!("grant's entitlement has an empty id");
+    }
+    let ent_res = ent
+        .resource
+        .as_ref()
+        .ok_or_else(|| anyhow!("grant's entitlement {:?} has no resource", ent.id))
+        .and_then(|r| resource_id_of(r).context("grant's entitlement resource"))?;
+    let principal = g
+        .principal
+        .as_ref()
+        .ok_or_else(|| anyhow!("grant has no principal"))
+        .and_then(|p| resource_id_of(p).context("grant's principal"))?;
+
+    let (expansion, needs_expansion, data) =
+        if annotations::contains::<pb::GrantExpandable>(&g.annotations) {
+            let mut stripped = g.clone();
+            let ge = annotations::remove::<pb::GrantExpandable>(&mut stripped.annotations)
+                .unwrap_or_default();
+            let needs = ge.entitlement_ids.iter().any(|id| !id.trim().is_empty());
+            (
+                Some(ge.encode_to_vec()),
+                i64::from(needs),
+                stripped.encode_to_vec(),
+            )
+        } else {
+            (None, 0, g.encode_to_vec())
+        };
+
+    Ok(GrantRow {
+        resource_type_id: &ent_res.resource_type,
+        resource_id: &ent_res.resource,
+        entitlement_id: &ent.id,
+        principal_type: &principal.resource_type,
+        principal_id: &principal.resource,
+        external_id: &g.id,
+        expansion,
+        needs_expansion,
+        data,
+    })
+}

@@ -1,0 +1,204 @@
+//! A sync from start to finish: open the output (resuming an interrupted sync of it), run the
+//! component in the sandbox under the sync's deadline, write the `.c1z` (atomically), and
+//! summarise.
+
+use super::connection::{Connection, segment_runtime};
+use super::summary::SyncSummary;
+use crate::engine::host_state::RunContext;
+use crate::engine::{Program, Runtime};
+use crate::sandbox::RunNetwork;
+use crate::sync::checkpoint::Checkpoint;
+use crate::sync::progress::Progress;
+use crate::sync::store::SyncStore;
+use crate::sync::{SyncError, SyncOptions, Syncer};
+use anyhow::{Context, anyhow};
+use baton::c1z::{RESUME_WITHIN, WriterOptions};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest a sync runs by default (`--sync-deadline`): a 50k-user workspace at a few dozen
+/// requests per second fits with room to spare.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct SyncJob {
+    pub connection: Connection,
+    pub output: PathBuf,
+    /// Show a live progress line on stderr (when it is a terminal).
+    pub show_progress: bool,
+    /// Finished full syncs kept in the file, the new one included.
+    pub keep_syncs: usize,
+    /// Go on from an interrupted sync of the same file (same API and credential), if any.
+    pub resume: bool,
+    /// The longest the whole sync may take; an interrupted sync resumes from where this
+    /// stopped it.
+    pub deadline: Duration,
+}
+
+impl SyncJob {
+    /// A sync over `connection` into `output`, without progress on the terminal.
+    pub fn with(connection: Connection, output: impl Into<PathBuf>) -> SyncJob {
+        SyncJob {
+            connection,
+            output: output.into(),
+            show_progress: false,
+            keep_syncs: WriterOptions::default().keep_syncs,
+            resume: true,
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+
+    fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            keep_syncs: self.keep_syncs,
+            resume_within: self.resume.then_some(RESUME_WITHIN),
+            identity: self.connection.identity(),
+        }
+    }
+}
+
+/// Runs a whole sync with a runtime of its own.
+pub async fn sync(job: SyncJob) -> anyhow::Result<SyncSummary> {
+    // The output is opened before the (slower) compile: a path that cannot be written fails
+    // at once.
+    let opened = SyncStore::open(&job.output, &job.writer_options())?;
+    let runtime = segment_runtime(job.connection.concurrency as u32 + 2)?;
+    let run = job.connection.run_context(job.connection.policy());
+    sync_with(&runtime, job, opened, run, None).await
+}
+
+/// Runs a sync on an existing runtime (tests and the multi-tenant host share one).
+pub async fn sync_on(runtime: &Runtime, job: SyncJob) -> anyhow::Result<SyncSummary> {
+    let run = job.connection.run_context(job.connection.policy());
+    sync_in(runtime, job, run, None).await
+}
+
+/// A sync in a prepared run (its own limits and network) of `program`, or of the runtime's
+/// component when `None`: how the multi-tenant host runs each tenant.
+pub async fn sync_in(
+    runtime: &Runtime,
+    job: SyncJob,
+    run: Arc<RunContext>,
+    program: Option<Arc<Program>>,
+) -> anyhow::Result<SyncSummary> {
+    let opened = SyncStore::open(&job.output, &job.writer_options())?;
+    sync_with(runtime, job, opened, run, program).await
+}
+
+async fn sync_with(
+    runtime: &Runtime,
+    job: SyncJob,
+    (store, checkpoint): (SyncStore, Option<Checkpoint>),
+    run: Arc<RunContext>,
+    program: Option<Arc<Program>>,
+) -> anyhow::Result<SyncSummary> {
+    // What the connector keeps for later phases goes to disk, beside the sync's other work.
+    run.session
+        .spill_to(store.work_dir())
+        .context("opening the session store")?;
+    let network = run.network.clone();
+    let progress = Arc::new(Progress::default());
+    let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
+    let options = SyncOptions {
+        concurrency: job.connection.concurrency.max(1),
+        retry: network.policy.retry.clone(),
+    };
+    let mut syncer = Syncer::new(runtime, run, options, progress, store, checkpoint);
+    if let Some(program) = program {
+        syncer = syncer.with_program(program);
+    }
+    let outcome = tokio::time::timeout(job.deadline, syncer.run()).await;
+    reporter.abort();
+    let _ = reporter.await;
+    if job.show_progress && std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+    let report = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err((e, _store))) => return Err(explain(e, &job)),
+        Err(_) => {
+            return Err(anyhow!(
+                "the sync did not finish within its deadline of {}; {} is unchanged, and the \
+                 next sync of it resumes where this one stopped",
+                humantime::format_duration(job.deadline),
+                job.output.display()
+            ));
+        }
+    };
+
+    let store = report.store;
+    let sync_id = store.sync_id().to_string();
+    let counts = store.counts()?;
+    let workspace = store
+        .first_of_type("workspace")?
+        .map(|w| format!("\"{}\" ({})", w.display_name, w.id.resource));
+    let started = store.started_at()?;
+    let written = store.finish(started, chrono::Local::now())?;
+    let mut warnings = report.warnings;
+    if report.warning_count > warnings.len() as u64 {
+        warnings.push(format!(
+            "… and {} more warnings",
+            report.warning_count - warnings.len() as u64
+        ));
+    }
+    Ok(SyncSummary {
+        workspace,
+        output: written,
+        sync_id,
+        resources_by_type: counts.resources_by_type,
+        entitlements: counts.entitlements,
+        grants: counts.grants,
+        expanded_grants: report.expanded_grants,
+        warnings,
+        net: network.stats.snapshot(),
+        retried_calls: report.retried_calls,
+        elapsed: report.elapsed,
+        resumed: report.resumed,
+    })
+}
+
+fn explain(e: SyncError, job: &SyncJob) -> anyhow::Error {
+    let hint = if e.is_auth() {
+        format!(
+            "\nNo .c1z was written; {} is unchanged.",
+            job.output.display()
+        )
+    } else {
+        format!("\nThe sync stopped; {} is unchanged.", job.output.display())
+    };
+    anyhow!("{e}{hint}")
+}
+
+/// A progress line on a terminal (redrawn), or a log line every 15 s otherwise.
+fn spawn_reporter(
+    progress: Arc<Progress>,
+    network: Arc<RunNetwork>,
+    show: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !show {
+            return;
+        }
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(15)
+        };
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let line = progress.line(network.stats.snapshot().requests);
+            if tty {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[2K{line}");
+                let _ = err.flush();
+            } else {
+                tracing::info!("progress: {line}");
+            }
+        }
+    })
+}
