@@ -182,7 +182,8 @@ fn expect_failure(f: &RecordedFinish, code: Code, non_retryable: bool) {
 
 fn expect_success(f: &RecordedFinish) {
     assert!(f.is_success(), "success: {} {f:?}", f.status_message);
-    assert_eq!(f.status_code, 0);
+    // As baton-sdk reports a success: no status at all.
+    assert!(!f.has_status, "{f:?}");
     assert_eq!(f.host_id, HOST_ID);
 }
 
@@ -361,6 +362,11 @@ async fn syncs_uploads_and_provisions_like_conductorone_asks() {
     assert!(baton::annotations::contains::<pb::GrantAlreadyExists>(
         &resp.annotations
     ));
+    // FinishTask's success annotations are the response's, as baton-sdk sends them.
+    match &done.outcome {
+        FinishOutcome::Success { annotations, .. } => assert_eq!(annotations, &resp.annotations),
+        other => panic!("{other:?}"),
+    }
     assert!(env.segment_writes().is_empty());
 
     // A revoke of one of Bob's two Source Admin sources, with the grant as synced.
@@ -595,34 +601,45 @@ async fn refuses_what_it_does_not_do() {
         "{}",
         done.status_message
     );
+    // Types it has no handler for, and one this protocol version does not even name: as
+    // baton-sdk reports them, UNKNOWN "unsupported task type", retryable.
     env.c1.push_task(task_of(task::TaskType::EventFeed(
         task::EventFeedTask::default(),
     )));
-    expect_failure(&env.finished(4).await, Code::Unimplemented, true);
+    let done = env.finished(4).await;
+    expect_failure(&done, Code::Unknown, false);
+    assert!(
+        done.status_message.contains("unsupported task type"),
+        "{}",
+        done.status_message
+    );
     env.c1.push_task(Task {
         id: String::new(),
         status: task::Status::Pending as i32,
         debug: false,
         task_type: None,
     });
-    expect_failure(&env.finished(5).await, Code::Unimplemented, true);
-    // A targeted sync (a capability we do not declare).
+    expect_failure(&env.finished(5).await, Code::Unknown, false);
+    // A targeted resource without an id is a malformed task.
     env.c1
         .push_task(task_of(task::TaskType::SyncFull(task::SyncFullTask {
             targeted_sync_resources: vec![pb::Resource::default()],
             ..Default::default()
         })));
-    expect_failure(&env.finished(6).await, Code::Unimplemented, true);
+    expect_failure(&env.finished(6).await, Code::InvalidArgument, true);
 
-    // A hello task: Hello again, naming the task.
+    // A hello task: Hello again, naming the task, and no FinishTask (as baton-sdk).
     let id = env
         .c1
         .push_task(task_of(task::TaskType::Hello(task::HelloTask {})));
-    let done = env.finished(7).await;
-    expect_success(&done);
-    let hellos = env.c1.hellos();
-    assert_eq!(hellos.len(), 2);
+    let hellos = env.c1.wait_for_hellos(2, WAIT).await.unwrap();
     assert_eq!(hellos[1].task_id, id);
+    // The next task's end is the next one reported.
+    let next = env.c1.push_task(task_of(task::TaskType::EventFeed(
+        task::EventFeedTask::default(),
+    )));
+    assert_eq!(env.finished(7).await.task_id, next);
+    assert!(env.c1.finished().iter().all(|f| f.task_id != id));
 
     // Nothing reached Segment's write endpoints; nothing was uploaded.
     assert!(
@@ -663,9 +680,11 @@ async fn a_cancelled_sync_stops_and_uploads_nothing() {
     assert!(env.temp_is_empty(), "the partial sync file is gone");
 
     // The daemon goes on with the next task.
-    env.c1
+    let hello = env
+        .c1
         .push_task(task_of(task::TaskType::Hello(task::HelloTask {})));
-    expect_success(&env.finished(2).await);
+    let hellos = env.c1.wait_for_hellos(2, WAIT).await.unwrap();
+    assert_eq!(hellos[1].task_id, hello);
     daemon.stop().await;
 }
 
@@ -736,11 +755,13 @@ async fn a_task_whose_heartbeats_keep_failing_is_abandoned() {
     )
     .await;
     env.segment.inject(Fault::once(FaultKind::Hang));
-    env.c1.fail_heartbeats(1000);
     let mut opts = env.options();
     opts.timing.heartbeat_failures = 3;
     let daemon = env.spawn(opts);
     let id = env.c1.push_sync_task();
+    // The first heartbeat goes through; every later one fails.
+    env.c1.wait_for_heartbeats(1, WAIT).await.unwrap();
+    env.c1.fail_heartbeats(1000);
     let done = env.finished(1).await;
     assert_eq!(done.task_id, id);
     expect_failure(&done, Code::Aborted, false);
@@ -846,7 +867,7 @@ async fn tokens_are_renewed_before_expiry_and_after_a_refusal() {
     env.c1.revoke_tokens();
     env.c1
         .push_task(task_of(task::TaskType::Hello(task::HelloTask {})));
-    expect_success(&env.finished(1).await);
+    env.c1.wait_for_hellos(2, WAIT).await.unwrap();
     assert!(env.c1.tokens_issued() > issued);
     assert!(rpcs(&env).iter().any(|r| !r.authorization_valid));
     daemon.stop().await;
@@ -984,6 +1005,275 @@ async fn without_the_private_ca_the_server_is_not_trusted() {
     assert_eq!(env.c1.tokens_issued(), 0);
 }
 
+// ---- The protocol as baton-sdk speaks it (one test per difference it had) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_fills_every_os_field_and_declares_account_creation() {
+    // The fake refuses a Hello with an empty OSInfo field, as ConductorOne does.
+    let env = Env::start(|_| {}, FakeConfig::demo()).await;
+    let daemon = env.spawn(env.options());
+    let hello = env.c1.wait_for_hellos(1, WAIT).await.unwrap().remove(0);
+    let os = hello.os_info.unwrap();
+    for (name, v) in [
+        ("hostname", &os.hostname),
+        ("os", &os.os),
+        ("platform", &os.platform),
+        ("platform_version", &os.platform_version),
+        ("platform_family", &os.platform_family),
+        ("kernel_version", &os.kernel_version),
+        ("kernel_arch", &os.kernel_arch),
+        ("virtualization_system", &os.virtualization_system),
+    ] {
+        assert!(!v.is_empty(), "{name}");
+    }
+    let meta = hello.connector_metadata.unwrap();
+    // Field 9: the form ConductorOne shows to create an account.
+    let schema = meta
+        .account_creation_schema
+        .expect("account_creation_schema");
+    let email = &schema.field_map["email"];
+    assert_eq!(email.display_name, "Email Address");
+    assert!(email.required);
+    assert_eq!(email.placeholder, "user@example.com");
+    assert!(matches!(
+        email.field,
+        Some(pb::connector_account_creation_schema::field::Field::StringField(_))
+    ));
+    // ConnectorCapabilities field 3: accounts are created without a password.
+    let details = meta
+        .capabilities
+        .unwrap()
+        .credential_details
+        .expect("credential_details");
+    let ap = details.capability_account_provisioning.unwrap();
+    let no_password = pb::CapabilityDetailCredentialOption::NoPassword as i32;
+    assert_eq!(ap.supported_credential_options, vec![no_password]);
+    assert_eq!(ap.preferred_credential_option, no_password);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_assertion_and_token_type_are_baton_sdk_s() {
+    // The client id names its own tenant host; BATON_C1_API_HOST sends the requests to the
+    // fake. The fake takes only baton-sdk's assertion (aud: the client id's host, one string;
+    // the JWK's kid; a hex nonce) and only `Bearer` on RPCs, while it answers `bearer`.
+    let env = Env::start(|c| c.token_type = "bearer".into(), FakeConfig::demo()).await;
+    assert_ne!(
+        env.c1.host().split(':').next(),
+        Some(fakes::c1::TENANT_HOST),
+        "the API host differs from the client id's"
+    );
+    let daemon = env.spawn(env.options());
+    env.c1.wait_for_hellos(1, WAIT).await.unwrap();
+    let token_requests: Vec<_> = env
+        .c1
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "token")
+        .collect();
+    assert!(token_requests.iter().all(|r| r.http_status == Some(200)));
+    let rpcs: Vec<_> = env
+        .c1
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "token")
+        .collect();
+    assert!(rpcs.iter().all(|r| r.authorization_valid), "{rpcs:?}");
+    assert!(rpcs.iter().all(|r| {
+        r.metadata
+            .iter()
+            .any(|(k, v)| k == "authorization" && v.starts_with("Bearer "))
+    }));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_full_syncs_heartbeat_the_first_one_at_once() {
+    // Heartbeats answered "next in an hour" (held to 5 min): a sync of seconds sees only the
+    // first one, which baton-sdk sends before the sync starts.
+    let env = Env::start(
+        |c| c.next_heartbeat = Duration::from_secs(3600),
+        FakeConfig::demo(),
+    )
+    .await;
+    let mut opts = env.options();
+    opts.provisioning = true;
+    let daemon = env.spawn(opts);
+    let sync = env.c1.push_sync_task();
+    expect_success(&env.finished(1).await);
+    let beats = env.c1.heartbeats();
+    assert_eq!(beats.len(), 1, "{beats:?}");
+    assert_eq!(
+        (beats[0].task_id.as_str(), beats[0].task_type.as_str()),
+        (sync.as_str(), "sync_full")
+    );
+
+    // A provisioning task that takes longer than the heartbeat interval sends none.
+    env.c1.set_next_heartbeat(Duration::from_secs(1));
+    env.segment.set_latency(Duration::from_millis(1500));
+    env.c1.push_task(task_of(task::TaskType::DeleteResource(
+        task::DeleteResourceTask {
+            resource_id: Some(pb::ResourceId {
+                resource_type: "invite".into(),
+                resource: "quinn@partner.test".into(),
+                baton_resource: false,
+            }),
+            parent_resource_id: None,
+        },
+    )));
+    expect_success(&env.finished(2).await);
+    assert_eq!(env.c1.heartbeats().len(), 1, "{:?}", env.c1.heartbeats());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_first_heartbeat_fails_is_dropped_unreported() {
+    let env = Env::start(|_| {}, FakeConfig::demo()).await;
+    let daemon = env.spawn(env.options());
+    env.c1.wait_for_hellos(1, WAIT).await.unwrap();
+    env.c1.fail_heartbeats(1);
+    let sync = env.c1.push_sync_task();
+    let next = env.c1.push_task(task_of(task::TaskType::EventFeed(
+        task::EventFeedTask::default(),
+    )));
+    // The next task is the first reported: the sync never started and is not finished
+    // (ConductorOne hands it out again).
+    assert_eq!(env.finished(1).await.task_id, next);
+    assert!(env.c1.finished().iter().all(|f| f.task_id != sync));
+    assert!(
+        env.segment.requests().iter().all(|r| r.path == "/"),
+        "no sync request"
+    );
+    assert!(env.c1.uploads().is_empty());
+    daemon.stop().await;
+}
+
+/// A sync task with options, and the `.c1z` it uploads.
+async fn sync_with(env: &Env, n: usize, t: task::SyncFullTask) -> (Synced, usize) {
+    env.segment.clear_requests();
+    env.c1.push_task(task_of(task::TaskType::SyncFull(t)));
+    expect_success(&env.finished(n).await);
+    let up = env.c1.uploads().remove(n - 1);
+    let dir = env.dir.path().join(format!("up{n}"));
+    std::fs::create_dir(&dir).unwrap();
+    (open_upload(&up.bytes, &dir), env.segment.requests().len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_tasks_honour_their_options() {
+    let env = Env::start(|_| {}, FakeConfig::demo()).await;
+    let daemon = env.spawn(env.options());
+    let (full, full_requests) = sync_with(&env, 1, task::SyncFullTask::default()).await;
+    assert_eq!(full.reader.latest_sync().unwrap().sync_type, "full");
+
+    // Resources only.
+    let (only, requests) = sync_with(
+        &env,
+        2,
+        task::SyncFullTask {
+            skip_entitlements_and_grants: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let sorted = |mut keys: Vec<String>| {
+        keys.sort();
+        keys
+    };
+    assert_eq!(sorted(only.resource_keys()), sorted(full.resource_keys()));
+    assert!(only.entitlements().is_empty() && only.grants().is_empty());
+    assert_eq!(
+        only.reader.latest_sync().unwrap().sync_type,
+        "resources_only"
+    );
+    assert!(requests < full_requests, "{requests} < {full_requests}");
+
+    // Grants left out.
+    let (no_grants, _) = sync_with(
+        &env,
+        3,
+        task::SyncFullTask {
+            skip_grants: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(no_grants.entitlements().len(), full.entitlements().len());
+    assert!(no_grants.grants().is_empty());
+
+    // Some resource types.
+    let (groups, requests) = sync_with(
+        &env,
+        4,
+        task::SyncFullTask {
+            sync_resource_type_ids: vec!["group".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let keys = groups.resource_keys();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("group:")),
+        "{keys:?}"
+    );
+    assert!(
+        groups
+            .grants()
+            .iter()
+            .all(|g| g.grant.id.starts_with("group:"))
+    );
+    assert!(requests < full_requests, "{requests} < {full_requests}");
+
+    // One targeted resource, named with its parent: listed there, alone, as a partial sync.
+    let (one, _) = sync_with(
+        &env,
+        5,
+        task::SyncFullTask {
+            targeted_sync_resources: vec![pb::Resource {
+                id: Some(pb::ResourceId {
+                    resource_type: "group".into(),
+                    resource: "grpEng".into(),
+                    baton_resource: false,
+                }),
+                parent_resource_id: Some(pb::ResourceId {
+                    resource_type: "workspace".into(),
+                    resource: "wkspAcme01".into(),
+                    baton_resource: false,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(one.resource_keys(), ["group:grpEng"]);
+    assert_eq!(one.reader.latest_sync().unwrap().sync_type, "partial");
+    assert!(!one.grants().is_empty());
+    assert!(
+        one.grants()
+            .iter()
+            .all(|g| g.grant.id.starts_with("group:grpEng:"))
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_full_sync_answers_syncs_with_an_empty_one() {
+    let env = Env::start(|_| {}, FakeConfig::demo()).await;
+    let mut opts = env.options();
+    opts.skip_full_sync = true;
+    let daemon = env.spawn(opts);
+    env.c1.wait_for_hellos(1, WAIT).await.unwrap();
+    env.segment.clear_requests();
+    env.c1.push_sync_task();
+    expect_success(&env.finished(1).await);
+    let up = env.c1.uploads().remove(0);
+    let empty = open_upload(&up.bytes, env.dir.path());
+    assert!(empty.resources().is_empty());
+    assert!(env.segment.requests().is_empty(), "Segment is not asked");
+    daemon.stop().await;
+}
+
 // ---- Deployment files ----
 
 fn repo_root() -> PathBuf {
@@ -1019,22 +1309,45 @@ fn kubernetes_manifests_are_valid_and_complete() {
         );
     }
 
+    // The shape of ConductorOne's Baton manifests: the Secret baton-segment-secrets, loaded
+    // whole with envFrom; labels app, baton and baton-app (`kubectl logs -l app=…`).
     let secret = docs.iter().find(|d| kind(d) == "Secret").expect("a Secret");
     let secret_name = secret["metadata"]["name"].as_str().unwrap();
+    assert_eq!(secret_name, "baton-segment-secrets");
     let data = &secret["stringData"];
     for k in ["BATON_CLIENT_ID", "BATON_CLIENT_SECRET", "BATON_TOKEN"] {
         assert!(data[k].as_str().is_some(), "{k} in the Secret");
     }
+    assert_eq!(data["BATON_PROVISIONING"].as_str(), Some("true"));
 
     let deployment = docs
         .iter()
         .find(|d| kind(d) == "Deployment")
         .expect("a Deployment");
+    for labels in [
+        &deployment["metadata"]["labels"],
+        &deployment["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["app"].as_str(), Some("baton-segment"));
+        assert_eq!(labels["baton"].as_str(), Some("true"));
+        assert_eq!(labels["baton-app"].as_str(), Some("segment"));
+    }
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["app"].as_str(),
+        Some("baton-segment")
+    );
     let pod = &deployment["spec"]["template"]["spec"];
     let containers = pod["containers"].as_vec().unwrap();
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert!(c["image"].as_str().unwrap().contains("baton-segment"));
+    let env_from = c["envFrom"].as_vec().expect("envFrom");
+    assert!(
+        env_from
+            .iter()
+            .any(|e| e["secretRef"]["name"].as_str() == Some(secret_name)),
+        "envFrom the Secret"
+    );
 
     let env: Vec<&Yaml> = c["env"].as_vec().unwrap().iter().collect();
     let var = |name: &str| {
@@ -1042,12 +1355,6 @@ fn kubernetes_manifests_are_valid_and_complete() {
             .find(|e| e["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("{name} in the container's env"))
     };
-    for name in ["BATON_CLIENT_ID", "BATON_CLIENT_SECRET", "BATON_TOKEN"] {
-        let from = &var(name)["valueFrom"]["secretKeyRef"];
-        assert_eq!(from["name"].as_str(), Some(secret_name), "{name}");
-        assert_eq!(from["key"].as_str(), Some(name));
-    }
-    assert_eq!(var("BATON_PROVISIONING")["value"].as_str(), Some("true"));
     assert_eq!(var("BATON_HEALTH_CHECK")["value"].as_str(), Some("true"));
     assert_eq!(
         var("BATON_HEALTH_CHECK_PORT")["value"].as_str(),

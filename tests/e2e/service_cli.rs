@@ -118,7 +118,7 @@ fn malformed_credentials_and_flag_misuse_are_clear_errors() {
         .args(["--client-id", "svc@acme.conductor.one/pcc"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "errors exit 1, as Baton's do");
     assert!(
         text(&out.stderr).contains("--client-secret"),
         "{}",
@@ -132,7 +132,7 @@ fn malformed_credentials_and_flag_misuse_are_clear_errors() {
         .args(["--revoke-grant", "group:grpEng:member:user:usrBob"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "errors exit 1, as Baton's do");
     let stderr = text(&out.stderr);
     assert!(stderr.contains("cannot be used with"), "{stderr}");
     assert!(!stderr.contains("QUFBQS1ub3QtYS1qd2s"), "{stderr}");
@@ -306,4 +306,182 @@ async fn runs_as_a_service_until_sigterm() {
         "the secret leaked:\n{log}"
     );
     assert!(!fake.received_anywhere(&secret));
+}
+
+/// The Kubernetes manifests of ConductorOne's Baton documentation for this connector (the
+/// seed documents), as a user copies them: a Secret `baton-segment-secrets` loaded whole with
+/// `envFrom`, `BATON_PROVISIONING: true` unquoted, labels `app`, `baton`, `baton-app`.
+const SEED_MANIFESTS: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: baton-segment-secrets
+type: Opaque
+stringData:
+  # ConductorOne credentials
+  BATON_CLIENT_ID: <ConductorOne client ID>
+  BATON_CLIENT_SECRET: <ConductorOne client secret>
+
+  # Segment credentials
+  BATON_TOKEN: <Segment API token>
+
+  # Optional: include if you want ConductorOne to provision access using this connector
+  BATON_PROVISIONING: true
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: baton-segment
+  labels:
+    app: baton-segment
+spec:
+  selector:
+    matchLabels:
+      app: baton-segment
+  template:
+    metadata:
+      labels:
+        app: baton-segment
+        baton: "true"
+        baton-app: segment
+    spec:
+      containers:
+      - name: baton-segment
+        image: ghcr.io/conductorone/baton-segment:latest
+        imagePullPolicy: IfNotPresent
+        env:
+        - name: BATON_HOST_ID
+          value: baton-segment
+        envFrom:
+        - secretRef:
+            name: baton-segment-secrets
+"#;
+
+/// Every variable the manifests give the container: `env` values, then the Secrets loaded
+/// with `envFrom` (YAML scalars as Kubernetes passes them: text).
+fn manifest_env(manifests: &str) -> Vec<(String, String)> {
+    use yaml_rust2::Yaml;
+    let docs = yaml_rust2::YamlLoader::load_from_str(manifests).expect("valid YAML");
+    let scalar = |y: &Yaml| match y {
+        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    };
+    let secret = |name: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"].as_str() == Some("Secret") && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("the Secret {name}"))
+    };
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .expect("a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let mut env = vec![];
+    for e in container["env"].as_vec().into_iter().flatten() {
+        if let Some(v) = e["value"].as_str() {
+            env.push((e["name"].as_str().unwrap().to_string(), v.to_string()));
+        }
+    }
+    for from in container["envFrom"].as_vec().expect("envFrom") {
+        let name = from["secretRef"]["name"].as_str().expect("a secretRef");
+        for (k, v) in secret(name)["stringData"].as_hash().expect("stringData") {
+            env.push((scalar(k), scalar(v)));
+        }
+    }
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_manifests_work_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = manifest_env(SEED_MANIFESTS);
+    let names: Vec<&str> = seed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "BATON_HOST_ID",
+            "BATON_CLIENT_ID",
+            "BATON_CLIENT_SECRET",
+            "BATON_TOKEN",
+            "BATON_PROVISIONING"
+        ]
+    );
+    // Our own manifests set the same variables the same way (and more).
+    let ours = {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes");
+        let text = ["secret.yaml", "deployment.yaml"]
+            .map(|f| std::fs::read_to_string(root.join(f)).unwrap())
+            .join("\n---\n");
+        manifest_env(&text)
+    };
+    for (k, _) in &seed {
+        if k != "BATON_HOST_ID" {
+            assert!(ours.iter().any(|(o, _)| o == k), "{k} in deploy/kubernetes");
+        }
+    }
+    assert!(ours.contains(&("BATON_PROVISIONING".into(), "true".into())));
+
+    // Every variable, values as written, is accepted.
+    let mut cmd = command(dir.path());
+    cmd.arg("config").envs(seed.iter().cloned());
+    let out = output(cmd).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("not supported"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // And they run: the same variables with real credentials in the Secret (plus where this
+    // test's ConductorOne and the fake Segment API are).
+    let (fake, id, secret, ca) = fake_c1(dir.path()).await;
+    // A Segment that takes writes (the built-in demo workspace is read-only).
+    let segment = fakes::segment::FakeSegment::start(fakes::segment::FakeConfig::demo())
+        .await
+        .unwrap();
+    let mut cmd = command(dir.path());
+    for (k, v) in &seed {
+        let v = match k.as_str() {
+            "BATON_CLIENT_ID" => id.clone(),
+            "BATON_CLIENT_SECRET" => secret.clone(),
+            _ => v.clone(),
+        };
+        cmd.env(k, v);
+    }
+    cmd.env("BATON_C1_API_HOST", fake.host())
+        .env("BATON_C1_CA_CERT", &ca)
+        .env("BATON_BASE_URL", segment.base_url())
+        .env("BATON_TOKEN", fakes::segment::FakeConfig::demo().token)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _running = Running(Some(cmd.spawn().expect("the binary starts")));
+    let hellos = fake.wait_for_hellos(1, WAIT).await.expect("it says hello");
+    assert_eq!(hellos[0].host_id, "baton-segment");
+    // BATON_PROVISIONING: true (unquoted) turned provisioning on.
+    let invite = fake.push_task(Task {
+        id: String::new(),
+        status: task::Status::Pending as i32,
+        debug: false,
+        task_type: Some(task::TaskType::CreateAccount(task::CreateAccountTask {
+            account_info: Some(pb::AccountInfo {
+                emails: vec![pb::account_info::Email {
+                    address: "seed.hire@acme.test".into(),
+                    is_primary: true,
+                }],
+                login: String::new(),
+                login_aliases: vec![],
+                profile: None,
+            }),
+            credential_options: None,
+            encryption_configs: vec![],
+            resource_type_id: String::new(),
+        })),
+    });
+    let finished = fake.wait_for_finished(1, WAIT).await.unwrap();
+    assert_eq!(finished[0].task_id, invite);
+    assert!(finished[0].is_success(), "{:?}", finished[0]);
 }

@@ -72,8 +72,13 @@ async fn post_token(
 
 impl Env {
     fn assertion(&self) -> String {
-        // BATON_C1_API_HOST=127.0.0.1:PORT: the audience is the host without its port.
-        credentials::client_assertion(&self.id, &self.secret, &self.fake.host(), SystemTime::now())
+        // The audience is the client id's host, wherever BATON_C1_API_HOST sends the request.
+        credentials::client_assertion(
+            &self.id,
+            &self.secret,
+            &self.id.token_host,
+            SystemTime::now(),
+        )
     }
 
     /// A token through the real endpoint.
@@ -104,11 +109,46 @@ async fn channel(fake: &FakeC1) -> Channel {
         .unwrap()
 }
 
+/// A compact JWS over `header` and `claims`, signed with the secret's key.
+fn sign(secret: &str, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    use credentials::ed25519_dalek::{Signer as _, SigningKey};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk = b64.decode(secret.rsplit(':').next().unwrap()).unwrap();
+    let jwk: serde_json::Value = serde_json::from_slice(&jwk).unwrap();
+    let d: [u8; 32] = b64
+        .decode(jwk["d"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    let sig = SigningKey::from_bytes(&d).sign(input.as_bytes());
+    format!("{input}.{}", b64.encode(sig.to_bytes()))
+}
+
 fn authed<T>(msg: T, token: &str) -> Request<T> {
     let mut req = Request::new(msg);
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
+}
+
+/// Every field filled, as baton-sdk sends it.
+fn full_os_info() -> OsInfo {
+    OsInfo {
+        hostname: "box".into(),
+        os: "linux".into(),
+        platform: "debian".into(),
+        platform_version: "12".into(),
+        platform_family: "debian".into(),
+        kernel_version: "6.1.0".into(),
+        kernel_arch: "x86_64".into(),
+        virtualization_system: "none".into(),
+    }
 }
 
 fn hello_request() -> BatonServiceHelloRequest {
@@ -120,11 +160,7 @@ fn hello_request() -> BatonServiceHelloRequest {
             package: "baton-segment".into(),
             package_version: "0.1.0".into(),
         }),
-        os_info: Some(OsInfo {
-            hostname: "box".into(),
-            os: "linux".into(),
-            ..Default::default()
-        }),
+        os_info: Some(full_os_info()),
         connector_metadata: Some(pb::ConnectorMetadata {
             display_name: "Twilio Segment".into(),
             ..Default::default()
@@ -228,8 +264,12 @@ async fn token_endpoint_over_https() {
     // Signed with another key.
     let (_, other_secret, _) = credentials::generate_credentials("x", "127.0.0.1");
     let other_secret = ClientSecret::parse(&other_secret).unwrap();
-    let forged =
-        credentials::client_assertion(&env.id, &other_secret, &env.fake.host(), SystemTime::now());
+    let forged = credentials::client_assertion(
+        &env.id,
+        &other_secret,
+        &env.id.token_host,
+        SystemTime::now(),
+    );
     let (status, json) = post_token(
         &http,
         &env.fake,
@@ -244,6 +284,75 @@ async fn token_endpoint_over_https() {
             .contains("signature"),
         "{json}"
     );
+
+    // The audience must be the client id's host, as one string (baton-sdk's form): the
+    // API host, or an array, is refused.
+    let api_host_aud =
+        credentials::client_assertion(&env.id, &env.secret, &env.fake.host(), SystemTime::now());
+    let (status, json) = post_token(
+        &http,
+        &env.fake,
+        credentials::token_request_body(&env.id, &api_host_aud),
+    )
+    .await;
+    assert_eq!(status, 401, "{json}");
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let kid = env
+        .secret
+        .key_id()
+        .expect("the fake's secrets name their key")
+        .to_string();
+    let claims = |aud: serde_json::Value| {
+        serde_json::json!({"iss": env.id.full, "sub": env.id.full, "aud": aud,
+            "iat": now, "nbf": now - 120, "exp": now + 120})
+    };
+    let hex_nonce = "00112233445566778899aabbccddeeff";
+    for (header, claims, why) in [
+        (
+            serde_json::json!({"alg": "EdDSA", "kid": kid, "nonce": hex_nonce}),
+            claims(serde_json::json!([env.id.token_host])),
+            "aud must be a single string",
+        ),
+        (
+            serde_json::json!({"alg": "EdDSA", "kid": kid, "nonce": "AAECAwQFBgcICQoLDA0ODw"}),
+            claims(serde_json::json!(env.id.token_host)),
+            "nonce must be 16 random bytes in hex",
+        ),
+        (
+            serde_json::json!({"alg": "EdDSA", "nonce": hex_nonce}),
+            claims(serde_json::json!(env.id.token_host)),
+            "kid",
+        ),
+    ] {
+        let jws = sign(&env.secret_text, &header, &claims);
+        let (status, json) = post_token(
+            &http,
+            &env.fake,
+            credentials::token_request_body(&env.id, &jws),
+        )
+        .await;
+        assert_eq!(status, 401, "{why}: {json}");
+        assert!(
+            json["error_description"].as_str().unwrap().contains(why),
+            "{json}"
+        );
+    }
+    // The same by hand in baton-sdk's form is accepted.
+    let jws = sign(
+        &env.secret_text,
+        &serde_json::json!({"alg": "EdDSA", "kid": kid, "nonce": hex_nonce}),
+        &claims(serde_json::json!(env.id.token_host)),
+    );
+    let (status, json) = post_token(
+        &http,
+        &env.fake,
+        credentials::token_request_body(&env.id, &jws),
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
 
     // Audience for another host.
     let wrong_aud =
@@ -266,7 +375,7 @@ async fn token_endpoint_over_https() {
     let old = credentials::client_assertion(
         &env.id,
         &env.secret,
-        &env.fake.host(),
+        &env.id.token_host,
         SystemTime::now() - Duration::from_secs(600),
     );
     let (status, json) = post_token(
@@ -313,8 +422,9 @@ async fn token_endpoint_over_https() {
     let resp = http.get(env.fake.token_url()).send().await.unwrap();
     assert_eq!(resp.status(), 405);
 
-    assert_eq!(env.fake.token_requests(), 10);
-    assert_eq!(env.fake.tokens_issued(), 1);
+    // 15 requests: 2 tokens issued (the real assertion and baton-sdk's form by hand).
+    assert_eq!(env.fake.token_requests(), 15);
+    assert_eq!(env.fake.tokens_issued(), 2);
     // The form carried the id and an assertion, never the secret.
     let log = env.fake.requests();
     assert!(log.iter().all(|r| r.method == "token"));
@@ -410,13 +520,15 @@ async fn rpcs_require_a_valid_unexpired_token() {
     );
     assert!(env.fake.hellos().is_empty());
 
-    // The real token works (scheme is case-insensitive)…
+    // The real token works, with the scheme baton-sdk always sends (oauth2 normalises the
+    // token type to `Bearer`)…
     client.hello(authed(hello_request(), &token)).await.unwrap();
     let mut req = Request::new(hello_request());
     req.metadata_mut()
         .insert("authorization", format!("bearer {token}").parse().unwrap());
-    client.hello(req).await.unwrap();
-    assert_eq!(env.fake.hellos().len(), 2);
+    let err = client.hello(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert_eq!(env.fake.hellos().len(), 1);
 
     // …until it expires.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -457,7 +569,8 @@ async fn rpcs_require_a_valid_unexpired_token() {
             (true, false, Some(Code::Unauthenticated)),
             (true, false, Some(Code::Unauthenticated)),
             (true, true, Some(Code::Ok)),
-            (true, true, Some(Code::Ok)),
+            // `bearer` in lower case: not what baton-sdk sends.
+            (true, false, Some(Code::Unauthenticated)),
             (true, false, Some(Code::Unauthenticated)),
             (true, true, Some(Code::Ok)),
             (true, false, Some(Code::Unauthenticated)),
@@ -498,6 +611,32 @@ async fn hello_is_recorded() {
     assert_eq!(
         hellos[0].connector_metadata.as_ref().unwrap().display_name,
         "Twilio Segment"
+    );
+    // ConductorOne cannot register a connector whose Hello has an empty OSInfo field: each
+    // one is refused (baton-sdk fills them all; virtualization_system with "none").
+    for field in 0..8 {
+        let mut bad = hello_request();
+        let os = bad.os_info.as_mut().unwrap();
+        let (name, value) = match field {
+            0 => ("hostname", &mut os.hostname),
+            1 => ("os", &mut os.os),
+            2 => ("platform", &mut os.platform),
+            3 => ("platform_version", &mut os.platform_version),
+            4 => ("platform_family", &mut os.platform_family),
+            5 => ("kernel_version", &mut os.kernel_version),
+            6 => ("kernel_arch", &mut os.kernel_arch),
+            _ => ("virtualization_system", &mut os.virtualization_system),
+        };
+        value.clear();
+        let err = client.hello(authed(bad, &token)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name}");
+        assert!(err.message().contains(name), "{name}: {err:?}");
+    }
+    let mut bad = hello_request();
+    bad.os_info = None;
+    assert_eq!(
+        client.hello(authed(bad, &token)).await.unwrap_err().code(),
+        Code::InvalidArgument
     );
     // Validation: connector_metadata is required, host_id must be non-empty.
     let mut bad = hello_request();
@@ -671,7 +810,7 @@ async fn tasks_heartbeats_cancellation_and_finish() {
         .into_inner();
     assert_eq!(r.tasks.iter().map(|t| &t.id).collect::<Vec<_>>(), vec![&t3]);
 
-    // FinishTask: the grant succeeded with a GrantManagerServiceGrantResponse…
+    // FinishTask: the grant succeeded with a GrantManagerServiceGrantResponse, no status…
     let grant_resp = pb::GrantManagerServiceGrantResponse {
         annotations: vec![],
         grants: vec![pb::Grant {
@@ -679,23 +818,30 @@ async fn tasks_heartbeats_cancellation_and_finish() {
             ..Default::default()
         }],
     };
-    client
+    let success = |status| BatonServiceFinishTaskRequest {
+        host_id: HOST_ID.into(),
+        task_id: grant_id.clone(),
+        status,
+        final_state: Some(finish::FinalState::Success(finish::Success {
+            annotations: vec![],
+            response: Some(prost_types::Any::from_msg(&grant_resp).unwrap()),
+        })),
+    };
+    // (a success with a status is what baton-sdk never sends: refused)
+    let err = client
         .finish_task(authed(
-            BatonServiceFinishTaskRequest {
-                host_id: HOST_ID.into(),
-                task_id: grant_id.clone(),
-                status: Some(baton::c1::rpc::Status {
-                    code: 0,
-                    message: String::new(),
-                    details: vec![],
-                }),
-                final_state: Some(finish::FinalState::Success(finish::Success {
-                    annotations: vec![],
-                    response: Some(prost_types::Any::from_msg(&grant_resp).unwrap()),
-                })),
-            },
+            success(Some(baton::c1::rpc::Status {
+                code: 0,
+                message: String::new(),
+                details: vec![],
+            })),
             &token,
         ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    client
+        .finish_task(authed(success(None), &token))
         .await
         .unwrap();
     // …the cancelled sync failed, not retryable.
@@ -954,14 +1100,14 @@ async fn scripted_upload_failures() {
 /// endpoint on the same port as gRPC.
 #[tokio::test]
 async fn localhost_name_and_http1() {
-    let env = start(|c| c.audience_host = "localhost".into()).await;
+    let env = start(|_| {}).await;
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(env.fake.ca_pem().as_bytes()).unwrap())
         .http1_only()
         .build()
         .unwrap();
     let host = format!("localhost:{}", env.fake.addr().port());
-    let assertion = credentials::client_assertion(&env.id, &env.secret, &host, SystemTime::now());
+    let assertion = env.assertion();
     let resp = http
         .post(credentials::token_url(&host))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -989,4 +1135,39 @@ async fn localhost_name_and_http1() {
         .await
         .unwrap();
     assert_eq!(env.fake.hellos().len(), 1);
+}
+
+/// baton-sdk answers a hello task with `Hello` alone; a `FinishTask` for one is refused.
+#[tokio::test]
+async fn hello_tasks_are_answered_not_finished() {
+    let env = start(|_| {}).await;
+    let token = env.token().await;
+    let mut client = env.client().await;
+    let id = env.fake.push_task(Task {
+        id: String::new(),
+        status: task::Status::Pending as i32,
+        debug: false,
+        task_type: Some(task::TaskType::Hello(task::HelloTask {})),
+    });
+    assert_eq!(get_task(&mut client, &token).await.id, id);
+    let mut hello = hello_request();
+    hello.task_id = id.clone();
+    client.hello(authed(hello, &token)).await.unwrap();
+    let err = client
+        .finish_task(authed(
+            BatonServiceFinishTaskRequest {
+                host_id: HOST_ID.into(),
+                task_id: id,
+                status: None,
+                final_state: Some(finish::FinalState::Success(finish::Success {
+                    annotations: vec![],
+                    response: None,
+                })),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(env.fake.finished().is_empty());
 }

@@ -171,6 +171,8 @@ impl std::str::FromStr for ClientId {
 #[derive(Clone)]
 pub struct ClientSecret {
     key: SigningKey,
+    /// The JWK's `kid`, named in the assertion's header as go-jose does.
+    kid: Option<String>,
 }
 
 impl ClientSecret {
@@ -212,12 +214,22 @@ impl ClientSecret {
         if key.verifying_key().as_bytes() != &x {
             return Err(CredentialError::SecretKeyMismatch);
         }
-        Ok(ClientSecret { key })
+        let kid = jwk
+            .get("kid")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string);
+        Ok(ClientSecret { key, kid })
     }
 
-    /// Wraps a signing key.
+    /// Wraps a signing key (a JWK without `kid`).
     pub fn from_signing_key(key: SigningKey) -> ClientSecret {
-        ClientSecret { key }
+        ClientSecret { key, kid: None }
+    }
+
+    /// The JWK's key id, if it has one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.kid.as_deref()
     }
 
     /// The Ed25519 public key (what ConductorOne verifies assertions with).
@@ -228,7 +240,7 @@ impl ClientSecret {
     /// The secret in its `BATON_CLIENT_SECRET` form.
     #[cfg(any(test, feature = "test-support"))]
     pub fn to_secret_string(&self) -> String {
-        encode_client_secret(&self.key)
+        encode_client_secret_with_kid(&self.key, self.kid.as_deref())
     }
 
     fn sign(&self, msg: &[u8]) -> Signature {
@@ -264,12 +276,21 @@ fn key_bytes(v: &Value, member: &'static str) -> Result<[u8; 32], CredentialErro
 /// `secret-token:conductorone.com:v1:<base64url-nopad({"kty":"OKP","crv":"Ed25519","x":…,"d":…})>`.
 #[cfg(any(test, feature = "test-support"))]
 pub fn encode_client_secret(key: &SigningKey) -> String {
-    let jwk = json!({
+    encode_client_secret_with_kid(key, None)
+}
+
+/// Like [`encode_client_secret`], the JWK carrying `kid` when given (as ConductorOne's do).
+#[cfg(any(test, feature = "test-support"))]
+pub fn encode_client_secret_with_kid(key: &SigningKey, kid: Option<&str>) -> String {
+    let mut jwk = json!({
         "kty": "OKP",
         "crv": "Ed25519",
         "x": URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
         "d": URL_SAFE_NO_PAD.encode(key.to_bytes()),
     });
+    if let Some(kid) = kid {
+        jwk["kid"] = Value::String(kid.to_string());
+    }
     format!(
         "{SECRET_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(jwk.to_string().as_bytes())
@@ -366,10 +387,17 @@ fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
-/// The client assertion for the token request: a compact JWS with protected header
-/// `{"alg":"EdDSA","typ":"JWT","nonce":<16 random bytes, base64url>}` and claims
-/// `iss` = `sub` = the full client id, `aud` = [`aud_host` without port], `iat` = now,
-/// `nbf` = now − 120 s, `exp` = now + 120 s, signed with the secret's Ed25519 key.
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The client assertion for the token request, as baton-sdk makes it (go-jose): a compact
+/// JWS with protected header `{"alg":"EdDSA","kid":<the JWK's kid, when it has one>,
+/// "nonce":<16 random bytes, hex>}` and claims `iss` = `sub` = the full client id,
+/// `aud` = `aud_host` without its port (one string), `iat` = now, `nbf` = now − 120 s,
+/// `exp` = now + 120 s, signed with the secret's Ed25519 key. `aud_host` is the client id's
+/// host even when `BATON_C1_API_HOST` sends the request elsewhere.
 pub fn client_assertion(
     id: &ClientId,
     secret: &ClientSecret,
@@ -378,15 +406,17 @@ pub fn client_assertion(
 ) -> String {
     let now = unix_seconds(now);
     let skew = ASSERTION_SKEW.as_secs() as i64;
-    let header = json!({
+    let mut header = json!({
         "alg": ALG,
-        "typ": "JWT",
-        "nonce": URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+        "nonce": hex(&rand::random::<[u8; 16]>()),
     });
+    if let Some(kid) = secret.key_id() {
+        header["kid"] = Value::String(kid.to_string());
+    }
     let claims = json!({
         "iss": id.full,
         "sub": id.full,
-        "aud": [host_without_port(aud_host)],
+        "aud": host_without_port(aud_host),
         "iat": now,
         "nbf": now - skew,
         "exp": now + skew,
@@ -412,6 +442,11 @@ pub struct Claims {
     pub exp: i64,
     /// The protected header's `nonce`.
     pub nonce: String,
+    /// `aud` was one string (as baton-sdk sends it), not an array.
+    pub aud_is_string: bool,
+    /// The protected header's `kid` and `typ`, when present.
+    pub kid: Option<String>,
+    pub typ: Option<String>,
 }
 
 /// Why [`verify_assertion`] rejected an assertion.
@@ -510,6 +545,7 @@ pub fn verify_assertion(
     };
     let iss = string("iss")?;
     let sub = string("sub")?;
+    let aud_is_string = matches!(claims.get("aud"), Some(Value::String(_)));
     let aud: Vec<String> = match claims.get("aud") {
         Some(Value::String(a)) => vec![a.clone()],
         Some(Value::Array(items)) => items
@@ -551,6 +587,15 @@ pub fn verify_assertion(
         nbf,
         exp,
         nonce,
+        aud_is_string,
+        kid: header
+            .get("kid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        typ: header
+            .get("typ")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -643,9 +688,14 @@ mod tests {
             "secret-token:conductorone.com:v1:{}",
             base64::engine::general_purpose::URL_SAFE.encode(jwk.as_bytes())
         );
-        assert_eq!(
-            ClientSecret::parse(&padded).unwrap().public_key(),
-            key.verifying_key()
+        let parsed = ClientSecret::parse(&padded).unwrap();
+        assert_eq!(parsed.public_key(), key.verifying_key());
+        assert_eq!(parsed.key_id(), Some("k1"));
+        assert!(
+            ClientSecret::parse(&parsed.to_secret_string())
+                .unwrap()
+                .key_id()
+                == Some("k1")
         );
     }
 
@@ -814,12 +864,38 @@ mod tests {
         assert_eq!(claims.nbf, claims.iat - 120);
         assert_eq!(claims.exp, claims.iat + 120);
         assert_eq!(claims.iat, unix_seconds(now));
-        assert_eq!(URL_SAFE_NO_PAD.decode(&claims.nonce).unwrap().len(), 16);
-
-        // The header is exactly what ConductorOne expects.
+        // baton-sdk's form: one string audience, a hex nonce of 16 bytes, no `typ`, and
+        // no `kid` for a JWK without one.
+        assert!(claims.aud_is_string);
+        assert_eq!(claims.nonce.len(), 32);
+        assert!(
+            claims
+                .nonce
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         let header = decode_json_part(jws.split('.').next().unwrap()).unwrap();
         assert_eq!(header["alg"], "EdDSA");
-        assert_eq!(header["typ"], "JWT");
+        assert_eq!(claims.typ, None);
+        assert_eq!(claims.kid, None);
+        assert!(!header.contains_key("kid"));
+        // A JWK with a `kid` names it in the header.
+        let with_kid = ClientSecret::parse(&encode_client_secret_with_kid(
+            &SigningKey::from_bytes(&[9u8; 32]),
+            Some("key-7"),
+        ))
+        .unwrap();
+        assert_eq!(with_kid.key_id(), Some("key-7"));
+        let jws_kid = client_assertion(&id, &with_kid, "tenant.example.com", now);
+        let c = verify_assertion(
+            &jws_kid,
+            &with_kid.public_key(),
+            &id.full,
+            "tenant.example.com",
+            now,
+        )
+        .unwrap();
+        assert_eq!(c.kid.as_deref(), Some("key-7"));
         // A fresh nonce every time.
         let again = client_assertion(&id, &secret, "tenant.example.com", now);
         let claims2 = verify_assertion(&again, &pk, &id.full, "tenant.example.com", now).unwrap();

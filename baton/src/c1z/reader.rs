@@ -189,6 +189,7 @@ impl C1zReader {
     }
 
     /// The latest finished `full` sync (ended_at DESC, sync_id DESC); if there is none, the
+    /// latest finished sync of another type (a `partial` or `resources_only` one); else the
     /// latest unfinished sync of any type (started_at DESC, sync_id DESC).
     pub fn latest_sync(&self) -> Result<SyncRun> {
         let finished = self
@@ -203,6 +204,20 @@ impl C1zReader {
             )
             .optional()?;
         if let Some(s) = finished {
+            return Ok(s);
+        }
+        let other = self
+            .conn
+            .query_row(
+                "select sync_id, started_at, ended_at, sync_type, supports_diff
+                 from v1_sync_runs
+                 where ended_at is not null
+                 order by ended_at desc, sync_id desc limit 1",
+                [],
+                sync_run_from_row,
+            )
+            .optional()?;
+        if let Some(s) = other {
             return Ok(s);
         }
         let unfinished = self

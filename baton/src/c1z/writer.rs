@@ -88,6 +88,9 @@ pub struct WriterOptions {
     /// Who makes the sync (e.g. the API's origin and a hash of the credential): work left by
     /// another identity is discarded, never mixed in.
     pub identity: String,
+    /// `v1_sync_runs.sync_type`: `full`, or `partial` / `resources_only` for a sync that covers
+    /// part of the workspace (a reader must not take what it left out as deleted).
+    pub sync_type: &'static str,
 }
 
 impl Default for WriterOptions {
@@ -96,6 +99,7 @@ impl Default for WriterOptions {
             keep_syncs: 2,
             resume_within: None,
             identity: String::new(),
+            sync_type: "full",
         }
     }
 }
@@ -185,8 +189,8 @@ impl C1zWriter {
                     "insert into v1_sync_runs
                         (sync_id, started_at, ended_at, sync_token, sync_type, parent_sync_id,
                          linked_sync_id, supports_diff, grants_backfilled, stats)
-                     values (?1, ?2, null, '', 'full', '', '', 0, 1, null)",
-                    params![sync_id, timefmt::now_db_time()],
+                     values (?1, ?2, null, '', ?3, '', '', 0, 1, null)",
+                    params![sync_id, timefmt::now_db_time(), options.sync_type],
                 )
                 .context("recording the new sync run")?;
                 (conn, sync_id, Start::Fresh)
@@ -381,6 +385,22 @@ impl C1zWriter {
             entitlements: count(schema::ENTITLEMENTS)?,
             grants: count(schema::GRANTS)?,
         })
+    }
+
+    /// Deletes resources (by `"<type>:<id>"`) and resource types of this sync.
+    pub fn delete(&mut self, resources: &[String], resource_types: &[String]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for key in resources {
+            tx.prepare_cached("delete from v1_resources where external_id = ?1 and sync_id = ?2")?
+                .execute(params![key, self.sync_id])?;
+        }
+        for id in resource_types {
+            tx.prepare_cached(
+                "delete from v1_resource_types where external_id = ?1 and sync_id = ?2",
+            )?
+            .execute(params![id, self.sync_id])?;
+        }
+        tx.commit().context("deleting rows")
     }
 
     /// Deletes this sync's grants whose entitlement it never wrote; returns up to `sample` of

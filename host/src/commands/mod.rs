@@ -1,7 +1,9 @@
 //! What the `baton-segment` command does in one shot: sync a workspace into a `.c1z`, carry out
-//! a provisioning operation (or plan it), and look inside a `.c1z`. Service mode and `serve`
+//! a provisioning operation (or plan it), look inside a `.c1z`, and describe the connector
+//! (`capabilities`, `config`). Service mode and `serve`
 //! build on the same pieces.
 
+pub mod capabilities;
 pub mod connection;
 pub mod inspect;
 pub mod provision;

@@ -9,11 +9,9 @@ use crate::engine::contract::{
     ProfileField, ProfileValue, Resource, ResourceId, RevokeOperation, RevokeOutcome,
 };
 use crate::engine::{CallError, Runtime};
-use crate::sync::describe;
 use anyhow::{Context, anyhow};
 use baton::C1zReader;
 use std::path::Path;
-use std::time::Duration;
 
 /// What an operation did. (Made once per operation: the size of the account arm does not matter.)
 #[derive(Debug, Clone)]
@@ -98,10 +96,6 @@ pub fn describe_operation(op: &Operation) -> String {
     }
 }
 
-/// Attempts of an operation the connector reports as rate limited or unavailable. Retrying is
-/// safe: every operation checks before it writes, so a repeat finds the work done.
-const ATTEMPTS: u32 = 3;
-
 /// Runs `op` through a fresh instance of `runtime`, on `connection`'s network.
 pub async fn execute(
     runtime: &Runtime,
@@ -110,10 +104,13 @@ pub async fn execute(
 ) -> Result<Outcome, ProvisionError> {
     let operation = describe_operation(op);
     let policy = connection.policy();
+    let retry = policy.retry.clone();
     let run = connection.run_context(policy);
+    // The one retry policy: rate-limited operations are tried again as the connector says,
+    // unavailable ones a few times. Retrying is safe: every operation checks before it writes,
+    // so a repeat finds the work done.
     let mut attempt = 0;
     loop {
-        attempt += 1;
         let mut instance = runtime
             .instantiate(run.clone())
             .await
@@ -151,24 +148,21 @@ pub async fn execute(
                 return Ok(outcome);
             }
             Ok(Err(error)) => {
-                let wait = match &error {
-                    ConnectorError::RateLimited(info) => {
-                        Some(Duration::from_millis(info.retry_after_ms))
-                    }
-                    ConnectorError::Unavailable(_) => Some(Duration::from_secs(2)),
-                    _ => None,
-                };
+                let wait = error
+                    .retryable()
+                    .and_then(|failure| retry.call_wait(failure, attempt));
+                attempt += 1;
                 match wait {
-                    Some(wait) if attempt < ATTEMPTS && wait <= Duration::from_secs(300) => {
+                    Some(wait) => {
                         tracing::info!(
                             "{operation}: {}; trying again in {:.1} s",
-                            describe(&error),
+                            error.message(),
                             wait.as_secs_f64()
                         );
                         tokio::time::sleep(wait).await;
                     }
                     _ => {
-                        let message = describe(&error);
+                        let message = error.message();
                         tracing::warn!(target: "baton_segment::commands::provision", "{operation}: failed: {message}");
                         return Err(ProvisionError::Connector {
                             operation,
@@ -197,7 +191,7 @@ pub async fn plan(
     let mut instance = runtime.instantiate(run).await?;
     match instance.plan(op).await {
         Ok(Ok(steps)) => Ok(steps),
-        Ok(Err(e)) => Err(anyhow!("{}: {}", describe_operation(op), describe(&e))),
+        Ok(Err(e)) => Err(anyhow!("{}: {}", describe_operation(op), e.message())),
         Err(e) => Err(anyhow!("{}: {e}", describe_operation(op))),
     }
 }

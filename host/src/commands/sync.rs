@@ -9,6 +9,7 @@ use crate::engine::{Program, Runtime};
 use crate::sandbox::RunNetwork;
 use crate::sync::checkpoint::Checkpoint;
 use crate::sync::progress::Progress;
+use crate::sync::scope::SyncScope;
 use crate::sync::store::SyncStore;
 use crate::sync::{SyncError, SyncOptions, Syncer};
 use anyhow::{Context, anyhow};
@@ -35,6 +36,8 @@ pub struct SyncJob {
     /// The longest the whole sync may take; an interrupted sync resumes from where this
     /// stopped it.
     pub deadline: Duration,
+    /// What the sync covers (everything by default).
+    pub scope: SyncScope,
 }
 
 impl SyncJob {
@@ -47,6 +50,7 @@ impl SyncJob {
             keep_syncs: WriterOptions::default().keep_syncs,
             resume: true,
             deadline: DEFAULT_DEADLINE,
+            scope: SyncScope::default(),
         }
     }
 
@@ -54,7 +58,9 @@ impl SyncJob {
         WriterOptions {
             keep_syncs: self.keep_syncs,
             resume_within: self.resume.then_some(RESUME_WITHIN),
-            identity: self.connection.identity(),
+            // Work of a sync that covered something else is not resumed.
+            identity: format!("{} {:?}", self.connection.identity(), self.scope),
+            sync_type: self.scope.sync_type(),
         }
     }
 }
@@ -104,6 +110,7 @@ async fn sync_with(
     let options = SyncOptions {
         concurrency: job.connection.concurrency.max(1),
         retry: network.policy.retry.clone(),
+        scope: job.scope.clone(),
     };
     let mut syncer = Syncer::new(runtime, run, options, progress, store, checkpoint);
     if let Some(program) = program {

@@ -1,20 +1,17 @@
 //! The HTTP client behind the sandbox: one per run (a tenant's sync or task, never shared
 //! between tenants), keeping connections to Segment open between requests so a sync does not
-//! pay a TCP and TLS handshake for every one. TLS trusts Mozilla's roots (webpki-roots), so the
-//! host works the same in a minimal container image.
+//! pay a TCP and TLS handshake for every one. Trust and proxies: see [`super::connect`].
 
-use super::addresses::AddressPolicy;
-use super::resolve::{GuardedResolver, prohibited_cause};
+use crate::net::addresses::AddressPolicy;
+use crate::net::resolve::prohibited_cause;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 use wasmtime_wasi_http::Error;
 
-pub type PooledClient =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+pub type PooledClient = Client<super::connect::SegmentConnector, Full<Bytes>>;
 
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,22 +23,13 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// 64 KiB never do.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// A run's client, connecting only where `addresses` allows.
 pub fn pooled(
     connect_timeout: Duration,
     max_idle: usize,
     addresses: AddressPolicy,
 ) -> PooledClient {
-    let mut http = HttpConnector::new_with_resolver(GuardedResolver::new(addresses));
-    // The scheme decides TLS, not the connector: https URLs are wrapped below.
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("the ring provider supports the default TLS versions")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let https = super::connect::connector(connect_timeout, addresses);
     Client::builder(TokioExecutor::new())
         .http1_max_buf_size(MAX_RESPONSE_HEAD / 2)
         .pool_idle_timeout(IDLE_TIMEOUT)
@@ -133,7 +121,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_certificate_no_public_root_trusts_is_refused_as_such() {
+    async fn a_certificate_no_trusted_root_signed_is_refused_as_such() {
         let url = untrusted_tls_server().await;
         let client = pooled(Duration::from_secs(5), 1, AddressPolicy::any());
         let request = http::Request::get(url)

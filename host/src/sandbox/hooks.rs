@@ -115,13 +115,18 @@ impl WasiHttpHooks for SandboxHooks {
         }
         NetStats::add(&net.stats.requests, 1);
         let options = net.policy.clamp(options);
-        Box::new(send(
-            net,
-            self.alive.clone(),
-            self.memory.clone(),
-            request,
-            origin,
-            options,
+        // telemetry: one span per Segment request
+        let span = crate::telemetry::request_span(request.method().as_str(), request.uri().path());
+        Box::new(tracing::Instrument::instrument(
+            send(
+                net,
+                self.alive.clone(),
+                self.memory.clone(),
+                request,
+                origin,
+                options,
+            ),
+            span,
         ))
     }
 }

@@ -8,7 +8,8 @@
 //!   masked in every response header and body before the guest sees them ([`scrub`]), and in
 //!   every string the host emits ([`redact`]).
 //! * Only the methods a REST API needs ([`methods`]); runs with a restricted address policy
-//!   connect to public addresses only ([`addresses`], checked again at connect time).
+//!   connect to public addresses only ([`crate::net::addresses`], checked again at connect
+//!   time).
 //! * Limits: clamped timeouts, a response size cap, requests in flight per run, an optional
 //!   request budget per run.
 //! * Rate limits are honoured here ([`pacing`]): requests are paced under the rate the server
@@ -18,9 +19,9 @@
 //! [`hooks`] admits a guest's request, [`send`] carries it out (slot → prepare → exchange →
 //! deliver), [`network`] is what a run's instances share, [`policy`] what the run may do.
 
-pub mod addresses;
 mod body;
 mod client;
+mod connect;
 mod headers;
 pub mod hooks;
 pub mod methods;
@@ -29,12 +30,11 @@ pub mod origin;
 pub mod pacing;
 pub mod policy;
 pub mod redact;
-mod resolve;
 pub mod scrub;
 mod send;
 pub mod stats;
 
-pub use addresses::{AddressClass, AddressPolicy};
+pub use crate::net::addresses::{AddressClass, AddressPolicy};
 pub use hooks::SandboxHooks;
 pub use network::RunNetwork;
 pub use origin::Origin;

@@ -3,7 +3,7 @@
 //!
 //! * [`RetryPolicy`]: what is retried and how long to wait: transient failures (5xx, a lost
 //!   connection) with doubling backoff, a call the connector reports unavailable a few times,
-//!   a call it reports rate limited for as long as the run's deadline allows.
+//!   a call it reports rate limited many times (a sync's deadline comes first).
 //! * [`Pacer`]: one per API origin and credential, shared by every request of a sync (and by
 //!   every run of a `serve` tenant). It learns the allowed rate from what the server says and
 //!   spaces requests to stay under it, so a rate limit costs waiting, not a storm of 429s:
@@ -35,6 +35,10 @@ pub struct RetryPolicy {
     /// Attempts of a call the connector reports unavailable (its requests were already
     /// retried by the sandbox; this starts the call over, from its reads).
     pub call_attempts: u32,
+    /// Attempts of a call the connector reports rate limited (each after the wait it asks;
+    /// the sandbox has already waited out the 429s it could): for a sync, its deadline comes
+    /// first.
+    pub rate_limited_calls: u32,
     /// The longest single wait a 429 may ask of the host before the answer goes to the
     /// component instead (which may report it as rate limited with its own wait).
     pub max_rate_limit_wait: Duration,
@@ -46,6 +50,7 @@ impl Default for RetryPolicy {
             transient_retries: 4,
             backoff: Duration::from_millis(500),
             call_attempts: 4,
+            rate_limited_calls: 50,
             max_rate_limit_wait: Duration::from_secs(600),
         }
     }
@@ -65,11 +70,10 @@ impl RetryPolicy {
     }
 
     /// How long to wait before calling again after `failure` on attempt `attempt` (from 0),
-    /// or `None` when the call has had its attempts. Rate-limited calls are always retried:
-    /// the run's deadline bounds them.
+    /// or `None` when the call has had its attempts.
     pub fn call_wait(&self, failure: CallFailure, attempt: u32) -> Option<Duration> {
         match failure {
-            CallFailure::RateLimited(wait) => Some(wait),
+            CallFailure::RateLimited(wait) => (attempt < self.rate_limited_calls).then_some(wait),
             CallFailure::Unavailable => (attempt + 1 < self.call_attempts)
                 .then(|| Duration::from_secs(1u64 << attempt.min(5))),
         }
@@ -430,10 +434,11 @@ mod tests {
     }
 
     #[test]
-    fn connector_calls_retry_rate_limits_always_and_outages_a_few_times() {
+    fn connector_calls_retry_rate_limits_long_and_outages_a_few_times() {
         let p = RetryPolicy::default();
         let wait = Duration::from_millis(1500);
-        assert_eq!(p.call_wait(CallFailure::RateLimited(wait), 50), Some(wait));
+        assert_eq!(p.call_wait(CallFailure::RateLimited(wait), 49), Some(wait));
+        assert_eq!(p.call_wait(CallFailure::RateLimited(wait), 50), None);
         assert!(p.call_wait(CallFailure::Unavailable, 0).is_some());
         assert!(
             p.call_wait(CallFailure::Unavailable, p.call_attempts - 1)

@@ -1,9 +1,9 @@
 //! What a run may do on the network: the origins it may reach, the credential the host adds
 //! (and to which origin), size caps, timeouts, requests in flight and the request budget.
 
-use super::addresses::AddressPolicy;
 use super::origin::Origin;
 use super::pacing::RetryPolicy;
+use crate::net::addresses::AddressPolicy;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::RequestOptions;

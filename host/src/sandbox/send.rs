@@ -211,6 +211,7 @@ async fn judge(
         Err(e) => return Verdict::Fail(e),
     };
     let status = response.status();
+    crate::telemetry::record_status(status.as_u16());
     let limit = LimitHeaders::read(response.headers(), SystemTime::now());
     if status.as_u16() == 429 {
         // Back-pressure: the request was not carried out, so any method is sent again.

@@ -10,7 +10,7 @@
 //! * outputs: with `--output-root`, resolved to real paths under it; always distinct after
 //!   resolution;
 //! * origins: public addresses only, unless `--tenant-allow-addresses` names a class
-//!   (loopback, private, link-local); checked at connect time as well (`sandbox::resolve`);
+//!   (loopback, private, link-local); checked at connect time as well (`net::resolve`);
 //! * a tenant's own component: a regular file of at most [`MAX_COMPONENT_FILE`] bytes.
 
 use crate::sandbox::{AddressClass, AddressPolicy, Origin, Secret};

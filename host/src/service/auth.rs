@@ -8,7 +8,8 @@
 //!   [`TokenSource::startup`] retries an unreachable endpoint with backoff; a refusal (HTTP
 //!   400, 401 or 403) is final at once: retrying the same credentials cannot help.
 
-use super::client::Trust;
+use crate::net::proxy::Proxies;
+use crate::net::trust::Trust;
 use anyhow::anyhow;
 use baton::c1::credentials::{self, ClientId, ClientSecret, TokenResponse};
 use std::fmt;
@@ -76,6 +77,13 @@ impl Credentials {
     }
 }
 
+/// An HTTPS client builder for the token endpoint: these roots, the environment's proxy.
+fn reqwest_builder(trust: &Trust) -> anyhow::Result<reqwest::ClientBuilder> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(trust.client_config()?)
+        .proxy(Proxies::global().reqwest_proxy()))
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -134,8 +142,7 @@ const MAX_REASON: usize = 200;
 
 impl TokenSource {
     pub fn new(creds: Credentials, trust: &Trust, user_agent: &str) -> anyhow::Result<TokenSource> {
-        let http = trust
-            .reqwest_builder()?
+        let http = reqwest_builder(trust)?
             .user_agent(user_agent)
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
@@ -222,10 +229,12 @@ impl TokenSource {
             url: self.url.clone(),
             message,
         };
+        // The audience is the client id's own host, even when BATON_C1_API_HOST sends the
+        // request elsewhere (as baton-sdk does it).
         let assertion = credentials::client_assertion(
             &self.creds.id,
             &self.creds.secret,
-            &self.creds.host,
+            &self.creds.id.token_host,
             SystemTime::now(),
         );
         let body = credentials::token_request_body(&self.creds.id, &assertion);
@@ -268,12 +277,7 @@ impl TokenSource {
         if token.access_token.is_empty() {
             return Err(unavailable("the answer has an empty access_token".into()));
         }
-        let token_type = if token.token_type.trim().is_empty() {
-            "Bearer"
-        } else {
-            token.token_type.trim()
-        };
-        let authorization = format!("{token_type} {}", token.access_token);
+        let authorization = format!("{} {}", token_type(&token.token_type), token.access_token);
         if tonic::metadata::MetadataValue::<tonic::metadata::Ascii>::try_from(&authorization)
             .is_err()
         {
@@ -293,6 +297,22 @@ impl TokenSource {
             authorization,
             refresh_at: Instant::now() + refresh_after(lifetime),
         })
+    }
+}
+
+/// The scheme of the `authorization` metadata for a token of type `raw`, normalised as Go's
+/// oauth2 `Token.Type()` does: empty or any case of `bearer` is `Bearer`, likewise `MAC` and
+/// `Basic`; anything else as given.
+pub fn token_type(raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("bearer") {
+        "Bearer".into()
+    } else if raw.eq_ignore_ascii_case("mac") {
+        "MAC".into()
+    } else if raw.eq_ignore_ascii_case("basic") {
+        "Basic".into()
+    } else {
+        raw.into()
     }
 }
 
@@ -338,6 +358,21 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_types_are_normalised_as_oauth2_does() {
+        for (raw, sent) in [
+            ("bearer", "Bearer"),
+            ("BEARER", "Bearer"),
+            ("", "Bearer"),
+            (" Bearer ", "Bearer"),
+            ("mac", "MAC"),
+            ("basic", "Basic"),
+            ("DPoP", "DPoP"),
+        ] {
+            assert_eq!(token_type(raw), sent, "{raw:?}");
+        }
+    }
 
     #[test]
     fn refresh_margin() {

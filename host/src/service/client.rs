@@ -1,9 +1,11 @@
-//! The connection to ConductorOne: whom to trust (webpki roots, plus an extra CA from
-//! `BATON_C1_CA_CERT` for private CAs and tests), and the `BatonService` client that puts
-//! `authorization: <token_type> <access_token>` on every call.
+//! The connection to ConductorOne: whom to trust (the OS certificate store plus
+//! `BATON_C1_CA_CERT`, see [`crate::net::trust`]), the proxy to go through (see [`crate::net::proxy`]),
+//! and the `BatonService` client that puts `authorization: <token_type> <access_token>` on
+//! every call.
 
 use super::auth::{TokenError, TokenSource, error_chain};
-use anyhow::{Context as _, anyhow};
+use crate::net::proxy::{Proxies, ProxyConnector};
+use anyhow::anyhow;
 use baton::c1::service::baton_service_client::BatonServiceClient;
 use baton::c1::service::{
     BatonServiceFinishTaskRequest, BatonServiceFinishTaskResponse, BatonServiceGetTaskRequest,
@@ -12,90 +14,16 @@ use baton::c1::service::{
     BatonServiceUploadAssetResponse,
 };
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::codegen::tokio_stream::Stream;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 
-/// Our own variable: a PEM file of extra CA certificates to trust for ConductorOne (the token
-/// endpoint and the gRPC service), besides the public web roots.
-pub const CA_CERT_ENV: &str = "BATON_C1_CA_CERT";
+pub use crate::net::trust::{CA_CERT_ENV, Trust};
 
-/// The certificate authorities trusted for ConductorOne.
-#[derive(Clone, Default)]
-pub struct Trust {
-    extra_pem: Option<Vec<u8>>,
-    source: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for Trust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trust")
-            .field("webpki_roots", &true)
-            .field("extra_ca", &self.source)
-            .finish()
-    }
-}
-
-impl Trust {
-    /// The public web roots (Mozilla's, built in) only.
-    pub fn web_roots() -> Trust {
-        Trust::default()
-    }
-
-    /// The web roots plus the CA certificates in the PEM file at `path`.
-    pub fn with_ca_file(path: &Path) -> anyhow::Result<Trust> {
-        let pem = std::fs::read(path).with_context(|| {
-            format!(
-                "cannot read the CA certificate file {} ({CA_CERT_ENV})",
-                path.display()
-            )
-        })?;
-        let mut trust = Trust::with_ca_pem(pem)
-            .with_context(|| format!("{} ({CA_CERT_ENV}) is not usable", path.display()))?;
-        trust.source = Some(path.to_path_buf());
-        Ok(trust)
-    }
-
-    /// The web roots plus the CA certificates in `pem`.
-    pub fn with_ca_pem(pem: impl Into<Vec<u8>>) -> anyhow::Result<Trust> {
-        let pem = pem.into();
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow!("not a PEM certificate bundle: {e}"))?;
-        if certs.is_empty() {
-            return Err(anyhow!(
-                "it holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
-            ));
-        }
-        Ok(Trust {
-            extra_pem: Some(pem),
-            source: None,
-        })
-    }
-
-    fn tonic_config(&self) -> ClientTlsConfig {
-        let config = ClientTlsConfig::new().with_webpki_roots();
-        match &self.extra_pem {
-            Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
-            None => config,
-        }
-    }
-
-    /// An HTTPS client builder (rustls, web roots) trusting the extra CAs too.
-    pub(crate) fn reqwest_builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
-        let mut builder = reqwest::Client::builder().use_rustls_tls();
-        if let Some(pem) = &self.extra_pem {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| anyhow!("not a PEM certificate bundle: {e}"))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        Ok(builder)
-    }
-}
+/// How long connecting to ConductorOne (or its proxy) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call failed: no token, or the RPC's status.
 #[derive(Debug, thiserror::Error)]
@@ -157,16 +85,18 @@ impl C1Client {
         let url = tokens.credentials().grpc_url();
         let endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| anyhow!("{url} is not a valid ConductorOne endpoint: {e}"))?
-            .tls_config(trust.tonic_config())
+            .tls_config(trust.tonic())
             .map_err(|e| anyhow!("cannot set up TLS for {url}: {}", error_chain(&e)))?
             .user_agent(user_agent.to_string())
             .map_err(|e| anyhow!("invalid user agent: {e}"))?
-            .connect_timeout(Duration::from_secs(10))
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
+        // Straight there, or through the environment's proxy (TLS runs inside the tunnel).
+        let connector = ProxyConnector::new(Proxies::global(), CONNECT_TIMEOUT);
         Ok(C1Client {
-            grpc: BatonServiceClient::new(endpoint.connect_lazy()),
+            grpc: BatonServiceClient::new(endpoint.connect_with_connector_lazy(connector)),
             tokens,
             rpc_timeout,
         })

@@ -1,9 +1,8 @@
-//! Heartbeats while a task runs: they tell ConductorOne the task is alive, and bring back
-//! its cancellation.
-//!
-//! The interval is the server's `next_heartbeat` (from GetTask, then from each answer), held
-//! between 1 s and 5 min, 30 s when absent or zero. After [`MAX_FAILURES`] failures in a row
-//! the task is given up.
+//! Heartbeats while a full sync runs: they tell ConductorOne the task is alive, and bring
+//! back its cancellation. As baton-sdk sends them: a first one at once ([`first`]), before
+//! the sync starts; then every `next_heartbeat` of the last answer, held between 1 s and
+//! 5 min, 30 s when absent or zero ([`run`]). After [`MAX_FAILURES`] failures in a row the
+//! task is given up.
 
 use super::client::C1Client;
 use baton::c1::service::BatonServiceHeartbeatRequest;
@@ -33,6 +32,30 @@ pub enum Stop {
     Lost(String),
 }
 
+fn request(host_id: &str, task_id: &str) -> BatonServiceHeartbeatRequest {
+    BatonServiceHeartbeatRequest {
+        host_id: host_id.to_string(),
+        task_id: task_id.to_string(),
+        annotations: vec![],
+        task_ids: vec![],
+    }
+}
+
+/// The first heartbeat, sent before the task starts: the interval until the next one, or
+/// why the task must not start (`Lost` with the error, or `Cancelled`).
+pub async fn first(client: &C1Client, host_id: &str, task_id: &str) -> Result<Duration, Stop> {
+    match client.heartbeat(request(host_id, task_id)).await {
+        Ok(resp) if resp.cancelled || resp.cancelled_task_ids.iter().any(|id| id == task_id) => {
+            Err(Stop::Cancelled)
+        }
+        Ok(resp) => Ok(interval(resp.next_heartbeat.as_ref())),
+        Err(e) => {
+            tracing::warn!(task_id, "the first heartbeat failed: {e}");
+            Err(Stop::Lost(e.to_string()))
+        }
+    }
+}
+
 /// Sends heartbeats for `task_id` every `first` (then as told) until the task is cancelled or
 /// contact is lost. Never returns otherwise: race it against the task.
 pub async fn run(
@@ -46,13 +69,7 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(every).await;
-        let req = BatonServiceHeartbeatRequest {
-            host_id: host_id.to_string(),
-            task_id: task_id.to_string(),
-            annotations: vec![],
-            task_ids: vec![],
-        };
-        match client.heartbeat(req).await {
+        match client.heartbeat(request(host_id, task_id)).await {
             Ok(resp) => {
                 failures = 0;
                 if resp.cancelled || resp.cancelled_task_ids.iter().any(|id| id == task_id) {

@@ -56,6 +56,59 @@ fn os_release() -> Vec<(String, String)> {
         .collect()
 }
 
+/// What fills an OS field nothing could be learned about. baton-sdk fills every empty field
+/// because ConductorOne refuses to register a connector whose Hello has one.
+pub const UNKNOWN: &str = "unknown";
+/// `virtualization_system` when the host runs on no detected hypervisor or container
+/// (gopsutil's word for it, which baton-sdk sends).
+pub const NO_VIRTUALIZATION: &str = "none";
+
+/// The container or hypervisor this process runs in, if any can be told from the files the
+/// OS exposes (container markers, then the DMI vendor); `None` on bare metal or when unknown.
+fn virtualization_system() -> Option<String> {
+    let exists = |p: &str| std::path::Path::new(p).exists();
+    if exists("/.dockerenv") {
+        return Some("docker".into());
+    }
+    if exists("/run/.containerenv") {
+        return Some("podman".into());
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return Some("kubepods".into());
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .to_lowercase()
+    };
+    let cgroup = read("/proc/1/cgroup");
+    for (needle, name) in [
+        ("kubepods", "kubepods"),
+        ("docker", "docker"),
+        ("lxc", "lxc"),
+    ] {
+        if cgroup.contains(needle) {
+            return Some(name.into());
+        }
+    }
+    let vendor = read("/sys/class/dmi/id/sys_vendor") + &read("/sys/class/dmi/id/product_name");
+    for (needle, name) in [
+        ("kvm", "kvm"),
+        ("qemu", "kvm"),
+        ("vmware", "vmware"),
+        ("virtualbox", "vbox"),
+        ("xen", "xen"),
+        ("microsoft", "hyperv"),
+        ("amazon ec2", "kvm"),
+        ("google", "kvm"),
+    ] {
+        if vendor.contains(needle) {
+            return Some(name.into());
+        }
+    }
+    None
+}
+
 pub fn os_info() -> OsInfo {
     let release = os_release();
     let get = |k: &str| {
@@ -77,7 +130,7 @@ pub fn os_info() -> OsInfo {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
-    OsInfo {
+    with_defaults(OsInfo {
         hostname: hostname().unwrap_or_default(),
         os: std::env::consts::OS.into(),
         platform,
@@ -85,8 +138,29 @@ pub fn os_info() -> OsInfo {
         platform_family: family,
         kernel_version: kernel,
         kernel_arch: std::env::consts::ARCH.into(),
-        virtualization_system: String::new(),
+        virtualization_system: virtualization_system().unwrap_or_default(),
+    })
+}
+
+/// Every empty field filled: `virtualization_system` with "none", the others with "unknown".
+pub fn with_defaults(mut info: OsInfo) -> OsInfo {
+    for field in [
+        &mut info.hostname,
+        &mut info.os,
+        &mut info.platform,
+        &mut info.platform_version,
+        &mut info.platform_family,
+        &mut info.kernel_version,
+        &mut info.kernel_arch,
+    ] {
+        if field.trim().is_empty() {
+            *field = UNKNOWN.into();
+        }
     }
+    if info.virtualization_system.trim().is_empty() {
+        info.virtualization_system = NO_VIRTUALIZATION.into();
+    }
+    info
 }
 
 /// The contract's capability as Baton's.
@@ -137,9 +211,55 @@ pub fn connector_metadata(m: &ConnectorMetadata, types: &[ResourceType]) -> pb::
                 .iter()
                 .map(|c| capability(*c) as i32)
                 .collect(),
+            credential_details: credential_details(m),
         }),
+        account_creation_schema: account_creation_schema(m),
         ..Default::default()
     }
+}
+
+/// How accounts are created, for connectors that create them: the contract's create-account
+/// takes no credential options, so accounts are made without a password (the invitation
+/// e-mail is how Segment's users set theirs), as the Go connector declares.
+fn credential_details(m: &ConnectorMetadata) -> Option<pb::CredentialDetails> {
+    use pb::CapabilityDetailCredentialOption as Option_;
+    m.capabilities
+        .contains(&Capability::AccountProvisioning)
+        .then(|| pb::CredentialDetails {
+            capability_account_provisioning: Some(pb::CredentialDetailsAccountProvisioning {
+                supported_credential_options: vec![Option_::NoPassword as i32],
+                preferred_credential_option: Option_::NoPassword as i32,
+            }),
+            capability_credential_rotation: None,
+        })
+}
+
+/// The contract's account form as Baton's schema: one text field per entry, in order.
+fn account_creation_schema(m: &ConnectorMetadata) -> Option<pb::ConnectorAccountCreationSchema> {
+    use pb::connector_account_creation_schema::{Field, StringField, field};
+    if m.account_creation_schema.is_empty() {
+        return None;
+    }
+    let field_map = m
+        .account_creation_schema
+        .iter()
+        .enumerate()
+        .map(|(order, f)| {
+            let field = Field {
+                display_name: f.display_name.clone(),
+                required: f.required,
+                description: f.description.clone(),
+                placeholder: f.placeholder.clone(),
+                order: i32::try_from(order).unwrap_or(i32::MAX),
+                deprecated: false,
+                field: Some(field::Field::StringField(StringField {
+                    default_value: None,
+                })),
+            };
+            (f.name.clone(), field)
+        })
+        .collect();
+    Some(pb::ConnectorAccountCreationSchema { field_map })
 }
 
 /// Asks the component for its metadata and resource types (no network needed).
@@ -161,7 +281,7 @@ pub async fn load_metadata(
         Ok(Err(e)) => {
             tracing::warn!(
                 "the connector did not describe its resource types ({}); Hello names them by id only",
-                crate::sync::describe(&e)
+                e.message()
             );
             vec![]
         }
@@ -202,6 +322,67 @@ mod tests {
         assert_eq!(fallback, resolve_host_id(None));
         let long = "h".repeat(400);
         assert_eq!(resolve_host_id(Some(&long)).len(), MAX_HOST_ID_CHARS);
+    }
+
+    #[test]
+    fn no_os_field_is_ever_empty() {
+        let filled = with_defaults(OsInfo::default());
+        assert_eq!(filled.virtualization_system, NO_VIRTUALIZATION);
+        for f in [
+            &filled.hostname,
+            &filled.os,
+            &filled.platform,
+            &filled.platform_version,
+            &filled.platform_family,
+            &filled.kernel_version,
+            &filled.kernel_arch,
+        ] {
+            assert_eq!(f, UNKNOWN);
+        }
+        // What is known is kept.
+        let kept = with_defaults(OsInfo {
+            kernel_arch: "x86_64".into(),
+            virtualization_system: "docker".into(),
+            ..OsInfo::default()
+        });
+        assert_eq!(kept.kernel_arch, "x86_64");
+        assert_eq!(kept.virtualization_system, "docker");
+        let here = os_info();
+        assert!(!here.virtualization_system.is_empty() && !here.hostname.is_empty());
+    }
+
+    #[test]
+    fn account_creation_is_declared_as_the_go_connector_does() {
+        use crate::engine::contract::{AccountField, ResourceTypeCapabilities};
+        let m = ConnectorMetadata {
+            display_name: "Twilio Segment".into(),
+            description: String::new(),
+            help_url: String::new(),
+            capabilities: vec![Capability::Sync, Capability::AccountProvisioning],
+            resource_type_capabilities: vec![ResourceTypeCapabilities {
+                resource_type: "invite".into(),
+                capabilities: vec![Capability::AccountProvisioning],
+            }],
+            account_creation_schema: vec![AccountField {
+                name: "email".into(),
+                display_name: "Email Address".into(),
+                description: String::new(),
+                placeholder: "user@example.com".into(),
+                required: true,
+            }],
+        };
+        let pb = connector_metadata(&m, &[]);
+        let schema = pb.account_creation_schema.expect("sent");
+        let email = &schema.field_map["email"];
+        assert_eq!(
+            (email.display_name.as_str(), email.required, email.order),
+            ("Email Address", true, 0)
+        );
+        assert_eq!(email.placeholder, "user@example.com");
+        let details = pb.capabilities.unwrap().credential_details.expect("sent");
+        let ap = details.capability_account_provisioning.unwrap();
+        assert_eq!(ap.supported_credential_options, vec![1]);
+        assert_eq!(ap.preferred_credential_option, 1, "NO_PASSWORD");
     }
 
     #[test]

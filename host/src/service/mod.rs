@@ -11,11 +11,14 @@
 //! * [`upload`]: the chunked `.c1z` upload.
 //! * [`heartbeat`]: heartbeats and cancellation.
 //!
-//! Behaviour (see docs/service-mode.md): polls honour `next_poll` (held to 0–5 min, with a
-//! small floor against a busy loop; 1 s when absent); heartbeats honour `next_heartbeat`
-//! (1 s–5 min, 30 s when absent); up to `task_concurrency` tasks run at once; on shutdown no
-//! new task is taken, running tasks get `shutdown_grace` to end, and any still running are
-//! reported `UNAVAILABLE` (retryable) so another host can take them.
+//! Behaviour, as baton-sdk's task manager (see docs/service-mode.md): polls honour
+//! `next_poll` (held to 0–5 min; at once when absent); a failed poll waits `n²` seconds after
+//! the n-th failure in a row (at most 60 s); full syncs send a first heartbeat at once, then
+//! every `next_heartbeat` of the last answer (1 s–5 min, 30 s when absent), and are given up
+//! after 10 failed heartbeats; other tasks send none; hello tasks are answered with `Hello`
+//! and not finished; up to `task_concurrency` tasks run at once; on shutdown no new task is
+//! taken, running tasks get `shutdown_grace` to end, and any still running are reported
+//! `UNAVAILABLE` (retryable) so another host can take them.
 
 pub mod auth;
 pub mod client;
@@ -29,6 +32,7 @@ use crate::commands::connection::{Connection, segment_runtime};
 use crate::engine::Runtime;
 use crate::health::{Health, State};
 use crate::sandbox::Secret;
+use crate::sync::scope::SyncScope;
 use anyhow::{Context as _, anyhow};
 use auth::{Credentials, TokenSource};
 use baton::c1::service::{BatonServiceGetTaskRequest, Task};
@@ -55,14 +59,18 @@ pub const MAX_POLL: Duration = Duration::from_secs(300);
 pub struct Timing {
     /// Attempts at the token endpoint and at `Hello` when starting.
     pub startup_attempts: u32,
-    /// First wait between startup attempts (doubling each time), and between failed polls.
+    /// First wait between startup attempts (doubling each time).
     pub startup_backoff: Duration,
-    /// The longest wait between attempts.
+    /// The longest wait between startup attempts.
     pub max_backoff: Duration,
-    /// Poll interval when GetTask gives no `next_poll`.
+    /// Poll interval when GetTask gives no `next_poll` (baton-sdk: none, poll again at once).
     pub default_poll: Duration,
-    /// The shortest wait between polls that found no task.
+    /// The shortest wait between polls that found no task (baton-sdk: none).
     pub min_poll: Duration,
+    /// After the n-th failed poll in a row, the next waits n² of this (baton-sdk: 1 s)…
+    pub poll_error_unit: Duration,
+    /// …and at most this long (baton-sdk: 60 s).
+    pub max_poll_error_wait: Duration,
     /// Deadline of Hello, GetTask and Heartbeat calls.
     pub rpc_timeout: Duration,
     /// Deadline of each FinishTask attempt.
@@ -83,8 +91,10 @@ impl Default for Timing {
             startup_attempts: 8,
             startup_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
-            default_poll: Duration::from_secs(1),
-            min_poll: Duration::from_millis(100),
+            default_poll: Duration::ZERO,
+            min_poll: Duration::ZERO,
+            poll_error_unit: Duration::from_secs(1),
+            max_poll_error_wait: Duration::from_secs(60),
             rpc_timeout: Duration::from_secs(60),
             finish_timeout: Duration::from_secs(30),
             finish_attempts: 3,
@@ -113,8 +123,13 @@ pub struct ServiceOptions {
     pub connection: Connection,
     /// Carry out grant, revoke, create-account and delete-resource tasks.
     pub provisioning: bool,
-    /// Where sync files are written before upload (default: the OS temp directory).
+    /// Where sync files are written before upload (`--c1z-temp-dir`; default: the OS temp
+    /// directory).
     pub temp_dir: Option<PathBuf>,
+    /// What full-sync tasks cover besides their own options (`--sync-*` flags).
+    pub scope: SyncScope,
+    /// `--skip-full-sync`: answer full-sync tasks with an empty sync (provisioning only).
+    pub skip_full_sync: bool,
     /// Tasks worked on at once.
     pub task_concurrency: usize,
     /// A compiled runtime to share (tests); by default one is compiled at startup.
@@ -135,6 +150,8 @@ impl std::fmt::Debug for ServiceOptions {
             .field("connection", &self.connection)
             .field("provisioning", &self.provisioning)
             .field("temp_dir", &self.temp_dir)
+            .field("scope", &self.scope)
+            .field("skip_full_sync", &self.skip_full_sync)
             .field("task_concurrency", &self.task_concurrency)
             .field("timing", &self.timing)
             .finish_non_exhaustive()
@@ -156,6 +173,8 @@ impl ServiceOptions {
             connection,
             provisioning: false,
             temp_dir: None,
+            scope: SyncScope::default(),
+            skip_full_sync: false,
             task_concurrency: 1,
             runtime: None,
             health: Health::new(),
@@ -188,6 +207,8 @@ pub(crate) struct Ctx {
     pub connection: Connection,
     pub provisioning: bool,
     pub temp_dir: PathBuf,
+    pub scope: SyncScope,
+    pub skip_full_sync: bool,
     pub metadata: pb::ConnectorMetadata,
     pub health: Health,
     pub timing: Timing,
@@ -236,6 +257,15 @@ pub fn poll_interval(
     d.min(MAX_POLL).max(floor)
 }
 
+/// The wait after the `failures`-th failed poll in a row: `failures²` units, capped.
+pub fn poll_error_wait(failures: u32, timing: &Timing) -> Duration {
+    let n = failures.min(1_000);
+    timing
+        .poll_error_unit
+        .saturating_mul(n * n)
+        .min(timing.max_poll_error_wait)
+}
+
 /// Runs service mode until `shutdown` resolves (then stops cleanly) or a fatal error: invalid
 /// settings, ConductorOne unreachable at startup after the attempts, or the credentials
 /// refused.
@@ -262,7 +292,7 @@ async fn start_and_serve(
     )?;
     let trust = match &opts.ca_cert {
         Some(path) => Trust::with_ca_file(path)?,
-        None => Trust::web_roots(),
+        None => Trust::system(),
     };
     let temp_dir = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     if !temp_dir.is_dir() {
@@ -337,6 +367,8 @@ async fn start_and_serve(
         connection: opts.connection.clone(),
         provisioning: opts.provisioning,
         temp_dir,
+        scope: opts.scope.clone(),
+        skip_full_sync: opts.skip_full_sync,
         metadata,
         health: health.clone(),
         timing,
@@ -432,11 +464,10 @@ async fn serve(
                     ctx.timing.default_poll,
                     ctx.timing.min_poll,
                 );
-                let heartbeat = heartbeat::interval(resp.next_heartbeat.as_ref());
                 match resp.task {
                     Some(task) if !tasks::is_none(&task) && !task.id.is_empty() => {
                         let permit = permit.take().expect("taken once");
-                        running.spawn(work(ctx.clone(), task, heartbeat, stop_rx.clone(), permit));
+                        running.spawn(work(ctx.clone(), task, stop_rx.clone(), permit));
                         // ConductorOne paces the polls, after a task as well as after none.
                         next_poll
                     }
@@ -450,14 +481,11 @@ async fn serve(
                     _ => next_poll,
                 }
             }
-            Err(e) if e.is_refusal() => break Err(anyhow::Error::from(e)),
+            // As baton-sdk: every failure (a refused token too) is waited out and polled
+            // again; /health says what is wrong meanwhile.
             Err(e) => {
                 failures += 1;
-                let backoff = ctx
-                    .timing
-                    .startup_backoff
-                    .saturating_mul(1u32 << (failures - 1).min(16))
-                    .min(ctx.timing.max_backoff);
+                let backoff = poll_error_wait(failures, &ctx.timing);
                 tracing::warn!(
                     failures,
                     "polling ConductorOne for tasks failed: {e}; trying again in {:.1} s",
@@ -506,11 +534,11 @@ async fn serve(
     result
 }
 
-/// One task: the work, raced against heartbeats (cancellation) and shutdown; then its report.
+/// One task: the work, raced against shutdown (and, for full syncs, heartbeats and their
+/// cancellation); then its report.
 async fn work(
     ctx: Arc<Ctx>,
     task: Task,
-    heartbeat_every: Duration,
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -519,29 +547,52 @@ async fn work(
     tracing::info!(task_id = %task_id, task_type = kind, "task started");
     let started = Instant::now();
     let grace = ctx.timing.shutdown_grace;
-    let finish = {
-        let job = tasks::execute(&ctx, &task);
-        let beats = heartbeat::run(
-            &ctx.client,
-            &ctx.host_id,
-            &task_id,
-            heartbeat_every,
-            ctx.timing.heartbeat_failures,
-        );
-        let stopping = async move {
-            if stop.wait_for(|s| *s).await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
+    // baton-sdk heartbeats full syncs only: a first one at once, before any work; the task
+    // is dropped (not finished) when it fails or says the task is cancelled.
+    let first_beat = if tasks::is_sync(&task) {
+        Some(heartbeat::first(&ctx.client, &ctx.host_id, &task_id).await)
+    } else {
+        None
+    };
+    let finish = match first_beat {
+        Some(Err(heartbeat::Stop::Cancelled)) => {
+            Finish::Unreported("cancelled by ConductorOne before it started".into())
+        }
+        Some(Err(heartbeat::Stop::Lost(e))) => Finish::Unreported(format!(
+            "dropped: the first heartbeat failed ({e}); ConductorOne hands the task out again"
+        )),
+        first => {
+            let job = tasks::execute(&ctx, &task);
+            let beats = async {
+                match first {
+                    Some(Ok(every)) => {
+                        heartbeat::run(
+                            &ctx.client,
+                            &ctx.host_id,
+                            &task_id,
+                            every,
+                            ctx.timing.heartbeat_failures,
+                        )
+                        .await
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let stopping = async move {
+                if stop.wait_for(|s| *s).await.is_ok() {
+                    tokio::time::sleep(grace).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                f = job => f,
+                stopped = beats => match stopped {
+                    heartbeat::Stop::Cancelled => Finish::cancelled(),
+                    heartbeat::Stop::Lost(e) => Finish::lost(&e),
+                },
+                _ = stopping => Finish::shutting_down(),
             }
-        };
-        tokio::select! {
-            f = job => f,
-            stopped = beats => match stopped {
-                heartbeat::Stop::Cancelled => Finish::cancelled(),
-                heartbeat::Stop::Lost(e) => Finish::lost(&e),
-            },
-            _ = stopping => Finish::shutting_down(),
         }
     };
     let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -552,6 +603,12 @@ async fn work(
             result = "success",
             elapsed_ms,
             "task finished: {summary}"
+        ),
+        Finish::Unreported(summary) => tracing::info!(
+            task_id = %task_id,
+            task_type = kind,
+            elapsed_ms,
+            "task ended: {summary}"
         ),
         Finish::Failure {
             status,
@@ -573,6 +630,19 @@ async fn work(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_polls_back_off_quadratically_to_a_minute() {
+        let t = Timing::default();
+        let waits: Vec<u64> = (1..=9).map(|n| poll_error_wait(n, &t).as_secs()).collect();
+        assert_eq!(waits, [1, 4, 9, 16, 25, 36, 49, 60, 60]);
+        assert_eq!(poll_error_wait(u32::MAX, &t), Duration::from_secs(60));
+        // Without next_poll, baton-sdk polls again at once.
+        assert_eq!(
+            poll_interval(None, t.default_poll, t.min_poll),
+            Duration::ZERO
+        );
+    }
 
     #[test]
     fn poll_intervals() {

@@ -100,7 +100,7 @@ impl Request {
     }
 
     /// The connector RPC response for `outcome`, packed for `FinishTask`.
-    pub fn response(&self, outcome: &Outcome) -> Result<Any, String> {
+    pub fn response(&self, outcome: &Outcome) -> Result<Response, String> {
         let mismatch = || {
             Err(format!(
                 "unexpected outcome for this task: {}",
@@ -109,36 +109,66 @@ impl Request {
         };
         Ok(match (self, outcome) {
             (Request::Grant(t), Outcome::Granted(grants)) => {
-                pack(&pb::GrantManagerServiceGrantResponse {
+                let m = pb::GrantManagerServiceGrantResponse {
                     annotations: vec![],
                     grants: grants.iter().map(|g| grant(t, g)).collect(),
-                })
+                };
+                Response::of(&m, &m.annotations)
             }
             (Request::Grant(_), Outcome::AlreadyExists) => {
-                pack(&pb::GrantManagerServiceGrantResponse {
+                let m = pb::GrantManagerServiceGrantResponse {
                     annotations: vec![pack(&pb::GrantAlreadyExists {})],
                     grants: vec![],
-                })
+                };
+                Response::of(&m, &m.annotations)
             }
             (Request::Revoke(_), Outcome::Revoked) => {
-                pack(&pb::GrantManagerServiceRevokeResponse {
+                let m = pb::GrantManagerServiceRevokeResponse {
                     annotations: vec![],
-                })
+                };
+                Response::of(&m, &m.annotations)
             }
             (Request::Revoke(_), Outcome::AlreadyRevoked) => {
-                pack(&pb::GrantManagerServiceRevokeResponse {
+                let m = pb::GrantManagerServiceRevokeResponse {
                     annotations: vec![pack(&pb::GrantAlreadyRevoked {})],
-                })
+                };
+                Response::of(&m, &m.annotations)
             }
-            (Request::CreateAccount(_), Outcome::Account(a)) => pack(&account_response(a)),
-            (Request::Delete(_), Outcome::Deleted) => pack(&pb::DeleteResourceResponse {
-                annotations: vec![],
-            }),
-            (Request::Delete(_), Outcome::AlreadyDeleted) => pack(&pb::DeleteResourceResponse {
-                annotations: vec![pack(&pb::ResourceDoesNotExist {})],
-            }),
+            (Request::CreateAccount(_), Outcome::Account(a)) => {
+                let m = account_response(a);
+                Response::of(&m, &m.annotations)
+            }
+            (Request::Delete(_), Outcome::Deleted) => {
+                let m = pb::DeleteResourceResponse {
+                    annotations: vec![],
+                };
+                Response::of(&m, &m.annotations)
+            }
+            (Request::Delete(_), Outcome::AlreadyDeleted) => {
+                let m = pb::DeleteResourceResponse {
+                    annotations: vec![pack(&pb::ResourceDoesNotExist {})],
+                };
+                Response::of(&m, &m.annotations)
+            }
             _ => return mismatch(),
         })
+    }
+}
+
+/// A provisioning task's answer: the connector's response, and its annotations, which
+/// baton-sdk also puts in `FinishTask`'s `success.annotations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    pub any: Any,
+    pub annotations: Vec<Any>,
+}
+
+impl Response {
+    fn of<M: prost::Message + prost::Name>(message: &M, annotations: &[Any]) -> Response {
+        Response {
+            any: pack(message),
+            annotations: annotations.to_vec(),
+        }
     }
 }
 
@@ -314,11 +344,13 @@ mod tests {
             req.operation().unwrap(),
             Operation::DeleteResource(DeleteOperation { ref id, parent: None }) if id.resource == "usrFrank"
         ));
-        let any = req.response(&Outcome::AlreadyDeleted).unwrap();
-        let resp: pb::DeleteResourceResponse = any.to_msg().unwrap();
+        let answer = req.response(&Outcome::AlreadyDeleted).unwrap();
+        let resp: pb::DeleteResourceResponse = answer.any.to_msg().unwrap();
         assert!(baton::annotations::contains::<pb::ResourceDoesNotExist>(
             &resp.annotations
         ));
+        // FinishTask's success annotations are the response's own.
+        assert_eq!(answer.annotations, resp.annotations);
         assert!(req.response(&Outcome::Revoked).is_err());
     }
 

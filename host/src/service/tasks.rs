@@ -1,12 +1,17 @@
 //! What each task type does, and how its end is reported in `FinishTask`.
 //!
+//! As baton-sdk's task manager does it:
+//!
 //! | task | done by | reported |
 //! |---|---|---|
-//! | `sync_full` | a sync into a temporary `.c1z`, uploaded, then deleted | success, no response |
-//! | `grant`, `revoke`, `create_account`, `delete_resource` | `provision::execute` (with `--provisioning` only) | success with the connector's response, or the connector's error, `non_retryable` |
-//! | `hello` | `Hello` again | success |
+//! | `sync_full` | a sync (of what the task's options and `--sync-*` flags ask) into a temporary `.c1z`, uploaded, then deleted; with `--skip-full-sync` an empty one | success, no response |
+//! | `grant`, `revoke`, `create_account`, `delete_resource` | `provision::execute` (with `--provisioning` only) | success with the connector's response and its annotations, or the connector's error, `non_retryable` |
+//! | `create_resource`, `rotate_credentials` | nothing (the connector has neither) | `UNIMPLEMENTED`, `non_retryable` |
+//! | `hello` | `Hello` again, naming the task | not reported |
 //! | `none` | nothing | not reported |
-//! | anything else | nothing | `UNIMPLEMENTED`, `non_retryable` |
+//! | anything else | nothing | `UNKNOWN` "unsupported task type", retryable |
+//!
+//! A success carries no `status`; a failure carries the status code and message.
 
 use super::Ctx;
 use super::hello;
@@ -14,6 +19,7 @@ use super::provisioning::{self, Request as Provisioning};
 use super::upload;
 use crate::commands::provision;
 use crate::commands::sync::{self as app, SyncJob};
+use crate::sync::scope::{SyncScope, Target};
 use baton::c1::rpc;
 use baton::c1::service::baton_service_finish_task_request::{
     Error as FinishError, FinalState, Success,
@@ -60,6 +66,11 @@ pub fn kind(task: &Task) -> &'static str {
     }
 }
 
+/// True for a full sync (the only task baton-sdk heartbeats).
+pub fn is_sync(task: &Task) -> bool {
+    matches!(task.task_type, Some(TaskType::SyncFull(_)))
+}
+
 /// True for the "nothing to do" task.
 pub fn is_none(task: &Task) -> bool {
     matches!(task.task_type, Some(TaskType::None(_)))
@@ -71,6 +82,8 @@ pub enum Finish {
     Success {
         /// The connector's RPC response, for provisioning tasks.
         response: Option<Any>,
+        /// The response's annotations (baton-sdk sends them in `success.annotations`).
+        annotations: Vec<Any>,
         /// One line for the log.
         summary: String,
     },
@@ -78,6 +91,9 @@ pub enum Finish {
         status: rpc::Status,
         non_retryable: bool,
     },
+    /// Ended without a `FinishTask`: a hello task (answered with `Hello`), or a sync whose
+    /// first heartbeat failed (ConductorOne hands it out again).
+    Unreported(String),
 }
 
 impl Finish {
@@ -121,18 +137,31 @@ impl Finish {
         )
     }
 
-    /// The `FinishTask` request reporting this end. Its error text is redacted: it may quote
-    /// a server or the connector, and it leaves this host.
-    pub fn request(&self, host_id: &str, task_id: &str) -> BatonServiceFinishTaskRequest {
+    /// A task type this connector does not handle, reported as baton-sdk reports one: an
+    /// error (code `UNKNOWN`) another host or a later version may handle.
+    pub fn unsupported(kind: &str) -> Finish {
+        Finish::failed(
+            Code::Unknown,
+            format!(
+                "unsupported task type: {kind} (baton-segment syncs, grants, revokes, creates accounts and deletes resources)"
+            ),
+            false,
+        )
+    }
+
+    /// The `FinishTask` request reporting this end; `None` for an end that is not reported.
+    /// Its error text is redacted: it may quote a server or the connector, and it leaves this
+    /// host.
+    pub fn request(&self, host_id: &str, task_id: &str) -> Option<BatonServiceFinishTaskRequest> {
         let (status, final_state) = match self {
-            Finish::Success { response, .. } => (
-                rpc::Status {
-                    code: Code::Ok as i32,
-                    message: String::new(),
-                    details: vec![],
-                },
+            Finish::Success {
+                response,
+                annotations,
+                ..
+            } => (
+                None,
                 FinalState::Success(Success {
-                    annotations: vec![],
+                    annotations: annotations.clone(),
                     response: response.clone(),
                 }),
             ),
@@ -140,23 +169,25 @@ impl Finish {
                 status,
                 non_retryable,
             } => (
-                rpc::Status {
+                Some(rpc::Status {
+                    code: status.code,
                     message: crate::sandbox::redact::redacted(&status.message),
-                    ..status.clone()
-                },
+                    details: vec![],
+                }),
                 FinalState::Error(FinishError {
                     non_retryable: *non_retryable,
                     annotations: vec![],
                     response: None,
                 }),
             ),
+            Finish::Unreported(_) => return None,
         };
-        BatonServiceFinishTaskRequest {
+        Some(BatonServiceFinishTaskRequest {
             host_id: host_id.to_string(),
             task_id: task_id.to_string(),
-            status: Some(status),
+            status,
             final_state: Some(final_state),
-        }
+        })
     }
 }
 
@@ -173,23 +204,13 @@ pub(crate) async fn execute(ctx: &Ctx, task: &Task) -> Finish {
         Some(TaskType::Hello(_)) => {
             let req = hello::request(&ctx.host_id, &task.id, &ctx.metadata);
             match ctx.client.hello(req).await {
-                Ok(_) => Finish::Success {
-                    response: None,
-                    summary: "said hello".into(),
-                },
-                Err(e) => Finish::failed(e.code(), format!("Hello failed: {e}"), false),
+                Ok(_) => Finish::Unreported("said hello".into()),
+                Err(e) => Finish::Unreported(format!("Hello failed: {e}")),
             }
         }
-        Some(TaskType::None(_)) => Finish::Success {
-            response: None,
-            summary: "nothing to do".into(),
-        },
-        None => Finish::failed(
-            Code::Unimplemented,
-            "baton-segment does not know this task type (a newer protocol?)",
-            true,
-        ),
-        Some(_) => Finish::failed(
+        Some(TaskType::None(_)) => Finish::Unreported("nothing to do".into()),
+        // Handled by baton-sdk, which asks the connector; this one has neither.
+        Some(TaskType::CreateResource(_) | TaskType::RotateCredentials(_)) => Finish::failed(
             Code::Unimplemented,
             format!(
                 "baton-segment does not support {} tasks (it syncs, grants, revokes, creates accounts and deletes resources)",
@@ -197,39 +218,61 @@ pub(crate) async fn execute(ctx: &Ctx, task: &Task) -> Finish {
             ),
             true,
         ),
+        _ => Finish::unsupported(kind(task)),
     }
 }
 
-async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::c1::service::task::SyncFullTask) -> Finish {
-    if !t.targeted_sync_resources.is_empty() {
-        return Finish::failed(
-            Code::Unimplemented,
-            "targeted syncs are not supported: baton-segment syncs whole workspaces",
-            true,
-        );
-    }
-    let mut ignored = vec![];
-    if t.skip_expand_grants {
-        ignored.push("skip_expand_grants");
-    }
-    if t.skip_entitlements_and_grants {
-        ignored.push("skip_entitlements_and_grants");
-    }
-    if t.skip_grants {
-        ignored.push("skip_grants");
-    }
+/// What a `sync_full` task covers: its own options first, then the `--sync-*` flags the
+/// daemon was started with (the task's resource types win over the flags', as baton-sdk
+/// prefers what ConductorOne asks).
+pub fn task_scope(
+    t: &baton::c1::service::task::SyncFullTask,
+    flags: &SyncScope,
+) -> Result<SyncScope, String> {
+    let mut scope = flags.clone();
     if !t.sync_resource_type_ids.is_empty() {
-        ignored.push("sync_resource_type_ids");
+        scope.resource_types = t
+            .sync_resource_type_ids
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
     }
-    if !t.storage_engine.is_empty() && t.storage_engine != "sqlite" {
-        ignored.push("storage_engine");
+    for r in &t.targeted_sync_resources {
+        let id =
+            r.id.as_ref()
+                .filter(|id| !id.resource_type.is_empty() && !id.resource.is_empty())
+                .ok_or("a targeted resource has no id")?;
+        scope.targets.push(Target {
+            resource_type: id.resource_type.clone(),
+            resource: id.resource.clone(),
+            parent: r
+                .parent_resource_id
+                .as_ref()
+                .filter(|p| !p.resource_type.is_empty())
+                .map(|p| (p.resource_type.clone(), p.resource.clone())),
+        });
     }
-    if !ignored.is_empty() {
+    scope.skip_entitlements_and_grants |= t.skip_entitlements_and_grants;
+    scope.skip_grants |= t.skip_grants;
+    scope.skip_expand_grants |= t.skip_expand_grants;
+    Ok(scope)
+}
+
+async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::c1::service::task::SyncFullTask) -> Finish {
+    let scope = match task_scope(t, &ctx.scope) {
+        Ok(s) => s,
+        Err(why) => return Finish::failed(Code::InvalidArgument, why, true),
+    };
+    if !t.storage_engine.is_empty() && !t.storage_engine.eq_ignore_ascii_case("sqlite") {
         tracing::info!(
             task_id,
-            "sync options {} are not supported and were ignored: syncing the whole workspace into a SQLite (v1) .c1z",
-            ignored.join(", ")
+            storage_engine = %t.storage_engine,
+            "writing the .c1z in the SQLite (v1) format, the one baton-segment writes"
         );
+    }
+    if !scope.is_full() {
+        tracing::info!(task_id, "partial sync: {}", scope.describe());
     }
 
     // The directory (and the file in it) goes away when this function ends or is dropped.
@@ -250,10 +293,36 @@ async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::c1::service::task::SyncF
         }
     };
     let path = dir.path().join("sync.c1z");
-    let job = SyncJob::with(ctx.connection.clone(), path.clone());
-    let summary = match app::sync_on(&ctx.runtime, job).await {
-        Ok(s) => s,
-        Err(e) => return Finish::failed(Code::Unknown, format!("the sync failed: {e:#}"), false),
+    let described = if ctx.skip_full_sync {
+        // --skip-full-sync: an empty sync, as baton-sdk's syncer makes one, so ConductorOne
+        // still gets its upload.
+        match empty_sync(&path) {
+            Ok(()) => "full syncs are off (--skip-full-sync): uploaded an empty sync".to_string(),
+            Err(e) => {
+                return Finish::failed(
+                    Code::Internal,
+                    format!("writing the empty sync: {e:#}"),
+                    false,
+                );
+            }
+        }
+    } else {
+        let job = SyncJob {
+            scope,
+            ..SyncJob::with(ctx.connection.clone(), path.clone())
+        };
+        match app::sync_on(&ctx.runtime, job).await {
+            Ok(summary) => format!(
+                "synced {} resources, {} entitlements, {} grants ({} warnings)",
+                summary.resources(),
+                summary.entitlements,
+                summary.grants,
+                summary.warnings.len(),
+            ),
+            Err(e) => {
+                return Finish::failed(Code::Unknown, format!("the sync failed: {e:#}"), false);
+            }
+        }
     };
     let uploaded = match upload::upload(
         &ctx.client,
@@ -275,16 +344,20 @@ async fn sync_full(ctx: &Ctx, task_id: &str, t: &baton::c1::service::task::SyncF
     }
     Finish::Success {
         response: None,
+        annotations: vec![],
         summary: format!(
-            "synced {} resources, {} entitlements, {} grants ({} warnings); uploaded {} bytes in {} attempt(s)",
-            summary.resources(),
-            summary.entitlements,
-            summary.grants,
-            summary.warnings.len(),
-            uploaded.bytes,
-            uploaded.attempts
+            "{described}; uploaded {} bytes in {} attempt(s)",
+            uploaded.bytes, uploaded.attempts
         ),
     }
+}
+
+/// A `.c1z` with a sync run and nothing in it.
+fn empty_sync(path: &std::path::Path) -> anyhow::Result<()> {
+    let writer = baton::C1zWriter::create(path)?;
+    let now = chrono::Local::now();
+    writer.finish(now, now)?;
+    Ok(())
 }
 
 async fn provision(ctx: &Ctx, request: Provisioning) -> Finish {
@@ -298,8 +371,9 @@ async fn provision(ctx: &Ctx, request: Provisioning) -> Finish {
     let what = provision::describe_operation(&operation);
     match provision::execute(&ctx.runtime, &ctx.connection, &operation).await {
         Ok(outcome) => match request.response(&outcome) {
-            Ok(response) => Finish::Success {
-                response: Some(response),
+            Ok(answer) => Finish::Success {
+                response: Some(answer.any),
+                annotations: answer.annotations,
                 summary: format!("{what}: {}", outcome.describe()),
             },
             Err(why) => Finish::failed(Code::Internal, format!("{what}: {why}"), true),
@@ -317,7 +391,9 @@ async fn provision(ctx: &Ctx, request: Provisioning) -> Finish {
 /// Reports the end of a task, with a timeout per attempt; transient failures are tried again
 /// (three attempts in all, a second apart).
 pub(crate) async fn report(ctx: &Ctx, task_id: &str, finish: &Finish) -> bool {
-    let req = finish.request(&ctx.host_id, task_id);
+    let Some(req) = finish.request(&ctx.host_id, task_id) else {
+        return true;
+    };
     let attempts = ctx.timing.finish_attempts.max(1);
     for attempt in 1..=attempts {
         match ctx
@@ -362,22 +438,82 @@ mod tests {
     use baton::c1::service::task;
 
     #[test]
-    fn finish_requests() {
+    fn finish_requests_as_baton_sdk_sends_them() {
+        let response = baton::pb::GrantManagerServiceRevokeResponse {
+            annotations: vec![baton::annotations::pack(&baton::pb::GrantAlreadyRevoked {})],
+        };
         let ok = Finish::Success {
-            response: Some(baton::annotations::pack(
-                &baton::pb::GrantManagerServiceRevokeResponse::default(),
-            )),
+            response: Some(baton::annotations::pack(&response)),
+            annotations: response.annotations.clone(),
             summary: String::new(),
         }
-        .request("h", "t");
-        assert_eq!(ok.status.as_ref().unwrap().code, 0);
-        assert!(matches!(ok.final_state, Some(FinalState::Success(ref s)) if s.response.is_some()));
-        let failed = Finish::failed(Code::Unimplemented, "no", true).request("h", "t");
+        .request("h", "t")
+        .unwrap();
+        // A success has no status, and the response's annotations.
+        assert!(ok.status.is_none());
+        match ok.final_state {
+            Some(FinalState::Success(ref s)) => {
+                assert!(s.response.is_some());
+                assert_eq!(s.annotations, response.annotations);
+            }
+            ref other => panic!("{other:?}"),
+        }
+        let failed = Finish::failed(Code::Unimplemented, "no", true)
+            .request("h", "t")
+            .unwrap();
         assert_eq!(
             failed.status.as_ref().unwrap().code,
             Code::Unimplemented as i32
         );
         assert!(matches!(failed.final_state, Some(FinalState::Error(ref e)) if e.non_retryable));
+        // An unknown task type: UNKNOWN and retryable, as baton-sdk reports it.
+        let unknown = Finish::unsupported("action_invoke")
+            .request("h", "t")
+            .unwrap();
+        assert_eq!(unknown.status.as_ref().unwrap().code, Code::Unknown as i32);
+        assert!(matches!(unknown.final_state, Some(FinalState::Error(ref e)) if !e.non_retryable));
+        // Hello tasks are not finished.
+        assert!(
+            Finish::Unreported("said hello".into())
+                .request("h", "t")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_sync_task_s_options_make_its_scope() {
+        let flags = SyncScope::from_flags(&["user".into()], &[], false, false).unwrap();
+        let t = task::SyncFullTask {
+            sync_resource_type_ids: vec!["group".into()],
+            skip_grants: true,
+            skip_expand_grants: true,
+            targeted_sync_resources: vec![baton::pb::Resource {
+                id: Some(baton::pb::ResourceId {
+                    resource_type: "group".into(),
+                    resource: "grpEng".into(),
+                    baton_resource: false,
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let scope = task_scope(&t, &flags).unwrap();
+        // The task's resource types win over the flags'.
+        assert_eq!(scope.resource_types.iter().collect::<Vec<_>>(), ["group"]);
+        assert_eq!(scope.targets.len(), 1);
+        assert!(scope.skip_grants && scope.skip_expand_grants);
+        assert_eq!(scope.sync_type(), "partial");
+        // No options: the flags' scope.
+        assert_eq!(
+            task_scope(&task::SyncFullTask::default(), &flags).unwrap(),
+            flags
+        );
+        // A targeted resource without an id is refused.
+        let bad = task::SyncFullTask {
+            targeted_sync_resources: vec![baton::pb::Resource::default()],
+            ..Default::default()
+        };
+        assert!(task_scope(&bad, &flags).is_err());
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct OpenListing {
     /// The resource type listed (resources phase), else empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// For a top-level listing under a parent a targeted sync names: that parent's type and id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub under: Option<(String, String)>,
     /// The page to ask for next ("" for the first).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
@@ -135,6 +138,7 @@ mod tests {
             vec![OpenListing {
                 row: 0,
                 kind: "user".into(),
+                under: Some(("workspace".into(), "w1".into())),
                 token: String::new(),
             }],
         );
@@ -142,6 +146,7 @@ mod tests {
         c.open.push(OpenListing {
             row: 7,
             kind: "source".into(),
+            under: None,
             token: "abc|1".into(),
         });
         c.warn("w".into());

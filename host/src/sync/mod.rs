@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod progress;
+pub mod scope;
 pub mod store;
 
 use crate::engine::contract::{
@@ -22,11 +23,13 @@ use crate::sandbox::RetryPolicy;
 use crate::sandbox::pacing::CallFailure;
 use checkpoint::{Checkpoint, OpenListing, Phase};
 use progress::Progress;
+use scope::SyncScope;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::{StoreError, SyncStore, show};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
@@ -34,6 +37,8 @@ pub struct SyncOptions {
     pub concurrency: usize,
     /// What is retried, and how long to wait.
     pub retry: RetryPolicy,
+    /// What the sync covers (everything by default).
+    pub scope: SyncScope,
 }
 
 impl Default for SyncOptions {
@@ -41,6 +46,7 @@ impl Default for SyncOptions {
         SyncOptions {
             concurrency: 4,
             retry: RetryPolicy::default(),
+            scope: SyncScope::default(),
         }
     }
 }
@@ -71,35 +77,6 @@ impl SyncError {
                 ..
             }
         )
-    }
-}
-
-/// What the connector said, as text.
-pub fn describe(error: &ConnectorError) -> String {
-    match error {
-        ConnectorError::Unauthenticated(m)
-        | ConnectorError::PermissionDenied(m)
-        | ConnectorError::NotFound(m)
-        | ConnectorError::InvalidArgument(m)
-        | ConnectorError::AlreadyExists(m)
-        | ConnectorError::FailedPrecondition(m)
-        | ConnectorError::Unavailable(m)
-        | ConnectorError::Unimplemented(m)
-        | ConnectorError::Internal(m) => m.clone(),
-        ConnectorError::RateLimited(info) => {
-            format!("{} (retry after {} ms)", info.message, info.retry_after_ms)
-        }
-    }
-}
-
-/// Whether the retry policy tries a call again after `error`, as what kind of failure.
-pub fn retryable(error: &ConnectorError) -> Option<CallFailure> {
-    match error {
-        ConnectorError::RateLimited(info) => Some(CallFailure::RateLimited(Duration::from_millis(
-            info.retry_after_ms,
-        ))),
-        ConnectorError::Unavailable(_) => Some(CallFailure::Unavailable),
-        _ => None,
     }
 }
 
@@ -305,6 +282,7 @@ impl<'r> Syncer<'r> {
             let r = i.validate().await;
             (i, r)
         })
+        .instrument(crate::telemetry::phase_span("validate"))
         .await?;
 
         self.progress.set_phase(1);
@@ -314,14 +292,21 @@ impl<'r> Syncer<'r> {
                     let r = i.resource_types().await;
                     (i, r)
                 })
+                .instrument(crate::telemetry::phase_span("resource-types"))
                 .await?;
             // Every type is listed without a parent (child types answer empty, at no cost),
-            // as Baton's syncer does.
-            self.state.open = types
-                .iter()
-                .map(|t| OpenListing {
+            // as Baton's syncer does; a targeted sync whose targets name their parents lists
+            // just those.
+            let ids: Vec<String> = types.iter().map(|t| t.id.clone()).collect();
+            self.state.open = self
+                .options
+                .scope
+                .first_listings(&ids)
+                .into_iter()
+                .map(|(kind, parent)| OpenListing {
                     row: 0,
-                    kind: t.id.clone(),
+                    under: parent.map(|p| (p.resource_type, p.resource)),
+                    kind,
                     token: String::new(),
                 })
                 .collect();
@@ -337,12 +322,15 @@ impl<'r> Syncer<'r> {
         }
 
         while self.state.phase != Phase::Expand {
-            self.progress.set_phase(match self.state.phase {
-                Phase::Resources => 2,
-                Phase::Entitlements => 3,
-                _ => 4,
-            });
-            self.phase().await?;
+            let (index, name) = match self.state.phase {
+                Phase::Resources => (2, "resources"),
+                Phase::Entitlements => (3, "entitlements"),
+                _ => (4, "grants"),
+            };
+            self.progress.set_phase(index);
+            self.phase()
+                .instrument(crate::telemetry::phase_span(name))
+                .await?;
             self.state.advance(vec![]);
             self.store.checkpoint(&self.state).map_err(host_error)?;
         }
@@ -352,7 +340,19 @@ impl<'r> Syncer<'r> {
             tracing::warn!("{w}");
             self.state.warn(w);
         }
-        let expanded = self.store.expand().map_err(host_error)?;
+        let scope = &self.options.scope;
+        // Resources walked through to reach the ones in scope are not kept.
+        if !scope.is_full() {
+            self.store
+                .retain(|id| scope.keeps(id), |t| scope.keeps_type(t))
+                .map_err(host_error)?;
+        }
+        let expanded = if scope.expands_grants() {
+            let _phase = crate::telemetry::phase_span("expand-grants").entered();
+            self.store.expand().map_err(host_error)?
+        } else {
+            0
+        };
         self.progress.set_phase(PHASE_DONE);
         Ok(expanded)
     }
@@ -384,20 +384,20 @@ impl<'r> Syncer<'r> {
                     });
                 }
             };
-            let wait = match retryable(&error) {
+            let wait = match error.retryable() {
                 Some(f @ CallFailure::RateLimited(_)) => self.options.retry.call_wait(f, attempt),
                 _ => None,
             };
             let Some(wait) = wait else {
                 return Err(SyncError::Connector {
                     call: name.into(),
-                    message: describe(&error),
+                    message: error.message(),
                     error,
                 });
             };
             tracing::info!(
                 "{name}: {}; retrying in {:.1} s",
-                describe(&error),
+                error.message(),
                 wait.as_secs_f64()
             );
             self.state.retried_calls += 1;
@@ -411,16 +411,35 @@ impl<'r> Syncer<'r> {
     fn open_tasks(&self) -> Result<VecDeque<Task>, SyncError> {
         let mut tasks = VecDeque::new();
         for listing in &self.state.open {
-            let resource = if listing.row == 0 {
-                None
+            let mut task = if listing.row == 0 {
+                let parent = listing.under.clone().map(|(t, r)| ResourceId {
+                    resource_type: t,
+                    resource: r,
+                });
+                self.listing_under(&listing.kind, parent)
             } else {
-                Some(self.store.resource_row(listing.row).map_err(host_error)?)
+                let resource = self.store.resource_row(listing.row).map_err(host_error)?;
+                self.task(listing.row, &listing.kind, Some(resource))
             };
-            let mut task = self.task(listing.row, &listing.kind, resource);
             task.token = listing.token.clone();
             tasks.push_back(task);
         }
         Ok(tasks)
+    }
+
+    /// A top-level listing of `kind` (under `parent` when a targeted sync names it).
+    fn listing_under(&self, kind: &str, parent: Option<ResourceId>) -> Task {
+        Task {
+            row: 0,
+            kind: kind.to_string(),
+            call: Call::Resources {
+                resource_type: kind.to_string(),
+                parent,
+            },
+            token: String::new(),
+            attempt: 0,
+            delay: Duration::ZERO,
+        }
     }
 
     fn task(&self, row: i64, kind: &str, resource: Option<Resource>) -> Task {
@@ -456,15 +475,25 @@ impl<'r> Syncer<'r> {
                 break;
             };
             self.state.cursor = *last;
+            let scope = &self.options.scope;
             for (row, resource) in rows {
                 let kinds: Vec<String> = match self.state.phase {
-                    Phase::Resources => resource.child_resource_types.clone(),
+                    Phase::Resources => resource
+                        .child_resource_types
+                        .iter()
+                        .filter(|c| scope.lists_children(c))
+                        .cloned()
+                        .collect(),
                     Phase::Entitlements
-                        if !self.store.skips(&resource, SyncHints::SKIP_ENTITLEMENTS) =>
+                        if !self.store.skips(&resource, SyncHints::SKIP_ENTITLEMENTS)
+                            && scope.lists_entitlements(&resource.id) =>
                     {
                         vec![String::new()]
                     }
-                    Phase::Grants if !self.store.skips(&resource, SyncHints::SKIP_GRANTS) => {
+                    Phase::Grants
+                        if !self.store.skips(&resource, SyncHints::SKIP_GRANTS)
+                            && scope.lists_grants(&resource.id) =>
+                    {
                         vec![String::new()]
                     }
                     _ => vec![],
@@ -472,6 +501,7 @@ impl<'r> Syncer<'r> {
                 for kind in kinds {
                     self.state.open.push(OpenListing {
                         row,
+                        under: None,
                         kind: kind.clone(),
                         token: String::new(),
                     });
@@ -518,10 +548,14 @@ impl<'r> Syncer<'r> {
                         break;
                     }
                 };
-                running.spawn(async move {
-                    let outcome = execute(&mut instance, &task).await;
-                    (instance, task, outcome)
-                });
+                // The call's requests are traced inside the phase that made them.
+                running.spawn(
+                    async move {
+                        let outcome = execute(&mut instance, &task).await;
+                        (instance, task, outcome)
+                    }
+                    .in_current_span(),
+                );
             }
             let Some(joined) = running.join_next().await else {
                 if queue.is_empty() && walked {
@@ -578,18 +612,20 @@ impl<'r> Syncer<'r> {
             self.finish_listing(&task);
             return self.store.checkpoint(&self.state).map_err(host_error);
         }
-        let wait = retryable(&error).and_then(|f| self.options.retry.call_wait(f, task.attempt));
+        let wait = error
+            .retryable()
+            .and_then(|f| self.options.retry.call_wait(f, task.attempt));
         let Some(wait) = wait else {
             return Err(SyncError::Connector {
                 call: task.name(),
-                message: describe(&error),
+                message: error.message(),
                 error,
             });
         };
         tracing::info!(
             "{}: {}; retrying in {:.1} s",
             task.name(),
-            describe(&error),
+            error.message(),
             wait.as_secs_f64()
         );
         self.state.retried_calls += 1;

@@ -321,6 +321,38 @@ impl SyncStore {
         })
     }
 
+    /// Keeps only the resources and resource types the sync covers (a partial sync walks
+    /// through others to reach them).
+    pub fn retain(
+        &mut self,
+        keep: impl Fn(&ResourceId) -> bool,
+        keep_type: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let mut doomed = vec![];
+        let mut after = 0;
+        loop {
+            let rows = self.resources_after(after, 512)?;
+            let Some((last, _)) = rows.last() else { break };
+            after = *last;
+            doomed.extend(
+                rows.iter()
+                    .filter(|(_, r)| !keep(&r.id))
+                    .map(|(_, r)| baton::ids::resource_key(&r.id.resource_type, &r.id.resource)),
+            );
+        }
+        let types: Vec<String> = self
+            .types
+            .iter()
+            .filter(|t| !keep_type(&t.id))
+            .map(|t| t.id.clone())
+            .collect();
+        self.writer.delete(&doomed, &types)?;
+        self.types.retain(|t| keep_type(&t.id));
+        self.pb_types.retain(|t| keep_type(&t.id));
+        self.resources.clear();
+        Ok(())
+    }
+
     /// Baton's grant expansion over what is stored; returns how many grants it created.
     pub fn expand(&mut self) -> anyhow::Result<usize> {
         self.writer

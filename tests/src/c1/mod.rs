@@ -28,11 +28,16 @@
 //! * Token endpoint: form fields `client_id` (must be the configured id),
 //!   `grant_type=client_credentials`, `client_assertion_type=…:jwt-bearer`,
 //!   `client_assertion` (checked with [`baton::c1::credentials::verify_assertion`] against the
-//!   configured key, id and `audience_host`; a nonce may be used once). Success: 200
-//!   `{"access_token","token_type":"Bearer","expires_in"}`; any refusal: 401
-//!   `{"error","error_description"}`; scripted outages: 503.
-//! * RPCs need `authorization: Bearer <token>` naming an unexpired token the fake issued,
-//!   else `Unauthenticated`. Task ids in Heartbeat, FinishTask and UploadAsset must be of
+//!   configured key and id, then held to baton-sdk's form: `aud` one string, the client id's
+//!   host; the JWK's `kid`; a hex nonce of 16 bytes, used once). Success: 200
+//!   `{"access_token","token_type","expires_in"}` (`token_type` as configured, `Bearer` by
+//!   default); any refusal: 401 `{"error","error_description"}`; scripted outages: 503.
+//! * RPCs need `authorization: Bearer <token>` (exactly `Bearer`, as baton-sdk normalises
+//!   it) naming an unexpired token the fake issued, else `Unauthenticated`.
+//! * Hello is refused (`InvalidArgument`) with an empty `OSInfo` field, as ConductorOne fails
+//!   to register such a connector. FinishTask is refused for a hello task
+//!   (`FailedPrecondition`: those are answered with Hello alone) and for a success carrying a
+//!   status (`InvalidArgument`). Heartbeats are recorded with their task's type. Task ids in Heartbeat, FinishTask and UploadAsset must be of
 //!   tasks GetTask handed out (else `NotFound`; malformed ids `InvalidArgument`).
 //! * GetTask hands out queued tasks in order; with an empty queue it answers a task with
 //!   an empty id and `task_type = none`. `next_poll`/`next_heartbeat` come from the config.
@@ -58,5 +63,5 @@ pub use model::{
     FinishOutcome, LoggedRequest, RecordedFinish, RecordedHeartbeat, RecordedUpload, UploadAttempt,
     UploadOutcome,
 };
-pub use server::{FakeC1, FakeC1Config, sync_full_task};
+pub use server::{FakeC1, FakeC1Config, TENANT_HOST, sync_full_task};
 pub use service::MAX_CHUNK;

@@ -8,6 +8,8 @@ use prost_types::Any;
 /// One `Heartbeat` call and the answer given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedHeartbeat {
+    /// The type of the task named (`sync_full`, `grant`…; empty for an unknown id).
+    pub task_type: String,
     pub host_id: String,
     pub task_id: String,
     /// The batch form's ids.

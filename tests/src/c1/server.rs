@@ -21,6 +21,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+/// The tenant host of [`FakeC1Config::generated`] client ids (a reserved name that never
+/// resolves, so nothing can reach it but through `BATON_C1_API_HOST` or a test proxy).
+pub const TENANT_HOST: &str = "acme.conductorone.test";
+
 /// How the fake behaves. [`FakeC1Config::new`] or [`FakeC1Config::generated`] fill in the
 /// defaults; adjust fields afterwards.
 #[derive(Debug, Clone)]
@@ -30,9 +34,18 @@ pub struct FakeC1Config {
     pub client_id: String,
     /// Verifies the client assertions.
     pub public_key: VerifyingKey,
-    /// The assertion's `aud` must contain this (default `127.0.0.1`: the host part of
-    /// [`FakeC1::host`], which is what a client puts in `BATON_C1_API_HOST`).
+    /// The assertion's `aud` must be this one string: the client id's host (baton-sdk's
+    /// audience), whatever `BATON_C1_API_HOST` says.
     pub audience_host: String,
+    /// The `kid` of the client secret's JWK; assertions must name it in their header
+    /// (`None`: they must carry no `kid`).
+    pub key_id: Option<String>,
+    /// `token_type` of the token endpoint's answers (default `Bearer`); RPCs accept only
+    /// `authorization: Bearer <token>`, as baton-sdk sends it whatever the case of the type.
+    pub token_type: String,
+    /// More DNS names the server certificate is valid for (besides `127.0.0.1`, `::1` and
+    /// `localhost`), e.g. a name a test proxy resolves to loopback.
+    pub server_names: Vec<String>,
     /// `expires_in` of issued tokens; they stop working afterwards (default 1 h).
     pub token_ttl: Duration,
     /// `next_poll` of GetTask answers (default 100 ms).
@@ -53,6 +66,9 @@ impl FakeC1Config {
             client_id: client_id.into(),
             public_key,
             audience_host: "127.0.0.1".into(),
+            key_id: None,
+            token_type: "Bearer".into(),
+            server_names: Vec::new(),
             token_ttl: Duration::from_secs(3600),
             next_poll: Duration::from_millis(100),
             next_heartbeat: Duration::from_secs(1),
@@ -62,11 +78,18 @@ impl FakeC1Config {
     }
 
     /// Defaults with a freshly generated credential pair for
-    /// `<client_name>@127.0.0.1/fake`; returns the config and the matching
-    /// `BATON_CLIENT_SECRET` value.
+    /// `<client_name>@[TENANT_HOST]/fake` whose JWK has a `kid`, as ConductorOne issues them;
+    /// returns the config and the matching `BATON_CLIENT_SECRET` value. The tenant host does
+    /// not resolve: clients reach the fake through `BATON_C1_API_HOST` ([`FakeC1::host`]).
     pub fn generated(client_name: &str) -> (FakeC1Config, String) {
-        let (id, secret, pk) = credentials::generate_credentials(client_name, "127.0.0.1");
-        (FakeC1Config::new(id, pk), secret)
+        let key = credentials::ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let kid = format!("fake-{:08x}", rand::random::<u32>());
+        let secret = credentials::encode_client_secret_with_kid(&key, Some(&kid));
+        let id = format!("{client_name}@{TENANT_HOST}/fake");
+        let mut cfg = FakeC1Config::new(id, key.verifying_key());
+        cfg.audience_host = TENANT_HOST.into();
+        cfg.key_id = Some(kid);
+        (cfg, secret)
     }
 }
 
@@ -75,6 +98,8 @@ pub(crate) struct State {
     pub client_id: String,
     pub public_key: VerifyingKey,
     pub audience_host: String,
+    pub key_id: Option<String>,
+    pub token_type: String,
     pub token_ttl: Duration,
     pub next_poll: Duration,
     pub next_heartbeat: Duration,
@@ -101,6 +126,25 @@ pub(crate) struct State {
     pub upload_attempts: Vec<UploadAttempt>,
     pub failed_uploads: u32,
     pub log: Vec<LoggedRequest>,
+}
+
+/// The oneof's name in the protocol.
+pub fn task_type_name(t: Option<&baton::c1::service::task::TaskType>) -> &'static str {
+    use baton::c1::service::task::TaskType as T;
+    match t {
+        None => "",
+        Some(T::None(_)) => "none",
+        Some(T::Hello(_)) => "hello",
+        Some(T::SyncFull(_)) => "sync_full",
+        Some(T::Grant(_)) => "grant",
+        Some(T::Revoke(_)) => "revoke",
+        Some(T::CreateAccount(_)) => "create_account",
+        Some(T::CreateResource(_)) => "create_resource",
+        Some(T::DeleteResource(_)) => "delete_resource",
+        Some(T::RotateCredentials(_)) => "rotate_credentials",
+        Some(T::EventFeed(_)) => "event_feed",
+        Some(_) => "other",
+    }
 }
 
 /// Why a bearer token was refused.
@@ -139,12 +183,13 @@ impl State {
         token
     }
 
-    /// Checks an `authorization` value: `Bearer <token>` (scheme case-insensitive) naming an
-    /// unexpired token this fake issued.
+    /// Checks an `authorization` value: `Bearer <token>` naming an unexpired token this fake
+    /// issued. The scheme is exactly `Bearer`: baton-sdk normalises the token type (Go's
+    /// oauth2 `Token.Type()`), so nothing else ever reaches ConductorOne.
     pub fn check_bearer(&self, authorization: Option<&str>) -> Result<(), AuthError> {
         let value = authorization.ok_or(AuthError::Missing)?;
         let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        if scheme != "Bearer" || token.trim().is_empty() {
             return Err(AuthError::Malformed);
         }
         let expires = self.tokens.get(token.trim()).ok_or(AuthError::Unknown)?;
@@ -156,6 +201,14 @@ impl State {
 
     pub fn is_known_task(&self, id: &str) -> bool {
         self.handed_out.iter().any(|t| t.id == id)
+    }
+
+    /// The protocol name of a handed-out task's type (`sync_full`, `hello`, …).
+    pub fn task_type(&self, id: &str) -> Option<&'static str> {
+        self.handed_out
+            .iter()
+            .find(|t| t.id == id)
+            .map(|t| task_type_name(t.task_type.as_ref()))
     }
 }
 
@@ -197,7 +250,8 @@ impl FakeC1 {
 
     /// Starts on `addr`.
     pub async fn start_on(cfg: FakeC1Config, addr: SocketAddr) -> anyhow::Result<FakeC1> {
-        let material = tls::generate().context("generating the fake's TLS certificates")?;
+        let material =
+            tls::generate(&cfg.server_names).context("generating the fake's TLS certificates")?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -206,6 +260,8 @@ impl FakeC1 {
             client_id: cfg.client_id,
             public_key: cfg.public_key,
             audience_host: cfg.audience_host,
+            key_id: cfg.key_id,
+            token_type: cfg.token_type,
             token_ttl: cfg.token_ttl,
             next_poll: cfg.next_poll,
             next_heartbeat: cfg.next_heartbeat,

@@ -9,6 +9,7 @@ use super::model::{
     LoggedRequest, RecordedFinish, RecordedHeartbeat, RecordedUpload, UploadAttempt, UploadOutcome,
 };
 use super::server::{Shared, State};
+use baton::c1::service::baton_service_hello_request::OsInfo;
 use baton::c1::service::baton_service_server::{BatonService, BatonServiceServer};
 use baton::c1::service::baton_service_upload_asset_request::Msg;
 use baton::c1::service::{
@@ -83,6 +84,29 @@ fn check_known_task(st: &State, task_id: &str) -> Result<(), Status> {
         return Err(Status::not_found(format!(
             "no task {task_id:?} was handed out"
         )));
+    }
+    Ok(())
+}
+
+/// ConductorOne fails to register a connector whose Hello has an empty `OSInfo` field
+/// (baton-sdk fills every one for that reason: `virtualization_system` with "none").
+fn check_os_info(info: Option<&OsInfo>) -> Result<(), Status> {
+    let info = info.ok_or_else(|| Status::invalid_argument("os_info is required"))?;
+    for (name, value) in [
+        ("hostname", &info.hostname),
+        ("os", &info.os),
+        ("platform", &info.platform),
+        ("platform_version", &info.platform_version),
+        ("platform_family", &info.platform_family),
+        ("kernel_version", &info.kernel_version),
+        ("kernel_arch", &info.kernel_arch),
+        ("virtualization_system", &info.virtualization_system),
+    ] {
+        if value.trim().is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "os_info.{name} is empty: the connector cannot be registered"
+            )));
+        }
     }
     Ok(())
 }
@@ -256,6 +280,7 @@ impl BatonService for Service {
                     "task_id must be empty or 27 alphanumeric characters",
                 ));
             }
+            check_os_info(msg.os_info.as_ref())?;
             if msg.connector_metadata.is_none() {
                 return Err(Status::invalid_argument("connector_metadata is required"));
             }
@@ -347,7 +372,9 @@ impl BatonService for Service {
                 .filter(|id| st.cancelled.contains(*id))
                 .cloned()
                 .collect();
+            let task_type = st.task_type(&msg.task_id).unwrap_or_default().to_string();
             st.heartbeats.push(RecordedHeartbeat {
+                task_type,
                 host_id: msg.host_id,
                 task_id: msg.task_id,
                 task_ids: msg.task_ids,
@@ -371,6 +398,22 @@ impl BatonService for Service {
         self.unary("FinishTask", &meta, &host_id, &task_id, |st, _| {
             check_host_id(&msg.host_id)?;
             check_known_task(st, &msg.task_id)?;
+            // What baton-sdk never sends: a Hello task is answered with Hello alone, and a
+            // success carries no status.
+            if st.task_type(&msg.task_id) == Some("hello") {
+                return Err(Status::failed_precondition(
+                    "hello tasks are answered with Hello, not finished",
+                ));
+            }
+            if matches!(
+                msg.final_state,
+                Some(baton::c1::service::baton_service_finish_task_request::FinalState::Success(_))
+            ) && msg.status.is_some()
+            {
+                return Err(Status::invalid_argument(
+                    "a successful FinishTask carries no status",
+                ));
+            }
             st.finished.push(RecordedFinish::from_request(msg));
             Ok(BatonServiceFinishTaskResponse::default())
         })

@@ -1,5 +1,5 @@
 //! The fake's TLS material, generated at start: a throwaway CA and a server certificate it
-//! signs for `127.0.0.1`, `::1` and `localhost`; ALPN `h2` and `http/1.1`.
+//! signs for `127.0.0.1`, `::1`, `localhost` and any names the config adds; ALPN `h2` and `http/1.1`.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -15,7 +15,7 @@ pub(crate) struct TlsMaterial {
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
-pub(crate) fn generate() -> anyhow::Result<TlsMaterial> {
+pub(crate) fn generate(extra_names: &[String]) -> anyhow::Result<TlsMaterial> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -28,11 +28,13 @@ pub(crate) fn generate() -> anyhow::Result<TlsMaterial> {
     ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let mut leaf = CertificateParams::new(vec![
+    let mut names = vec![
         "127.0.0.1".to_string(),
         "::1".to_string(),
         "localhost".to_string(),
-    ])?;
+    ];
+    names.extend(extra_names.iter().cloned());
+    let mut leaf = CertificateParams::new(names)?;
     leaf.distinguished_name
         .push(DnType::CommonName, "fake ConductorOne");
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];

@@ -1,7 +1,8 @@
 //! `POST /auth/v1/token`: the OAuth client-credentials grant with a JWT client assertion
 //! (`private_key_jwt`, Ed25519), as ConductorOne's tenant host serves it.
 //!
-//! Order: count → scripted 503 → method (405) → form checks → assertion → nonce replay →
+//! Order: count → scripted 503 → method (405) → form checks → assertion (baton-sdk's form:
+//! a string `aud` of the client id's host, a hex nonce, the JWK's `kid`) → nonce replay →
 //! token. Every refusal is `401` with a JSON body `{"error", "error_description"}` (405 and
 //! 503 aside).
 
@@ -118,6 +119,26 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request) -> Response {
             Ok(c) => c,
             Err(e) => break 'answer refuse("invalid_client", &format!("client assertion: {e}")),
         };
+        // What baton-sdk's go-jose signer sends, and so all ConductorOne sees: one string
+        // audience, a hex nonce of 16 random bytes, the JWK's kid.
+        if !claims.aud_is_string {
+            break 'answer refuse(
+                "invalid_client",
+                "client assertion: aud must be a single string (the client id's host)",
+            );
+        }
+        if claims.nonce.len() != 32 || !claims.nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+            break 'answer refuse(
+                "invalid_client",
+                "client assertion: nonce must be 16 random bytes in hex",
+            );
+        }
+        if claims.kid != st.key_id {
+            break 'answer refuse(
+                "invalid_client",
+                "client assertion: kid does not name the client secret's key",
+            );
+        }
         if !st.nonces.insert(claims.nonce) {
             break 'answer refuse(
                 "invalid_client",
@@ -129,7 +150,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request) -> Response {
             StatusCode::OK,
             json!({
                 "access_token": token,
-                "token_type": "Bearer",
+                "token_type": st.token_type,
                 "expires_in": st.token_ttl.as_secs(),
             }),
         )

@@ -1,14 +1,21 @@
 //! The command line, with the flags and `BATON_*` variables of Baton connectors.
 
+pub mod standard_flags;
+
 use crate::logging::{LogFormat, LogLevel};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use standard_flags::StandardArgs;
 use std::path::PathBuf;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.segmentapis.com";
+/// Requests in flight at once when neither `--concurrency` nor `--workers` says.
+pub const DEFAULT_CONCURRENCY: u16 = 4;
 
-/// On/off variables read as Go's `strconv.ParseBool` (and viper) read them — `1`, `t`, `TRUE`,
-/// `True`, `0`, `f`, `FALSE`… — and `yes`/`no`, `on`/`off`, so that a manifest written for the
-/// Go connector works unchanged.
+/// On/off flags and variables read as Go's pflag and `strconv.ParseBool` read them — `--x`,
+/// `--x=true`, `--x=false`; `1`, `t`, `TRUE`, `True`, `0`, `f`, `FALSE`… — and `yes`/`no`,
+/// `on`/`off`, so that a command line or manifest written for the Go connector works
+/// unchanged. (Each switch is declared with `action = Set, num_args = 0..=1,
+/// require_equals, default_missing_value = "true"`.)
 fn boolish() -> clap::builder::BoolishValueParser {
     clap::builder::BoolishValueParser::new()
 }
@@ -16,7 +23,9 @@ fn boolish() -> clap::builder::BoolishValueParser {
 #[derive(Debug, Parser)]
 #[command(
     name = "baton-segment",
-    version,
+    // `-v` / `--version` print "baton-segment version X", as a Baton connector does.
+    version = concat!("version ", env!("CARGO_PKG_VERSION")),
+    disable_version_flag = true,
     about = "Sync a Twilio Segment workspace into a Baton .c1z file, through a sandboxed WebAssembly connector",
     long_about = "Sync a Twilio Segment workspace (users, user groups, roles, invitations, sources, warehouses, \
                   functions, spaces, and who holds what) into a Baton .c1z file.\n\n\
@@ -30,6 +39,10 @@ fn boolish() -> clap::builder::BoolishValueParser {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Print the version
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
 
     #[command(flatten)]
     pub sync: SyncArgs,
@@ -50,13 +63,16 @@ pub struct Cli {
     )]
     pub file: PathBuf,
 
-    /// Log level
-    #[arg(long, env = "BATON_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info, global = true)]
+    /// Log level: debug, info, warn or error (any case)
+    #[arg(long, env = "BATON_LOG_LEVEL", default_value = "info", value_parser = LogLevel::parse, global = true)]
     pub log_level: LogLevel,
 
-    /// Log format [default: console when stdout is a terminal, otherwise json]
-    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, global = true)]
+    /// Log format: json or console (any case; anything else is json) [default: console when stdout is a terminal, otherwise json]
+    #[arg(long, env = "BATON_LOG_FORMAT", value_parser = LogFormat::parse, global = true)]
     pub log_format: Option<LogFormat>,
+
+    #[command(flatten)]
+    pub standard: StandardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,13 +85,13 @@ pub struct SyncArgs {
     #[arg(long, env = "BATON_BASE_URL", default_value = DEFAULT_BASE_URL)]
     pub base_url: String,
 
-    /// Sync the built-in demo workspace (served read-only in this process) instead of a real one
-    #[arg(long, env = "BATON_DEMO", value_parser = boolish())]
+    /// Sync the built-in demo workspace (served by an in-process fake Segment API) instead of a real one
+    #[arg(long, env = "BATON_DEMO", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = boolish())]
     pub demo: bool,
 
-    /// Segment requests in flight at once (and connector instances working at once)
-    #[arg(long, env = "BATON_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
+    /// Segment requests in flight at once (and connector instances working at once) [default: 4, or Baton's --workers when above 0]
+    #[arg(long, env = "BATON_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: Option<u16>,
 
     /// HTTP timeout in seconds: the longest wait for Segment's answer to one request
     #[arg(long, env = "BATON_HTTP_TIMEOUT_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=1800))]
@@ -152,7 +168,7 @@ pub struct ProvisionArgs {
     pub delete_resource_type: Option<String>,
 
     /// Print the Segment requests the operation would make (method, path, body) and make none of them
-    #[arg(long, env = "BATON_DRY_RUN", value_parser = boolish())]
+    #[arg(long, env = "BATON_DRY_RUN", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = boolish())]
     pub dry_run: bool,
 }
 
@@ -191,7 +207,7 @@ pub struct ServiceArgs {
     pub client_secret: Option<String>,
 
     /// Carry out grant, revoke, create-account and delete-resource tasks from ConductorOne
-    #[arg(short = 'p', long, env = "BATON_PROVISIONING", value_parser = boolish())]
+    #[arg(short = 'p', long, env = "BATON_PROVISIONING", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = boolish())]
     pub provisioning: bool,
 
     /// The host id reported to ConductorOne [default: the host name]
@@ -267,6 +283,10 @@ pub enum Command {
     /// Ask a running host's health-check port (exit 0 when it answers 200): an exec probe for
     /// images without a shell
     HealthCheck(HealthCheckArgs),
+    /// Print the connector's capabilities as JSON (Baton's ConnectorCapabilities, as protojson)
+    Capabilities,
+    /// Print the configuration schema as JSON (what ConductorOne builds its setup form from)
+    Config,
 }
 
 /// The health-check port (Baton's flags): `/health`, `/ready`, `/live`, and in multi-tenant
@@ -274,7 +294,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Serve /health, /ready and /live (and /metrics in `serve`) over HTTP
-    #[arg(long, env = "BATON_HEALTH_CHECK", value_parser = boolish())]
+    #[arg(long, env = "BATON_HEALTH_CHECK", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = boolish())]
     pub health_check: bool,
 
     #[command(flatten)]
@@ -316,13 +336,37 @@ pub struct HealthCheckArgs {
     #[command(flatten)]
     pub at: HealthAddress,
 
-    /// The endpoint to ask: /ready, /health or /live
-    #[arg(long, default_value = "/ready", value_parser = ["/ready", "/health", "/live"])]
-    pub path: String,
+    /// The endpoint to ask: health, ready or live (Baton's flag) [default: health]
+    #[arg(long, value_parser = ["health", "ready", "live"], conflicts_with = "path")]
+    pub endpoint: Option<String>,
+
+    /// The endpoint as a path: /health, /ready or /live
+    #[arg(long, value_parser = ["/ready", "/health", "/live"])]
+    pub path: Option<String>,
+
+    /// Seconds to wait for the answer (Baton's flag)
+    #[arg(long, conflicts_with = "timeout_seconds")]
+    pub timeout: Option<u64>,
 
     /// Seconds to wait for the answer
-    #[arg(long, default_value_t = 5)]
-    pub timeout_seconds: u64,
+    #[arg(long)]
+    pub timeout_seconds: Option<u64>,
+}
+
+impl HealthCheckArgs {
+    /// The path asked: `--endpoint`, else `--path`, else Baton's default, `/health`.
+    pub fn path(&self) -> String {
+        match (&self.endpoint, &self.path) {
+            (Some(e), _) => format!("/{e}"),
+            (None, Some(p)) => p.clone(),
+            (None, None) => "/health".into(),
+        }
+    }
+
+    /// `--timeout` or `--timeout-seconds`, 5 s by default (at least 1 s).
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout.or(self.timeout_seconds).unwrap_or(5).max(1))
+    }
 }
 
 /// Multi-tenant mode (see the README's "Many workspaces in one process").

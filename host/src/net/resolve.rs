@@ -1,7 +1,8 @@
 //! The resolver of the sandbox's HTTP client: names are resolved at connect time and every
 //! address is checked against the run's [`AddressPolicy`], so a name cannot point the host at
 //! a private address after it was checked (DNS rebinding). IP literals never reach a resolver;
-//! the sandbox checks those before sending (`SandboxHooks::send_request`).
+//! the sandbox checks those before sending (`SandboxHooks::send_request`). Through a proxy the
+//! proxy resolves the name: [`check_name`] checks what it resolves to here first.
 
 use super::addresses::{AddressClass, AddressPolicy};
 use hyper_util::client::legacy::connect::dns::Name;
@@ -57,25 +58,40 @@ impl tower_service::Service<Name> for GuardedResolver {
     fn call(&mut self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            // One refused address refuses the name: a name that mixes public and private
-            // answers is not one to trust with the token.
-            for addr in &addrs {
-                if let Err(class) = policy.check(addr.ip()) {
-                    let refused = Prohibited {
-                        host,
-                        ip: addr.ip(),
-                        class,
-                    };
-                    tracing::warn!(target: "sandbox", "refused to connect: {refused}");
-                    return Err(std::io::Error::other(refused));
-                }
-            }
-            Ok(addrs.into_iter())
+            resolve_checked(&policy, name.as_str())
+                .await
+                .map(Vec::into_iter)
         })
     }
+}
+
+/// `host`'s addresses, if the policy allows every one of them. One refused address refuses
+/// the name: a name that mixes public and private answers is not one to trust with the token.
+async fn resolve_checked(policy: &AddressPolicy, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+    for addr in &addrs {
+        if let Err(class) = policy.check(addr.ip()) {
+            let refused = Prohibited {
+                host: host.to_string(),
+                ip: addr.ip(),
+                class,
+            };
+            tracing::warn!(target: "sandbox", "refused to connect: {refused}");
+            return Err(std::io::Error::other(refused));
+        }
+    }
+    Ok(addrs)
+}
+
+/// Checks where `host` (a name or an IP literal) resolves to from here, for a connection the
+/// host does not resolve itself (through a proxy). Nothing to check for an unrestricted policy.
+pub async fn check_name(policy: &AddressPolicy, host: &str) -> std::io::Result<()> {
+    if !policy.restricted {
+        return Ok(());
+    }
+    resolve_checked(policy, host.trim_matches(['[', ']']))
+        .await
+        .map(|_| ())
 }
 
 /// The [`Prohibited`] somewhere in `e`'s chain (io errors hide what they wrap from `source`).
