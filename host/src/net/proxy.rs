@@ -584,4 +584,36 @@ mod tests {
         assert!(!e.to_string().contains("secretpw"), "{e}");
         assert!(Proxies::from_values(Some("http://"), None, None).is_err());
     }
+
+    /// Through a proxy the proxy resolves the name; a restricted connector resolves it first
+    /// and refuses a private answer before the proxy is asked anything.
+    #[tokio::test]
+    async fn a_restricted_connector_checks_the_name_before_the_proxy_tunnels() {
+        use crate::net::addresses::{AddressClass, AddressPolicy};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower_service::Service;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok(_conn) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let proxies = Arc::new(Proxies::from_values(None, Some(&proxy), None).unwrap());
+        // A private destination (loopback ones never go through a proxy).
+        let uri: Uri = "http://10.255.255.1:8080/".parse().unwrap();
+        assert!(proxies.for_uri(&uri).is_some());
+        let mut strict = ProxyConnector::guarded(
+            proxies.clone(),
+            Duration::from_secs(5),
+            AddressPolicy::public_and(&[]),
+        );
+        let err = strict.call(uri).await.err().expect("refused");
+        let refused =
+            crate::net::resolve::prohibited_cause(err.as_ref()).unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(refused.class, AddressClass::Private);
+        assert_eq!(asked.load(Ordering::SeqCst), 0, "the proxy was not asked");
+    }
 }
