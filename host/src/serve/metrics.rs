@@ -74,118 +74,134 @@ impl Metrics {
     pub fn render(&self) -> String {
         let tenants = self.lock();
         let mut out = String::new();
-        let mut family =
-            |name: &str, kind: &str, help: &str, value: &dyn Fn(&TenantTotals) -> Option<f64>| {
-                let _ = writeln!(out, "# HELP baton_segment_{name} {help}");
-                let _ = writeln!(out, "# TYPE baton_segment_{name} {kind}");
-                for (id, t) in tenants.iter() {
-                    if let Some(v) = value(t) {
-                        let _ =
-                            writeln!(out, "baton_segment_{name}{{tenant=\"{}\"}} {v}", escape(id));
-                    }
+        for family in FAMILIES {
+            let name = family.name;
+            let _ = writeln!(out, "# HELP baton_segment_{name} {}", family.help);
+            let _ = writeln!(out, "# TYPE baton_segment_{name} {}", family.kind);
+            for (id, t) in tenants.iter() {
+                if let Some(v) = (family.value)(t) {
+                    let _ = writeln!(out, "baton_segment_{name}{{tenant=\"{}\"}} {v}", escape(id));
                 }
-            };
-        family(
-            "tenant_runs_succeeded_total",
-            "counter",
-            "Syncs that completed.",
-            &|t| Some(t.runs_ok as f64),
-        );
-        family(
-            "tenant_runs_failed_total",
-            "counter",
-            "Syncs that failed.",
-            &|t| Some(t.runs_failed as f64),
-        );
-        family(
-            "tenant_requests_total",
-            "counter",
-            "Requests the tenant's connector made to Segment.",
-            &|t| Some(t.requests as f64),
-        );
-        family(
-            "tenant_retries_total",
-            "counter",
-            "Requests the host sent again (429, 5xx, lost connections).",
-            &|t| Some(t.retries as f64),
-        );
-        family(
-            "tenant_rate_limited_total",
-            "counter",
-            "Answers of 429 Too Many Requests.",
-            &|t| Some(t.rate_limited as f64),
-        );
-        family(
-            "tenant_denied_requests_total",
-            "counter",
-            "Requests the sandbox refused (origin, budget).",
-            &|t| Some(t.denied as f64),
-        );
-        family(
-            "tenant_response_bytes_total",
-            "counter",
-            "Response bytes received for the tenant.",
-            &|t| Some(t.bytes as f64),
-        );
-        family(
-            "tenant_last_run_success",
-            "gauge",
-            "1 if the last sync completed, 0 if it failed.",
-            &|t| t.last.as_ref().map(|r| if r.success { 1.0 } else { 0.0 }),
-        );
-        family(
-            "tenant_last_run_wall_seconds",
-            "gauge",
-            "Duration of the last sync.",
-            &|t| t.last.as_ref().map(|r| r.wall.as_secs_f64()),
-        );
-        family(
-            "tenant_last_run_cpu_seconds",
-            "gauge",
-            "Guest CPU time of the last sync.",
-            &|t| t.last.as_ref().map(|r| r.cpu.as_secs_f64()),
-        );
-        family(
-            "tenant_last_run_peak_memory_bytes",
-            "gauge",
-            "Largest linear memory of one instance in the last sync.",
-            &|t| t.last.as_ref().map(|r| r.peak_memory_bytes as f64),
-        );
-        family(
-            "tenant_last_run_grants",
-            "gauge",
-            "Grants written by the last sync.",
-            &|t| {
-                t.last
-                    .as_ref()
-                    .filter(|r| r.success)
-                    .map(|r| r.grants as f64)
-            },
-        );
-        family(
-            "tenant_last_run_resources",
-            "gauge",
-            "Resources written by the last sync.",
-            &|t| {
-                t.last
-                    .as_ref()
-                    .filter(|r| r.success)
-                    .map(|r| r.resources as f64)
-            },
-        );
-        family(
-            "tenant_last_success_timestamp_seconds",
-            "gauge",
-            "When the last successful sync ended (Unix time).",
-            &|t| {
-                t.last_success
-                    .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs_f64())
-            },
-        );
+            }
+        }
         out
     }
 }
+
+/// One metric family: its name (after `baton_segment_`), type, help text, and each tenant's
+/// value (none: the tenant has no sample).
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&TenantTotals) -> Option<f64>,
+}
+
+const fn counter(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&TenantTotals) -> Option<f64>,
+) -> Family {
+    Family {
+        name,
+        kind: "counter",
+        help,
+        value,
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    help: &'static str,
+    value: fn(&TenantTotals) -> Option<f64>,
+) -> Family {
+    Family {
+        name,
+        kind: "gauge",
+        help,
+        value,
+    }
+}
+
+/// What of the last run, if it succeeded.
+fn last_success(t: &TenantTotals) -> Option<&RunReport> {
+    t.last.as_ref().filter(|r| r.success)
+}
+
+const FAMILIES: &[Family] = &[
+    counter(
+        "tenant_runs_succeeded_total",
+        "Syncs that completed.",
+        |t| Some(t.runs_ok as f64),
+    ),
+    counter("tenant_runs_failed_total", "Syncs that failed.", |t| {
+        Some(t.runs_failed as f64)
+    }),
+    counter(
+        "tenant_requests_total",
+        "Requests the tenant's connector made to Segment.",
+        |t| Some(t.requests as f64),
+    ),
+    counter(
+        "tenant_retries_total",
+        "Requests the host sent again (429, 5xx, lost connections).",
+        |t| Some(t.retries as f64),
+    ),
+    counter(
+        "tenant_rate_limited_total",
+        "Answers of 429 Too Many Requests.",
+        |t| Some(t.rate_limited as f64),
+    ),
+    counter(
+        "tenant_denied_requests_total",
+        "Requests the sandbox refused (origin, budget).",
+        |t| Some(t.denied as f64),
+    ),
+    counter(
+        "tenant_response_bytes_total",
+        "Response bytes received for the tenant.",
+        |t| Some(t.bytes as f64),
+    ),
+    gauge(
+        "tenant_last_run_success",
+        "1 if the last sync completed, 0 if it failed.",
+        |t| t.last.as_ref().map(|r| if r.success { 1.0 } else { 0.0 }),
+    ),
+    gauge(
+        "tenant_last_run_wall_seconds",
+        "Duration of the last sync.",
+        |t| t.last.as_ref().map(|r| r.wall.as_secs_f64()),
+    ),
+    gauge(
+        "tenant_last_run_cpu_seconds",
+        "Guest CPU time of the last sync.",
+        |t| t.last.as_ref().map(|r| r.cpu.as_secs_f64()),
+    ),
+    gauge(
+        "tenant_last_run_peak_memory_bytes",
+        "Largest linear memory of one instance in the last sync.",
+        |t| t.last.as_ref().map(|r| r.peak_memory_bytes as f64),
+    ),
+    gauge(
+        "tenant_last_run_grants",
+        "Grants written by the last sync.",
+        |t| last_success(t).map(|r| r.grants as f64),
+    ),
+    gauge(
+        "tenant_last_run_resources",
+        "Resources written by the last sync.",
+        |t| last_success(t).map(|r| r.resources as f64),
+    ),
+    gauge(
+        "tenant_last_success_timestamp_seconds",
+        "When the last successful sync ended (Unix time).",
+        |t| {
+            t.last_success
+                .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64())
+        },
+    ),
+];
 
 fn escape(label: &str) -> String {
     label
