@@ -10,8 +10,10 @@ use crate::connector::{Connector, keys};
 use crate::env::{Env, LogLevel};
 use crate::errors::to_connector_error;
 use crate::ids::*;
+use crate::page_token::{PageToken, Stage};
 use crate::resources::{path_segment, rid};
 use crate::segment::model::{EmailsPage, GroupData, Permission, UserData, UsersPage};
+use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 
 /// Grants for a principal's permissions. WORKSPACE-wide permissions are membership of the
@@ -128,35 +130,43 @@ impl<E: Env> Connector<'_, E> {
         &self,
         user_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        if let Some(p) = self.cache_get(&format!("{}{user_id}", keys::USER_PERMISSIONS)) {
-            return Ok(p);
-        }
-        let data: UserData = self
-            .api
-            .get(&format!("/users/{}", path_segment(user_id)))
-            .map_err(|e| to_connector_error(&e))?;
-        Ok(data.user.permissions.unwrap_or_default())
+        let path = format!("/users/{}", path_segment(user_id));
+        self.recorded_permissions(keys::USER_PERMISSIONS, user_id, &path, |d: UserData| {
+            d.user.permissions
+        })
     }
 
     pub(crate) fn group_permissions(
         &self,
         group_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        if let Some(p) = self.cache_get(&format!("{}{group_id}", keys::GROUP_PERMISSIONS)) {
-            return Ok(p);
-        }
-        let data: GroupData = self
-            .api
-            .get(&format!("/groups/{}", path_segment(group_id)))
-            .map_err(|e| to_connector_error(&e))?;
-        Ok(data.user_group.permissions.unwrap_or_default())
+        let path = format!("/groups/{}", path_segment(group_id));
+        self.recorded_permissions(keys::GROUP_PERMISSIONS, group_id, &path, |d: GroupData| {
+            d.user_group.permissions
+        })
     }
 
-    /// Page token: empty (role assignments, then the first page of user members),
-    /// `users|<cursor>`, then `invites|<cursor>` (pending invitations in the group).
+    /// A principal's permissions as listing recorded them in the session (under `prefix` and
+    /// its id), else as `GET path` answers.
+    fn recorded_permissions<D: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        id: &str,
+        path: &str,
+        permissions: impl FnOnce(D) -> Option<Vec<Permission>>,
+    ) -> Result<Vec<Permission>, ConnectorError> {
+        if let Some(p) = self.cache_get(&format!("{prefix}{id}")) {
+            return Ok(p);
+        }
+        let data: D = self.api.get(path).map_err(|e| to_connector_error(&e))?;
+        Ok(permissions(data).unwrap_or_default())
+    }
+
+    /// Page token: empty (role assignments, then the first page of user members), then a
+    /// [`PageToken`] through the user members and the pending invitations in the group.
     fn group_grants(&self, group: &ResourceId, token: &str) -> Result<GrantPage, ConnectorError> {
-        let (phase, cursor) = token.split_once('|').unwrap_or(("users", ""));
-        let cursor = (!cursor.is_empty()).then_some(cursor);
+        let at = PageToken::<GroupMembers>::parse(token)?;
+        let cursor = at.cursor.as_deref();
         let mut items = vec![];
         if token.is_empty() {
             let catalog = self.role_catalog()?;
@@ -168,8 +178,8 @@ impl<E: Env> Connector<'_, E> {
         }
         let id = path_segment(&group.resource);
         let err = |e| to_connector_error(&e);
-        match phase {
-            "users" => {
+        match at.stage {
+            GroupMembers::Users => {
                 let p = self
                     .api
                     .page::<UsersPage>(&format!("/groups/{id}/users"), "", cursor)
@@ -179,24 +189,107 @@ impl<E: Env> Connector<'_, E> {
                         .iter()
                         .map(|u| member_grant(group, rid(USER, &u.id))),
                 );
-                let next = Some(
-                    p.next
-                        .map(|c| format!("users|{c}"))
-                        .unwrap_or_else(|| "invites|".into()),
-                );
-                Ok(grant_page(items, next))
+                let next = match p.next {
+                    Some(c) => PageToken::at(GroupMembers::Users, c),
+                    None => PageToken::start(GroupMembers::Invites),
+                };
+                Ok(grant_page(items, Some(next.to_string())))
             }
-            "invites" => {
+            GroupMembers::Invites => {
                 let p = self
                     .api
                     .page::<EmailsPage>(&format!("/groups/{id}/invites"), "", cursor)
                     .map_err(err)?;
                 items.extend(p.items.iter().map(|e| member_grant(group, rid(INVITE, e))));
-                Ok(grant_page(items, p.next.map(|c| format!("invites|{c}"))))
+                let next = p.next.map(|c| PageToken::at(GroupMembers::Invites, c));
+                Ok(grant_page(items, next.map(|t| t.to_string())))
             }
-            _ => Err(ConnectorError::InvalidArgument(format!(
-                "page token {token:?} was not issued by this connector"
-            ))),
         }
+    }
+}
+
+/// The stages of a group's grants after its role assignments.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum GroupMembers {
+    Users,
+    Invites,
+}
+
+impl Stage for GroupMembers {
+    const FIRST: Self = GroupMembers::Users;
+
+    fn name(&self) -> String {
+        match self {
+            GroupMembers::Users => "users".into(),
+            GroupMembers::Invites => "invites".into(),
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "users" => Some(GroupMembers::Users),
+            "invites" => Some(GroupMembers::Invites),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeEnv, workspace};
+
+    fn ids(page: &GrantPage) -> Vec<&str> {
+        page.items
+            .iter()
+            .map(|g| g.principal.resource.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn a_groups_grants_walk_its_members_then_its_invitations() {
+        let env = FakeEnv::new();
+        env.route(
+            workspace::ROLES,
+            200,
+            r#"{"data":{"roles":[],"pagination":{"current":"MA=="}}}"#,
+        );
+        env.route(
+            "GET /groups/g1",
+            200,
+            r#"{"data":{"userGroup":{"id":"g1","name":"G","permissions":[]}}}"#,
+        );
+        env.route(
+            "GET /groups/g1/users?pagination%5Bcount%5D=200",
+            200,
+            r#"{"data":{"users":[{"id":"u1","name":"A","email":"a@x.io"}],"pagination":{"current":"MA==","next":"MQ=="}}}"#,
+        );
+        env.route(
+            "GET /groups/g1/users?pagination%5Bcount%5D=200&pagination%5Bcursor%5D=MQ%3D%3D",
+            200,
+            r#"{"data":{"users":[{"id":"u2","name":"B","email":"b@x.io"}],"pagination":{"current":"MQ=="}}}"#,
+        );
+        env.route(
+            "GET /groups/g1/invites?pagination%5Bcount%5D=200",
+            200,
+            r#"{"data":{"emails":["c@x.io"],"pagination":{"current":"MA=="}}}"#,
+        );
+        let c = Connector::new(&env, &Default::default());
+        let group = workspace::group();
+        let first = c.list_grants(&group, "").unwrap();
+        assert_eq!(
+            (ids(&first), first.next_page_token.as_str()),
+            (vec!["u1"], "users|MQ==")
+        );
+        let second = c.list_grants(&group, &first.next_page_token).unwrap();
+        assert_eq!(
+            (ids(&second), second.next_page_token.as_str()),
+            (vec!["u2"], "invites|")
+        );
+        let last = c.list_grants(&group, &second.next_page_token).unwrap();
+        assert_eq!(
+            (ids(&last), last.next_page_token.as_str()),
+            (vec!["c@x.io"], "")
+        );
     }
 }

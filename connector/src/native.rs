@@ -108,6 +108,23 @@ fn key(id: &ResourceId) -> String {
     format!("{}:{}", id.resource_type, id.resource)
 }
 
+/// Every page of one listing: `list` gets each page token in turn and answers with the page's
+/// items and the next token (empty after the last page).
+fn every_page<T>(
+    mut list: impl FnMut(&str) -> Result<(Vec<T>, String), ConnectorError>,
+) -> Result<Vec<T>, ConnectorError> {
+    let mut items = vec![];
+    let mut token = String::new();
+    loop {
+        let (page, next) = list(&token)?;
+        items.extend(page);
+        if next.is_empty() {
+            return Ok(items);
+        }
+        token = next;
+    }
+}
+
 /// Validate, then resources (every type without a parent, then under each resource that names
 /// it), entitlements and grants of every resource not skipped: Baton's phase order, one call at a
 /// time. No grant expansion.
@@ -120,23 +137,19 @@ pub fn walk(env: &NativeEnv) -> Result<Walk, ConnectorError> {
     let mut queue: Vec<(String, Option<ResourceId>)> =
         types.iter().map(|t| (t.id.clone(), None)).collect();
     while let Some((resource_type, parent)) = (!queue.is_empty()).then(|| queue.remove(0)) {
-        let mut token = String::new();
-        loop {
-            let page = c.list_resources(&resource_type, parent.as_ref(), &token)?;
+        let listed = every_page(|token| {
+            let page = c.list_resources(&resource_type, parent.as_ref(), token)?;
             out.warnings.extend(page.warnings);
-            for r in page.items {
-                queue.extend(
-                    r.child_resource_types
-                        .iter()
-                        .map(|child| (child.clone(), Some(r.id.clone()))),
-                );
-                out.resources.push(key(&r.id));
-                resources.push(r);
-            }
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
+            Ok((page.items, page.next_page_token))
+        })?;
+        for r in listed {
+            queue.extend(
+                r.child_resource_types
+                    .iter()
+                    .map(|child| (child.clone(), Some(r.id.clone()))),
+            );
+            out.resources.push(key(&r.id));
+            resources.push(r);
         }
     }
     let skips = |r: &Resource, hint: SyncHints| {
@@ -149,30 +162,22 @@ pub fn walk(env: &NativeEnv) -> Result<Walk, ConnectorError> {
         .iter()
         .filter(|r| !skips(r, SyncHints::SKIP_ENTITLEMENTS))
     {
-        let mut token = String::new();
-        loop {
-            let page = c.list_entitlements(r, &token)?;
-            out.entitlements
-                .extend(page.items.into_iter().map(|e| e.id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+        let entitlements = every_page(|token| {
+            let page = c.list_entitlements(r, token)?;
+            Ok((page.items, page.next_page_token))
+        })?;
+        out.entitlements
+            .extend(entitlements.into_iter().map(|e| e.id));
     }
     for r in resources
         .iter()
         .filter(|r| !skips(r, SyncHints::SKIP_GRANTS))
     {
-        let mut token = String::new();
-        loop {
-            let page = c.list_grants(r, &token)?;
-            out.grants.extend(page.items.into_iter().map(|g| g.id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+        let grants = every_page(|token| {
+            let page = c.list_grants(r, token)?;
+            Ok((page.items, page.next_page_token))
+        })?;
+        out.grants.extend(grants.into_iter().map(|g| g.id));
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use crate::connector::{Connector, keys};
 use crate::env::{Env, LogLevel};
 use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
 use crate::ids::*;
+use crate::page_token::{PageToken, Stage};
 use crate::segment::api::{ApiError, Page, encode};
 use crate::segment::model::*;
 use crate::walk::{PageRecord, page_key};
@@ -426,31 +427,12 @@ impl<E: Env> Connector<'_, E> {
                     vec![],
                 ))
             }
-            INVITE => {
-                let p = self
-                    .api
-                    .page::<InvitesPage>("/invites", "", cursor(token))
-                    .map_err(err)?;
-                Ok(page(
-                    p.items
-                        .iter()
-                        .map(|e| invite_resource(e, Some(ws)))
-                        .collect(),
-                    p.next,
-                    vec![],
-                ))
-            }
-            SOURCE => {
-                let p = self
-                    .api
-                    .page::<SourcesPage>("/sources", "", cursor(token))
-                    .map_err(err)?;
-                Ok(page(
-                    p.items.iter().map(|s| source_resource(s, ws)).collect(),
-                    p.next,
-                    vec![],
-                ))
-            }
+            INVITE => self
+                .list::<InvitesPage>("/invites", token, |e| invite_resource(e, Some(ws)))
+                .map_err(err),
+            SOURCE => self
+                .list::<SourcesPage>("/sources", token, |s| source_resource(s, ws))
+                .map_err(err),
             WAREHOUSE => self.optional_list::<WarehousesPage>(
                 "/warehouses",
                 token,
@@ -468,6 +450,20 @@ impl<E: Env> Connector<'_, E> {
         }
     }
 
+    /// One page of a collection of the workspace (`token` is Segment's cursor).
+    fn list<P>(
+        &self,
+        path: &str,
+        token: &str,
+        map: impl Fn(&P::Item) -> Resource,
+    ) -> Result<ResourcePage, ApiError>
+    where
+        P: ListPage + serde::de::DeserializeOwned,
+    {
+        let p = self.api.page::<P>(path, "", cursor(token))?;
+        Ok(page(p.items.iter().map(map).collect(), p.next, vec![]))
+    }
+
     /// A collection the workspace's plan may lack: on the first page, such an answer is a
     /// warning and an empty list, not a failure.
     fn optional_list<P>(
@@ -480,8 +476,8 @@ impl<E: Env> Connector<'_, E> {
     where
         P: ListPage + serde::de::DeserializeOwned,
     {
-        match self.api.page::<P>(path, "", cursor(token)) {
-            Ok(p) => Ok(page(p.items.iter().map(map).collect(), p.next, vec![])),
+        match self.list::<P>(path, token, map) {
+            Ok(page) => Ok(page),
             Err(e) if token.is_empty() && is_missing_feature(&e) => Ok(page(
                 vec![],
                 None,
@@ -491,20 +487,16 @@ impl<E: Env> Connector<'_, E> {
         }
     }
 
-    /// Functions are listed per `resourceType`; the page token is `<type index>|<cursor>`.
+    /// Functions are listed per `resourceType`, one [`PageToken`] stage each.
     fn list_functions(&self, ws: &ResourceId, token: &str) -> Result<ResourcePage, ConnectorError> {
-        let (index, cursor) = match token.split_once('|') {
-            Some((i, c)) => (
-                i.parse::<usize>().map_err(|_| bad_token(token))?,
-                non_empty(c),
-            ),
-            None if token.is_empty() => (0, None),
-            None => return Err(bad_token(token)),
+        let at = PageToken::<FunctionType>::parse(token)?;
+        let FunctionType(index) = at.stage;
+        let cursor = at.cursor.as_deref();
+        let kind = FUNCTION_TYPES[index];
+        let next_type = || {
+            (index + 1 < FUNCTION_TYPES.len())
+                .then(|| PageToken::start(FunctionType(index + 1)).to_string())
         };
-        let Some(kind) = FUNCTION_TYPES.get(index) else {
-            return Err(bad_token(token));
-        };
-        let next_type = || (index + 1 < FUNCTION_TYPES.len()).then(|| format!("{}|", index + 1));
         let query = format!("resourceType={kind}");
         match self.api.page::<FunctionsPage>("/functions", &query, cursor) {
             Ok(p) => {
@@ -519,7 +511,10 @@ impl<E: Env> Connector<'_, E> {
                         ))
                     })
                     .collect();
-                let next = p.next.map(|c| format!("{index}|{c}")).or_else(next_type);
+                let next = p
+                    .next
+                    .map(|c| PageToken::at(FunctionType(index), c).to_string())
+                    .or_else(next_type);
                 Ok(page(items, next, vec![]))
             }
             Err(e) if index == 0 && cursor.is_none() && is_missing_feature(&e) => Ok(page(
@@ -679,10 +674,21 @@ pub(crate) enum GroupsError {
     Failed(ConnectorError),
 }
 
-fn bad_token(token: &str) -> ConnectorError {
-    ConnectorError::InvalidArgument(format!(
-        "page token {token:?} was not issued by this connector"
-    ))
+/// A stage of the functions listing: an index into [`FUNCTION_TYPES`], written as the number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FunctionType(pub usize);
+
+impl Stage for FunctionType {
+    const FIRST: Self = FunctionType(0);
+
+    fn name(&self) -> String {
+        self.0.to_string()
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        let index = name.parse::<usize>().ok()?;
+        (index < FUNCTION_TYPES.len()).then_some(FunctionType(index))
+    }
 }
 
 #[cfg(test)]

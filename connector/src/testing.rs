@@ -121,6 +121,11 @@ impl Env for FakeEnv {
     fn log(&self, _level: LogLevel, _message: &str) {}
 }
 
+/// A request's JSON body (`null` when it has none).
+pub fn body(r: &HttpRequest) -> serde_json::Value {
+    serde_json::from_slice(r.body.as_deref().unwrap_or(b"null")).unwrap()
+}
+
 /// A small workspace for provisioning tests: workspace `w`, roles `r1` (Source Admin) and `r2`
 /// (Workspace Owner), user `u1` <u1@x.io> holding `permissions` (JSON), group `g1`, and every
 /// write answered with success.

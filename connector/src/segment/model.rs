@@ -149,62 +149,6 @@ pub struct Space {
     pub name: String,
 }
 
-/// `data` of the list endpoints; the item key differs per endpoint.
-#[derive(Debug, Deserialize)]
-pub struct UsersPage {
-    pub users: Vec<User>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupsPage {
-    pub user_groups: Vec<Group>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct RolesPage {
-    pub roles: Vec<Role>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct InvitesPage {
-    pub invites: Vec<String>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct EmailsPage {
-    pub emails: Vec<String>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SourcesPage {
-    pub sources: Vec<Source>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct WarehousesPage {
-    pub warehouses: Vec<Warehouse>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct FunctionsPage {
-    pub functions: Vec<Function>,
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SpacesPage {
-    pub spaces: Vec<Space>,
-    pub pagination: Option<Pagination>,
-}
-
 #[derive(Debug, Deserialize)]
 pub struct WorkspaceData {
     pub workspace: Workspace,
@@ -227,8 +171,17 @@ pub trait ListPage {
     fn into_parts(self) -> (Vec<Self::Item>, Option<Pagination>);
 }
 
+/// `data` of a list endpoint: the items under a key that differs per endpoint (camelCase in
+/// the JSON), and `pagination`.
 macro_rules! list_page {
-    ($page:ty, $item:ty, $field:ident) => {
+    ($page:ident, $item:ty, $field:ident) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $page {
+            pub $field: Vec<$item>,
+            pub pagination: Option<Pagination>,
+        }
+
         impl ListPage for $page {
             type Item = $item;
             fn into_parts(self) -> (Vec<$item>, Option<Pagination>) {

@@ -267,3 +267,202 @@ impl TryFrom<&pb::ResourceType> for super::contract::ResourceType {
         })
     }
 }
+
+/// Record → Baton message ([`super::to_c1z`]), as stored in a `.c1z` → record gives back the
+/// record.
+#[cfg(test)]
+mod round_trip {
+    use super::super::contract::{
+        AccountType, AppTrait, Email, Entitlement, GrantExpandable, GrantRecord, GroupTrait,
+        ProfileField, ProfileValue, Purpose, Resource, ResourceId, ResourceStatus, ResourceTrait,
+        ResourceType, RoleTrait, SyncHints, TraitKind, UserTrait,
+    };
+    use super::super::to_c1z;
+    use baton::pb;
+    use prost::Message;
+
+    /// The message as read back from the bytes a `.c1z` holds.
+    fn stored<M: Message + Default>(message: M) -> M {
+        M::decode(message.encode_to_vec().as_slice()).expect("a message decodes")
+    }
+
+    fn id(resource_type: &str, resource: &str) -> ResourceId {
+        ResourceId {
+            resource_type: resource_type.into(),
+            resource: resource.into(),
+        }
+    }
+
+    /// A profile with every kind of value. A `Struct` is a map: keys come back sorted, so they
+    /// are given sorted.
+    fn profile(prefix: &str) -> Vec<ProfileField> {
+        let field = |key: &str, value| ProfileField {
+            key: format!("{prefix}{key}"),
+            value,
+        };
+        vec![
+            field("a_text", ProfileValue::Text("Ada".into())),
+            field("b_number", ProfileValue::Number(42.5)),
+            field("c_boolean", ProfileValue::Boolean(true)),
+            field("d_empty", ProfileValue::Empty),
+        ]
+    }
+
+    fn resource(status: ResourceStatus, hints: SyncHints) -> Resource {
+        Resource {
+            id: id("user", "u1"),
+            parent: Some(id("workspace", "w")),
+            display_name: "Ada".into(),
+            description: "A person".into(),
+            // One trait of every kind, in the order they are read back.
+            traits: vec![
+                ResourceTrait::User(UserTrait {
+                    emails: vec![
+                        Email {
+                            address: "ada@x.io".into(),
+                            is_primary: true,
+                        },
+                        Email {
+                            address: "lovelace@x.io".into(),
+                            is_primary: false,
+                        },
+                    ],
+                    login: "ada@x.io".into(),
+                    login_aliases: vec!["ada".into()],
+                    account_type: AccountType::Service,
+                    status,
+                    profile: profile("user_"),
+                }),
+                ResourceTrait::Group(GroupTrait {
+                    profile: profile("group_"),
+                }),
+                ResourceTrait::Role(RoleTrait {
+                    profile: profile("role_"),
+                }),
+                ResourceTrait::App(AppTrait {
+                    help_url: "https://example.com/help".into(),
+                    profile: profile("app_"),
+                }),
+            ],
+            profile: profile(""),
+            status,
+            child_resource_types: vec!["group".into(), "role".into()],
+            hints,
+        }
+    }
+
+    #[test]
+    fn resources_come_back_whole() {
+        let every_hint = [
+            SyncHints::empty(),
+            SyncHints::SKIP_ENTITLEMENTS,
+            SyncHints::SKIP_GRANTS,
+            SyncHints::SKIP_ENTITLEMENTS | SyncHints::SKIP_GRANTS,
+        ];
+        for status in [
+            ResourceStatus::Unspecified,
+            ResourceStatus::Enabled,
+            ResourceStatus::Disabled,
+            ResourceStatus::Deleted,
+        ] {
+            for hints in every_hint {
+                let record = resource(status, hints);
+                let message = stored(pb::Resource::from(&record));
+                assert_eq!(Resource::try_from(&message).unwrap(), record);
+            }
+        }
+        // A root resource, without traits, profile or child types.
+        let mut root = resource(ResourceStatus::Enabled, SyncHints::empty());
+        root.parent = None;
+        root.traits.clear();
+        root.profile.clear();
+        root.child_resource_types.clear();
+        let message = stored(pb::Resource::from(&root));
+        assert_eq!(Resource::try_from(&message).unwrap(), root);
+    }
+
+    #[test]
+    fn resource_types_come_back_whole() {
+        for (traits, hints) in [
+            (vec![], SyncHints::empty()),
+            (vec![TraitKind::User], SyncHints::SKIP_ENTITLEMENTS),
+            (vec![TraitKind::Group], SyncHints::SKIP_GRANTS),
+            (
+                vec![TraitKind::Role, TraitKind::App],
+                SyncHints::SKIP_ENTITLEMENTS | SyncHints::SKIP_GRANTS,
+            ),
+        ] {
+            let record = ResourceType {
+                id: "user".into(),
+                display_name: "User".into(),
+                description: "A person".into(),
+                traits,
+                hints,
+            };
+            let message = stored(pb::ResourceType::from(&record));
+            assert_eq!(ResourceType::try_from(&message).unwrap(), record);
+        }
+    }
+
+    fn declared(resource_type: &str) -> Option<pb::ResourceType> {
+        Some(pb::ResourceType {
+            id: resource_type.into(),
+            ..Default::default()
+        })
+    }
+
+    fn entitlement(purpose: Purpose) -> Entitlement {
+        Entitlement {
+            id: "group:g1:member".into(),
+            resource: id("group", "g1"),
+            display_name: "Engineering Group Member".into(),
+            description: "Member of the Engineering user group".into(),
+            slug: "member".into(),
+            purpose,
+            grantable_to: vec!["user".into(), "invite".into()],
+        }
+    }
+
+    fn entitlement_message(e: &Entitlement) -> pb::Entitlement {
+        let message = to_c1z::entitlement(e, to_c1z::resource_stub(&e.resource), declared);
+        stored(message)
+    }
+
+    #[test]
+    fn entitlements_come_back_whole() {
+        for purpose in [
+            Purpose::Unspecified,
+            Purpose::Assignment,
+            Purpose::Permission,
+            Purpose::Ownership,
+        ] {
+            let record = entitlement(purpose);
+            let message = entitlement_message(&record);
+            assert_eq!(Entitlement::try_from(&message).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn grants_come_back_whole_with_their_expandable_annotation() {
+        let e = entitlement(Purpose::Permission);
+        for expandable in [
+            None,
+            Some(GrantExpandable {
+                entitlement_ids: vec!["group:g1:member".into(), "group:g2:member".into()],
+                shallow: true,
+                resource_type_ids: vec!["user".into()],
+            }),
+        ] {
+            let record = GrantRecord {
+                id: "group:g1:member:user:u1".into(),
+                entitlement_id: e.id.clone(),
+                entitlement_resource: e.resource.clone(),
+                principal: id("user", "u1"),
+                expandable,
+            };
+            let principal = to_c1z::resource_stub(&record.principal);
+            let message = stored(to_c1z::grant(&record, entitlement_message(&e), principal));
+            assert_eq!(GrantRecord::try_from(&message).unwrap(), record);
+        }
+    }
+}

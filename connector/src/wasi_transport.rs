@@ -1,0 +1,278 @@
+//! The [`Env`](crate::env::Env)'s HTTP half inside the component: requests to the Segment API
+//! over `wasi:http/outgoing-handler`, several in flight at once. The host adds the token and
+//! enforces its limits; this side builds requests and reads answers.
+
+use crate::env::{HttpRequest, HttpResponse, Method, TransportError};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method as WasiMethod,
+    OutgoingBody, OutgoingRequest, Scheme,
+};
+use wasip2::io::streams::StreamError;
+
+const READ_CHUNK: u64 = 64 * 1024;
+const WRITE_CHUNK: usize = 4096;
+
+/// Where requests go, and how many at once.
+pub(crate) struct WasiTransport {
+    scheme: Scheme,
+    authority: String,
+    /// Path prefix of the base URL, without a trailing slash.
+    prefix: String,
+    /// Only for hosts that cannot inject credentials; ours never passes it.
+    token: Option<String>,
+    max_in_flight: usize,
+}
+
+impl WasiTransport {
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        max_in_flight: usize,
+    ) -> Result<WasiTransport, String> {
+        let (scheme, rest) = if let Some(rest) = base.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else {
+            return Err(format!(
+                "base-url {base:?} must start with https:// (or http:// for a local test server)"
+            ));
+        };
+        let (authority, prefix) = rest
+            .split_once('/')
+            .map(|(a, p)| (a, format!("/{p}")))
+            .unwrap_or((rest, String::new()));
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("base-url {base:?} has no usable host"));
+        }
+        Ok(WasiTransport {
+            scheme,
+            authority: authority.to_string(),
+            prefix: prefix.trim_end_matches('/').to_string(),
+            token,
+            max_in_flight,
+        })
+    }
+
+    /// Starts one request; the response is awaited separately so several can be in flight.
+    fn start(&self, request: &HttpRequest) -> Result<FutureIncomingResponse, TransportError> {
+        let mut headers: Vec<(String, Vec<u8>)> = vec![
+            ("accept".into(), b"application/json".to_vec()),
+            (
+                "user-agent".into(),
+                concat!("baton-segment-connector/", env!("CARGO_PKG_VERSION"))
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        ];
+        if let Some(body) = &request.body {
+            headers.push(("content-type".into(), b"application/json".to_vec()));
+            // Always stated: a host that would otherwise send the body chunked may reach a
+            // server that ignores chunked bodies, and the write would be lost.
+            headers.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
+        if let Some(token) = &self.token {
+            headers.push((
+                "authorization".into(),
+                format!("Bearer {token}").into_bytes(),
+            ));
+        }
+        let fields = Fields::from_list(&headers)
+            .map_err(|e| TransportError::Denied(format!("a request header was refused ({e:?})")))?;
+        let outgoing = OutgoingRequest::new(fields);
+        let method = match request.method {
+            Method::Get => WasiMethod::Get,
+            Method::Post => WasiMethod::Post,
+            Method::Put => WasiMethod::Put,
+            Method::Patch => WasiMethod::Patch,
+            Method::Delete => WasiMethod::Delete,
+        };
+        let path = format!("{}{}", self.prefix, request.path);
+        let invalid = |what: &str| TransportError::Failed(format!("invalid request {what}"));
+        outgoing
+            .set_method(&method)
+            .map_err(|_| invalid("method"))?;
+        outgoing
+            .set_scheme(Some(&self.scheme))
+            .map_err(|_| invalid("scheme"))?;
+        outgoing
+            .set_authority(Some(&self.authority))
+            .map_err(|_| invalid("authority"))?;
+        outgoing
+            .set_path_with_query(Some(&path))
+            .map_err(|_| invalid("path"))?;
+        let body = outgoing.body().map_err(|_| invalid("body"))?;
+        // No request options: the host sets the timeouts. (wasmtime-wasi-http 48 also keeps
+        // every `request-options` handed to `handle` in the instance's resource table until
+        // the instance ends, so sending them would use up the table over a long sync.)
+        let future = outgoing_handler::handle(outgoing, None).map_err(transport_error)?;
+        if let Some(bytes) = &request.body {
+            let stream = body.write().map_err(|_| invalid("body stream"))?;
+            for chunk in bytes.chunks(WRITE_CHUNK) {
+                stream.blocking_write_and_flush(chunk).map_err(|e| {
+                    TransportError::Failed(format!("writing the request body failed ({e:?})"))
+                })?;
+            }
+            drop(stream);
+        }
+        OutgoingBody::finish(body, None).map_err(transport_error)?;
+        Ok(future)
+    }
+
+    fn finish(future: FutureIncomingResponse) -> Result<HttpResponse, TransportError> {
+        let response = loop {
+            match future.get() {
+                Some(Ok(Ok(response))) => break response,
+                Some(Ok(Err(code))) => return Err(transport_error(code)),
+                Some(Err(())) => {
+                    return Err(TransportError::Failed(
+                        "the response was already taken".into(),
+                    ));
+                }
+                None => future.subscribe().block(),
+            }
+        };
+        read_response(response)
+    }
+
+    /// Sends the requests, up to `max-in-flight` at once, and returns one result per request
+    /// in the same order.
+    pub(crate) fn send_all(
+        &self,
+        requests: &[HttpRequest],
+    ) -> Vec<Result<HttpResponse, TransportError>> {
+        let mut results: Vec<Option<Result<HttpResponse, TransportError>>> =
+            requests.iter().map(|_| None).collect();
+        let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
+        let mut next = 0;
+        while next < requests.len() || !in_flight.is_empty() {
+            while next < requests.len() && in_flight.len() < self.max_in_flight {
+                match self.start(&requests[next]) {
+                    Ok(future) => in_flight.push((next, future)),
+                    Err(e) => results[next] = Some(Err(e)),
+                }
+                next += 1;
+            }
+            if in_flight.is_empty() {
+                continue;
+            }
+            // Wait for any response, then read every one that is ready.
+            let ready: Vec<u32> = {
+                let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
+                let refs: Vec<_> = pollables.iter().collect();
+                wasip2::io::poll::poll(&refs)
+            };
+            let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
+            ready.sort_unstable_by(|a, b| b.cmp(a));
+            for i in ready {
+                let (index, future) = in_flight.swap_remove(i);
+                results[index] = Some(WasiTransport::finish(future));
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(TransportError::Failed("request was not sent".into())))
+            })
+            .collect()
+    }
+}
+
+/// The most a body buffer is sized for up front from `Content-Length` (it grows past that if
+/// more arrives): a host that does not cap responses could announce any size.
+const MAX_PRESIZE: usize = 64 << 20;
+
+fn read_response(response: IncomingResponse) -> Result<HttpResponse, TransportError> {
+    let status = response.status();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    // One buffer of the announced size: growing by doubling would need up to three times the
+    // body in linear memory at the last reallocation (and linear memory never shrinks).
+    let announced = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let body = response
+        .consume()
+        .map_err(|_| TransportError::Failed("the body was already taken".into()))?;
+    let stream = body
+        .stream()
+        .map_err(|_| TransportError::Failed("the body stream was already taken".into()))?;
+    let mut bytes = Vec::with_capacity(announced.min(MAX_PRESIZE));
+    loop {
+        match stream.blocking_read(READ_CHUNK) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => break,
+            Err(StreamError::LastOperationFailed(e)) => {
+                // The host's text may carry a backtrace: its first line says what happened.
+                let detail = e
+                    .to_debug_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                // Over the host's size cap: asking again will not help. A connection cut off
+                // mid-body might go better next time.
+                return Err(if detail.contains("body size") {
+                    TransportError::Failed(format!("reading the body failed: {detail}"))
+                } else {
+                    TransportError::Unavailable(format!(
+                        "the connection failed while reading the body: {detail}"
+                    ))
+                });
+            }
+        }
+    }
+    drop(stream);
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: bytes,
+    })
+}
+
+fn transport_error(code: ErrorCode) -> TransportError {
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            TransportError::Denied("the destination is not allowed (HttpRequestDenied)".into())
+        }
+        ErrorCode::ConnectionLimitReached => TransportError::Denied(
+            "the host's request limit for this run is reached (ConnectionLimitReached)".into(),
+        ),
+        ErrorCode::HttpResponseBodySize(limit) => TransportError::Failed(format!(
+            "the response is larger than the host allows ({limit:?} bytes)"
+        )),
+        // Asking again gets the same answer: not retried.
+        ErrorCode::HttpResponseHeaderSectionSize(limit) => TransportError::Failed(format!(
+            "the response headers are larger than the host allows ({limit:?} bytes)"
+        )),
+        ErrorCode::HttpResponseHeaderSize(_) => {
+            TransportError::Failed("a response header is larger than the host allows".into())
+        }
+        ErrorCode::DestinationIpProhibited => TransportError::Denied(
+            "the destination resolves to an address the host does not allow (DestinationIpProhibited)"
+                .into(),
+        ),
+        ErrorCode::HttpRequestMethodInvalid => TransportError::Denied(
+            "the host does not allow this HTTP method (HttpRequestMethodInvalid)".into(),
+        ),
+        ErrorCode::ConnectionRefused
+        | ErrorCode::ConnectionTerminated
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout
+        | ErrorCode::DnsTimeout
+        | ErrorCode::DnsError(_)
+        | ErrorCode::DestinationUnavailable
+        | ErrorCode::DestinationNotFound
+        | ErrorCode::HttpResponseIncomplete => TransportError::Unavailable(format!("{code:?}")),
+        other => TransportError::Failed(format!("{other:?}")),
+    }
+}
