@@ -27,9 +27,18 @@ fn env() -> Result<&'static WasiEnv, ConnectorError> {
         .map_err(|e| ConnectorError::InvalidArgument(e.clone()))
 }
 
+/// Panics print their message and nothing else. Rust's default hook reads `RUST_BACKTRACE`
+/// from the environment, and this component reads no environment at all (hosts may pass their
+/// own, secrets included).
+fn quiet_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
+}
+
 fn with_connector<T>(
     f: impl FnOnce(&Connector<'_, WasiEnv>) -> Result<T, ConnectorError>,
 ) -> Result<T, ConnectorError> {
+    quiet_panics();
     let env = env()?;
     f(&Connector::new(env, &env.settings))
 }

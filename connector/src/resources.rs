@@ -11,6 +11,7 @@ use crate::ids::*;
 use crate::page_token::{PageToken, Stage};
 use crate::segment::api::{ApiError, Page, decode, encode, page_of};
 use crate::segment::model::*;
+use crate::walk::{PageRecord, page_key};
 use std::ops::ControlFlow;
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
@@ -646,9 +647,12 @@ impl<E: Env> Connector<'_, E> {
         for (i, _) in gone.into_iter().rev() {
             users.remove(i);
         }
-        if p.next.is_none() {
-            self.record(keys::USERS_COMPLETE, &true)?;
-        }
+        let record = PageRecord {
+            ids: users.iter().map(|u| u.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("users", cursor), &record)?;
         Ok(UsersLoad {
             users,
             next: p.next,
@@ -692,13 +696,18 @@ impl<E: Env> Connector<'_, E> {
         let mut p = match self.api.page::<GroupsPage>("/groups", "", cursor) {
             Ok(p) => p,
             Err(e) if cursor.is_none() && is_missing_feature(&e) => {
-                self.record(keys::GROUPS_COMPLETE, &true)
-                    .map_err(GroupsError::Failed)?;
-                return Err(GroupsError::Missing(missing_feature_warning(
+                let warning = missing_feature_warning(
                     "User groups",
                     "groups, their members and their role assignments",
                     &e,
-                )));
+                );
+                let record = PageRecord {
+                    missing: Some(warning.clone()),
+                    ..PageRecord::default()
+                };
+                self.record(&page_key("groups", cursor), &record)
+                    .map_err(GroupsError::Failed)?;
+                return Err(GroupsError::Missing(warning));
             }
             Err(e) => return Err(GroupsError::Failed(to_connector_error(&e))),
         };
@@ -717,10 +726,13 @@ impl<E: Env> Connector<'_, E> {
             )
             .map_err(GroupsError::Failed)?;
         }
-        if p.next.is_none() {
-            self.record(keys::GROUPS_COMPLETE, &true)
-                .map_err(GroupsError::Failed)?;
-        }
+        let record = PageRecord {
+            ids: p.items.iter().map(|g| g.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("groups", cursor), &record)
+            .map_err(GroupsError::Failed)?;
         Ok(p)
     }
 

@@ -2,8 +2,8 @@
 //! over `wasi:http/outgoing-handler`, several in flight at once. The host adds the token and
 //! enforces its limits; this side builds requests and reads answers.
 
-use std::ops::ControlFlow;
 use crate::env::{HttpRequest, HttpResponse, Method, TransportError};
+use std::ops::ControlFlow;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method as WasiMethod,
@@ -67,8 +67,11 @@ impl WasiTransport {
                     .to_vec(),
             ),
         ];
-        if request.body.is_some() {
+        if let Some(body) = &request.body {
             headers.push(("content-type".into(), b"application/json".to_vec()));
+            // Always stated: a host that would otherwise send the body chunked may reach a
+            // server that ignores chunked bodies, and the write would be lost.
+            headers.push(("content-length".into(), body.len().to_string().into_bytes()));
         }
         if let Some(token) = &self.token {
             headers.push((
@@ -211,21 +214,32 @@ impl WasiTransport {
     }
 }
 
+/// The most a body buffer is sized for up front from `Content-Length` (it grows past that if
+/// more arrives): a host that does not cap responses could announce any size.
+const MAX_PRESIZE: usize = 64 << 20;
+
 fn read_response(response: IncomingResponse) -> Result<HttpResponse, TransportError> {
     let status = response.status();
-    let headers = response
+    let headers: Vec<(String, String)> = response
         .headers()
         .entries()
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
+    // One buffer of the announced size: growing by doubling would need up to three times the
+    // body in linear memory at the last reallocation (and linear memory never shrinks).
+    let announced = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
     let body = response
         .consume()
         .map_err(|_| TransportError::Failed("the body was already taken".into()))?;
     let stream = body
         .stream()
         .map_err(|_| TransportError::Failed("the body stream was already taken".into()))?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(announced.min(MAX_PRESIZE));
     loop {
         match stream.blocking_read(READ_CHUNK) {
             Ok(chunk) => bytes.extend_from_slice(&chunk),
@@ -269,6 +283,20 @@ fn transport_error(code: ErrorCode) -> TransportError {
         ErrorCode::HttpResponseBodySize(limit) => TransportError::Failed(format!(
             "the response is larger than the host allows ({limit:?} bytes)"
         )),
+        // Asking again gets the same answer: not retried.
+        ErrorCode::HttpResponseHeaderSectionSize(limit) => TransportError::Failed(format!(
+            "the response headers are larger than the host allows ({limit:?} bytes)"
+        )),
+        ErrorCode::HttpResponseHeaderSize(_) => {
+            TransportError::Failed("a response header is larger than the host allows".into())
+        }
+        ErrorCode::DestinationIpProhibited => TransportError::Denied(
+            "the destination resolves to an address the host does not allow (DestinationIpProhibited)"
+                .into(),
+        ),
+        ErrorCode::HttpRequestMethodInvalid => TransportError::Denied(
+            "the host does not allow this HTTP method (HttpRequestMethodInvalid)".into(),
+        ),
         ErrorCode::ConnectionRefused
         | ErrorCode::ConnectionTerminated
         | ErrorCode::ConnectionTimeout

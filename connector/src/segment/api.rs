@@ -301,10 +301,9 @@ fn status_error(response: &HttpResponse) -> ApiErrorKind {
         message = format!("{message} (field `{field}`)");
     }
     if message.is_empty() && first.is_none() {
-        message = String::from_utf8_lossy(&response.body)
-            .chars()
-            .take(200)
-            .collect();
+        // At most 200 characters of it: never a copy of a whole (maybe huge) body.
+        let start = &response.body[..response.body.len().min(800)];
+        message = String::from_utf8_lossy(start).chars().take(200).collect();
     }
     let retry_after_ms = (response.status == 429).then(|| {
         first

@@ -4,6 +4,8 @@
 //! server takes it, sends the run's requests as streams of one connection; otherwise HTTP/1.1
 //! with one connection per request in flight. Trust, proxies and TCP: see [`super::connect`].
 
+use crate::net::addresses::AddressPolicy;
+use crate::net::resolve::prohibited_cause;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -16,12 +18,30 @@ pub type PooledClient = Client<super::connect::SegmentConnector, Full<Bytes>>;
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
-    pooled_with(super::connect::connector(connect_timeout), max_idle)
+/// The largest response head (status line and headers) read from a server; a larger one is
+/// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB). hyper
+/// checks its read buffer only while the head is incomplete, and one read adds up to the
+/// buffer's size, so the buffer is half of this: heads under 32 KiB always pass, heads over
+/// 64 KiB never do.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A run's client, connecting only where `addresses` allows.
+pub fn pooled(
+    connect_timeout: Duration,
+    max_idle: usize,
+    addresses: AddressPolicy,
+) -> PooledClient {
+    pooled_with(
+        super::connect::connector(connect_timeout, addresses),
+        max_idle,
+    )
 }
 
 fn pooled_with(https: super::connect::SegmentConnector, max_idle: usize) -> PooledClient {
     Client::builder(TokioExecutor::new())
+        .http1_max_buf_size(MAX_RESPONSE_HEAD / 2)
+        // The same bound over HTTP/2, where the header list size is announced to the server.
+        .http2_max_header_list_size(MAX_RESPONSE_HEAD as u32)
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
         .build(https)
@@ -42,9 +62,24 @@ fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
         .or_else(|| e.source().and_then(rustls_cause))
 }
 
-/// The guest-facing error for a failed request: certificate problems are told apart (and not
-/// retried), failures to connect are `Connect` (retried), anything else a dropped connection.
+/// The hyper error somewhere in `e`'s chain.
+fn hyper_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    e.downcast_ref::<hyper::Error>()
+        .or_else(|| e.source().and_then(hyper_cause))
+}
+
+/// The guest-facing error for a failed request: certificate problems, refused destinations and
+/// oversized response heads are told apart (and not retried), failures to connect are
+/// `Connect` (retried), anything else a dropped connection.
 pub fn error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(refused) = prohibited_cause(&e) {
+        tracing::debug!(target: "sandbox", "{refused}");
+        return Error::DestinationIpProhibited;
+    }
+    if hyper_cause(&e).is_some_and(|h| h.is_parse_too_large()) {
+        tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
+        return Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32));
+    }
     if let Some(tls) = rustls_cause(&e) {
         tracing::warn!(target: "sandbox", "TLS failure: {tls}");
         return match tls {
@@ -185,7 +220,11 @@ mod tests {
     async fn requests_share_one_http2_connection_where_the_server_offers_it() {
         let (url, tls, accepted) = tls_server(&[b"h2", b"http/1.1"], 8).await;
         let client = pooled_with(
-            super::super::connect::connector_with(tls, Duration::from_secs(5)),
+            super::super::connect::connector_with(
+                tls,
+                Duration::from_secs(5),
+                AddressPolicy::any(),
+            ),
             8,
         );
         // The first request opens the connection; then eight streams are on it at once (the
@@ -209,7 +248,11 @@ mod tests {
     async fn http1_over_tls_when_the_server_offers_only_that() {
         let (url, tls, accepted) = tls_server(&[b"http/1.1"], 4).await;
         let client = pooled_with(
-            super::super::connect::connector_with(tls, Duration::from_secs(5)),
+            super::super::connect::connector_with(
+                tls,
+                Duration::from_secs(5),
+                AddressPolicy::any(),
+            ),
             4,
         );
         let first = http::Request::get(&url)
@@ -231,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn a_certificate_no_trusted_root_signed_is_refused_as_such() {
         let url = untrusted_tls_server().await;
-        let client = pooled(Duration::from_secs(5), 1);
+        let client = pooled(Duration::from_secs(5), 1, AddressPolicy::any());
         let request = http::Request::get(url)
             .body(Full::new(Bytes::new()))
             .unwrap();

@@ -5,6 +5,7 @@
 //! before a request gets here; the guest never learns that a proxy exists.
 
 use super::tcp::QuickAckConnector;
+use crate::net::addresses::AddressPolicy;
 use crate::net::proxy::{Proxies, ProxyConnector};
 use crate::net::trust::Trust;
 use std::sync::{Arc, OnceLock};
@@ -29,14 +30,18 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// A connector for one run's pooled client.
-pub fn connector(connect_timeout: Duration) -> SegmentConnector {
-    connector_with((*tls_config()).clone(), connect_timeout)
+/// A connector for one run's pooled client, reaching only what `addresses` allows.
+pub fn connector(connect_timeout: Duration, addresses: AddressPolicy) -> SegmentConnector {
+    connector_with((*tls_config()).clone(), connect_timeout, addresses)
 }
 
 /// A connector trusting what `tls` trusts.
-pub fn connector_with(tls: rustls::ClientConfig, connect_timeout: Duration) -> SegmentConnector {
-    let direct_or_proxied = ProxyConnector::new(Proxies::global(), connect_timeout);
+pub fn connector_with(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    addresses: AddressPolicy,
+) -> SegmentConnector {
+    let direct_or_proxied = ProxyConnector::guarded(Proxies::global(), connect_timeout, addresses);
     hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
