@@ -491,7 +491,11 @@ mod tests {
             started.elapsed()
         );
         // Waiting for the pace is a pause the server asked for: per-call limits do not count it.
-        assert!(pacer.held() >= Duration::from_millis(1900), "{:?}", pacer.held());
+        assert!(
+            pacer.held() >= Duration::from_millis(1900),
+            "{:?}",
+            pacer.held()
+        );
     }
 
     #[tokio::test]
