@@ -64,6 +64,9 @@ impl SessionStore {
     pub fn spill_to(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join("session.db");
         let conn = Connection::open(&path)?;
+        // Only this connection uses the file (the work directory is locked): holding the lock
+        // saves checking it at every transaction, and the log needs no shared-memory index.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         // A write-ahead log: each entry is one quick append (a connector may store thousands,
         // from inside a call), and a crash loses at most the last ones, never the file.
         conn.pragma_update(None, "journal_mode", "WAL")?;
