@@ -114,12 +114,8 @@ impl<E: Env> Connector<'_, E> {
             return Ok(held);
         }
         let mut held = HeldRoles::default();
-        for (_, permissions) in self.all_user_permissions()? {
-            held.add(&permissions);
-        }
-        for (_, permissions) in self.all_group_permissions()? {
-            held.add(&permissions);
-        }
+        self.each_user_permissions(|_, permissions| held.add(permissions))?;
+        self.each_group_permissions(|_, permissions| held.add(permissions))?;
         self.cache_put(keys::HELD_ROLES, &held);
         Ok(held)
     }

@@ -17,6 +17,9 @@ use crate::segment::model::{GroupData, Permission, UserData};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 
+/// Principals whose permissions are held in memory at once while walking them all.
+const CHUNK: usize = 256;
+
 /// One page of a listing as recorded in the session.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct PageRecord {
@@ -79,19 +82,40 @@ impl<E: Env> Connector<'_, E> {
     }
 
     /// (user id, permissions) for every user in the workspace.
+    #[cfg(test)]
     pub(crate) fn all_user_permissions(
         &self,
     ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
-        let ids = self.all_user_ids()?;
-        self.permissions_of(&ids, keys::USER_PERMISSIONS, "users", |d: UserData| {
-            d.user.permissions
-        })
+        let mut all = vec![];
+        self.each_user_permissions(|id, p| all.push((id.to_string(), p.to_vec())))?;
+        Ok(all)
     }
 
-    /// (group id, permissions) for every user group; none when the workspace has no groups.
-    pub(crate) fn all_group_permissions(
+    /// Hands every user's permissions to `each`, a chunk of users at a time: memory holds one
+    /// chunk's, whatever the workspace's size (a wasm instance's memory never shrinks, and
+    /// several instances may walk at once).
+    pub(crate) fn each_user_permissions(
         &self,
-    ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
+        mut each: impl FnMut(&str, &[Permission]),
+    ) -> Result<(), ConnectorError> {
+        for chunk in self.all_user_ids()?.chunks(CHUNK) {
+            let found =
+                self.permissions_of(chunk, keys::USER_PERMISSIONS, "users", |d: UserData| {
+                    d.user.permissions
+                })?;
+            for (id, permissions) in &found {
+                each(id, permissions);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every user group's permissions to `each`, a chunk at a time (none when the
+    /// workspace has no groups).
+    pub(crate) fn each_group_permissions(
+        &self,
+        mut each: impl FnMut(&str, &[Permission]),
+    ) -> Result<(), ConnectorError> {
         let groups = self.walk_ids("groups", "/groups", |cursor| {
             match self.load_groups_page(cursor) {
                 Ok(p) => Ok(PageRecord {
@@ -109,12 +133,16 @@ impl<E: Env> Connector<'_, E> {
                 Err(GroupsError::Failed(e)) => Err(e),
             }
         })?;
-        self.permissions_of(
-            &groups.ids,
-            keys::GROUP_PERMISSIONS,
-            "groups",
-            |d: GroupData| d.user_group.permissions,
-        )
+        for chunk in groups.ids.chunks(CHUNK) {
+            let found =
+                self.permissions_of(chunk, keys::GROUP_PERMISSIONS, "groups", |d: GroupData| {
+                    d.user_group.permissions
+                })?;
+            for (id, permissions) in &found {
+                each(id, permissions);
+            }
+        }
+        Ok(())
     }
 
     /// The permissions of each of `ids`, from the session, or fetched (several in flight) for
