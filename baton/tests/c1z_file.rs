@@ -402,6 +402,66 @@ fn expansion_rules() {
     assert!(!g[1].needs_expansion);
 }
 
+/// `principal` holds `ent` through the holders of `from` (users only).
+fn expandable(
+    ent: &pb::Entitlement,
+    principal: &pb::Resource,
+    from: &pb::Entitlement,
+) -> pb::Grant {
+    let mut g = grant(ent, principal);
+    g.annotations.push(annotations::pack(&pb::GrantExpandable {
+        entitlement_ids: vec![from.id.clone()],
+        resource_type_ids: vec!["user".into()],
+        ..Default::default()
+    }));
+    g
+}
+
+#[test]
+fn expansion_follows_chains_and_settles() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.c1z");
+    let mut w = C1zWriter::create(&path).unwrap();
+    let ents = entitlements();
+    let (g1_member, g2_member, r1_assigned) = (&ents[0], &ents[1], &ents[2]);
+    let ada = user("u1", "ada@example.com");
+    w.put_resource_types(&resource_types()).unwrap();
+    w.put_resources(&resources()).unwrap();
+    w.put_entitlements(&ents).unwrap();
+    // Stored so that the end of the chain (g2's members hold r1) is expanded first: only a
+    // second round finds that Ada, a member of g1 and so of g2, holds r1 too.
+    w.put_grants(&[
+        expandable(r1_assigned, &group("g2"), g2_member),
+        expandable(g2_member, &group("g1"), g1_member),
+        grant(g1_member, &ada),
+    ])
+    .unwrap();
+    assert_eq!(w.expand_grants(baton::c1z::expand::MAX_DEPTH).unwrap(), 2);
+    // Expanding again changes nothing.
+    assert_eq!(w.expand_grants(baton::c1z::expand::MAX_DEPTH).unwrap(), 0);
+    let held: Vec<String> = [g2_member, r1_assigned]
+        .iter()
+        .map(|e| baton::ids::grant_id(&e.id, "user", "u1"))
+        .filter_map(|id| w.grant(&id).unwrap())
+        .map(|g| g.entitlement.unwrap().id)
+        .collect();
+    assert_eq!(held, [g2_member.id.clone(), r1_assigned.id.clone()]);
+
+    // Without a chain, one round does it.
+    let path = dir.path().join("y.c1z");
+    let mut w = C1zWriter::create(&path).unwrap();
+    w.put_resource_types(&resource_types()).unwrap();
+    w.put_resources(&resources()).unwrap();
+    w.put_entitlements(&ents).unwrap();
+    w.put_grants(&[
+        expandable(r1_assigned, &group("g2"), g2_member),
+        grant(g2_member, &ada),
+        grant(g2_member, &user("u2", "bob@example.com")),
+    ])
+    .unwrap();
+    assert_eq!(w.expand_grants(baton::c1z::expand::MAX_DEPTH).unwrap(), 2);
+}
+
 #[test]
 fn exact_schema() {
     let dir = tempfile::tempdir().unwrap();

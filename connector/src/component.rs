@@ -6,6 +6,7 @@ use crate::bindings::*;
 use crate::connector::{Connector, Settings};
 use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, TransportError};
 use crate::wasi_transport::WasiTransport;
+use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
 struct Component;
@@ -26,9 +27,18 @@ fn env() -> Result<&'static WasiEnv, ConnectorError> {
         .map_err(|e| ConnectorError::InvalidArgument(e.clone()))
 }
 
+/// Panics print their message and nothing else. Rust's default hook reads `RUST_BACKTRACE`
+/// from the environment, and this component reads no environment at all (hosts may pass their
+/// own, secrets included).
+fn quiet_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{info}"))));
+}
+
 fn with_connector<T>(
     f: impl FnOnce(&Connector<'_, WasiEnv>) -> Result<T, ConnectorError>,
 ) -> Result<T, ConnectorError> {
+    quiet_panics();
     let env = env()?;
     f(&Connector::new(env, &env.settings))
 }
@@ -120,6 +130,14 @@ impl WasiEnv {
 impl Env for WasiEnv {
     fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, TransportError>> {
         self.http.send_all(requests)
+    }
+
+    fn send_each(
+        &self,
+        requests: &[HttpRequest],
+        each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
+    ) {
+        self.http.send_each(requests, each)
     }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>> {

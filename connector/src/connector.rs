@@ -38,9 +38,11 @@ pub(crate) mod keys {
     pub const ROLES: &str = "roles";
     pub const USER_PERMISSIONS: &str = "permissions:user:";
     pub const GROUP_PERMISSIONS: &str = "permissions:group:";
-    pub const USERS_COMPLETE: &str = "complete:users";
-    pub const GROUPS_COMPLETE: &str = "complete:groups";
+    /// `page:<listing>:<cursor>`: a page of the user or group listing (see `walk`).
+    pub const PAGE: &str = "page:";
     pub const HELD_ROLES: &str = "index:held-roles";
+    /// A page of `GET /users` fetched ahead, by the cursor that reads it.
+    pub const PREFETCHED_USERS: &str = "prefetch:users:";
 }
 
 impl<'e, E: Env> Connector<'e, E> {
@@ -134,19 +136,6 @@ impl<'e, E: Env> Connector<'e, E> {
                 ),
             );
         }
-    }
-
-    pub(crate) fn cache_get_prefix<T: DeserializeOwned>(&self, prefix: &str) -> Vec<(String, T)> {
-        self.env
-            .session_get_prefix(prefix)
-            .into_iter()
-            .filter_map(|(k, v)| {
-                Some((
-                    k[prefix.len()..].to_string(),
-                    serde_json::from_slice(&v).ok()?,
-                ))
-            })
-            .collect()
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: &str) {

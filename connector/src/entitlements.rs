@@ -7,9 +7,7 @@ use crate::connector::{Connector, keys};
 use crate::env::Env;
 use crate::errors::to_connector_error;
 use crate::ids::*;
-use crate::resources::GroupsError;
-use crate::segment::api::Cursors;
-use crate::segment::model::{Permission, RolesPage};
+use crate::segment::model::RolesPage;
 
 fn entitlement(
     resource: &Resource,
@@ -116,65 +114,9 @@ impl<E: Env> Connector<'_, E> {
             return Ok(held);
         }
         let mut held = HeldRoles::default();
-        for (_, permissions) in self.all_user_permissions()? {
-            held.add(&permissions);
-        }
-        for (_, permissions) in self.all_group_permissions()? {
-            held.add(&permissions);
-        }
+        self.each_user_permissions(|_, permissions| held.add(permissions))?;
+        self.each_group_permissions(|_, permissions| held.add(permissions))?;
         self.cache_put(keys::HELD_ROLES, &held);
         Ok(held)
-    }
-
-    /// (user id, permissions) for every user in the workspace.
-    pub(crate) fn all_user_permissions(
-        &self,
-    ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
-        if self.cache_get::<bool>(keys::USERS_COMPLETE).is_none() {
-            let mut cursor: Option<String> = None;
-            let mut walk = Cursors::default();
-            loop {
-                let load = self.load_users_page(cursor.as_deref())?;
-                match load.next {
-                    Some(next) => {
-                        cursor = Some(
-                            walk.follow("/users", next)
-                                .map_err(|e| to_connector_error(&e))?,
-                        )
-                    }
-                    None => break,
-                }
-            }
-        }
-        Ok(self.cache_get_prefix(keys::USER_PERMISSIONS))
-    }
-
-    /// (group id, permissions) for every user group; none when the workspace has no groups.
-    pub(crate) fn all_group_permissions(
-        &self,
-    ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
-        if self.cache_get::<bool>(keys::GROUPS_COMPLETE).is_none() {
-            let mut cursor: Option<String> = None;
-            let mut walk = Cursors::default();
-            loop {
-                match self.load_groups_page(cursor.as_deref()) {
-                    Ok(p) => match p.next {
-                        Some(next) => {
-                            cursor = Some(
-                                walk.follow("/groups", next)
-                                    .map_err(|e| to_connector_error(&e))?,
-                            )
-                        }
-                        None => break,
-                    },
-                    Err(GroupsError::Missing(warning)) => {
-                        self.warn(&warning);
-                        break;
-                    }
-                    Err(GroupsError::Failed(e)) => return Err(e),
-                }
-            }
-        }
-        Ok(self.cache_get_prefix(keys::GROUP_PERMISSIONS))
     }
 }

@@ -3,6 +3,8 @@
 //! Inside the component, [`Env`] is bound to `wasi:http` and the host imports; in native unit
 //! tests it is bound to an in-memory fake. The logic never knows which.
 
+use std::ops::ControlFlow;
+
 /// HTTP methods the Segment API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -111,6 +113,22 @@ pub trait Env {
     /// Sends the requests, several at a time where the environment can, and returns one result
     /// per request in the same order.
     fn send_all(&self, requests: &[HttpRequest]) -> Vec<Result<HttpResponse, TransportError>>;
+
+    /// Sends the requests like [`Env::send_all`], but hands each result to `each` as soon as it
+    /// is there (in any order), and the next request goes out as soon as one is answered: no
+    /// batch waits for its slowest request. `each` returning `Break` stops: nothing more is
+    /// sent, and requests still in flight are dropped.
+    fn send_each(
+        &self,
+        requests: &[HttpRequest],
+        each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
+    ) {
+        for (i, result) in self.send_all(requests).into_iter().enumerate() {
+            if each(i, result).is_break() {
+                return;
+            }
+        }
+    }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>>;
     fn session_set(&self, key: &str, value: &[u8]) -> Result<(), String>;

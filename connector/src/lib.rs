@@ -16,6 +16,7 @@ mod page_token;
 pub mod provision;
 pub mod resources;
 pub mod segment;
+mod walk;
 
 #[cfg(target_arch = "wasm32")]
 mod component;

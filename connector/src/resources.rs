@@ -4,12 +4,15 @@
 
 use crate::bindings::*;
 use crate::connector::{Connector, keys};
+use crate::env::HttpRequest;
 use crate::env::{Env, LogLevel};
 use crate::errors::{is_missing_feature, missing_feature_warning, to_connector_error};
 use crate::ids::*;
 use crate::page_token::{PageToken, Stage};
-use crate::segment::api::{ApiError, Page, encode};
+use crate::segment::api::{ApiError, Page, decode, encode, page_of};
 use crate::segment::model::*;
+use crate::walk::{PageRecord, page_key};
+use std::ops::ControlFlow;
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
 /// one answers 422 for it, and it is skipped.
@@ -368,16 +371,19 @@ pub(crate) fn path_segment(id: &str) -> String {
     encode(id)
 }
 
+/// A page of `GET /users` fetched ahead, as the session keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PrefetchedUsers {
+    users: Vec<User>,
+    next: Option<String>,
+}
+
 /// A page of users with their permissions filled in.
 pub(crate) struct UsersLoad {
     pub users: Vec<User>,
     pub next: Option<String>,
     pub warnings: Vec<String>,
 }
-
-/// Users whose permissions are fetched (`GET /users/{id}`) and recorded together: what an
-/// interrupted sync can lose of a page.
-const PERMISSION_BATCH: usize = 64;
 
 impl<E: Env> Connector<'_, E> {
     pub fn list_resources(
@@ -555,10 +561,13 @@ impl<E: Env> Connector<'_, E> {
         &self,
         cursor: Option<&str>,
     ) -> Result<UsersLoad, ConnectorError> {
-        let p = self
-            .api
-            .page::<UsersPage>("/users", "", cursor)
-            .map_err(|e| to_connector_error(&e))?;
+        let p = match self.prefetched_users(cursor) {
+            Some(p) => p,
+            None => self
+                .api
+                .page::<UsersPage>("/users", "", cursor)
+                .map_err(|e| to_connector_error(&e))?,
+        };
         let mut users = p.items;
         let mut warnings = vec![];
         let key = |id: &str| format!("{}{id}", keys::USER_PERMISSIONS);
@@ -573,42 +582,110 @@ impl<E: Env> Connector<'_, E> {
         let missing: Vec<usize> = (0..users.len())
             .filter(|&i| users[i].permissions.is_none())
             .collect();
-        let mut gone = vec![];
-        // In batches, each recorded as it arrives: an interrupted sync loses one batch at most.
-        for batch in missing.chunks(PERMISSION_BATCH) {
-            let paths: Vec<String> = batch
+        // The next page goes out with this page's permission requests, so the next call finds
+        // it here instead of waiting for it alone (one round trip per page, at any
+        // concurrency). Only when there are permissions to fetch: otherwise nothing would
+        // overlap it.
+        let prefetch = p.next.as_deref().filter(|_| !missing.is_empty());
+        let mut requests: Vec<HttpRequest> = prefetch
+            .map(|next| HttpRequest::get(self.api.page_url("/users", "", Some(next))))
+            .into_iter()
+            .collect();
+        let first_user = requests.len();
+        requests.extend(
+            missing
                 .iter()
-                .map(|&i| format!("/users/{}", path_segment(&users[i].id)))
-                .collect();
-            for (&i, result) in batch.iter().zip(self.api.get_all::<UserData>(&paths)) {
-                match result {
-                    Ok(d) => {
-                        let permissions = d.user.permissions.unwrap_or_default();
-                        self.record(&key(&users[i].id), &permissions)?;
-                        users[i].permissions = Some(permissions);
-                    }
-                    Err(e) if e.is_not_found() => {
-                        warnings.push(format!(
-                            "user {} left the workspace during the sync ({e}); skipped",
-                            users[i].id
-                        ));
-                        gone.push(i);
-                    }
-                    Err(e) => return Err(to_connector_error(&e)),
+                .map(|&i| HttpRequest::get(format!("/users/{}", path_segment(&users[i].id)))),
+        );
+        // Each recorded as it arrives (an interrupted sync loses none of them), with the
+        // window of requests in flight kept full to the end of the page.
+        let mut gone = vec![];
+        let mut failed = None;
+        self.env.send_each(&requests, &mut |k, response| {
+            let Some(k) = k.checked_sub(first_user) else {
+                if let Some(next) = prefetch {
+                    self.keep_prefetched_users(
+                        next,
+                        page_of::<UsersPage>(&requests[0], response, Some(next)),
+                    );
+                }
+                return ControlFlow::Continue(());
+            };
+            let i = missing[k];
+            let outcome = match decode::<UserData>(&requests[first_user + k], response) {
+                Ok(d) => {
+                    let permissions = d.user.permissions.unwrap_or_default();
+                    let recorded = self.record(&key(&users[i].id), &permissions);
+                    users[i].permissions = Some(permissions);
+                    recorded
+                }
+                Err(e) if e.is_not_found() => {
+                    gone.push((i, e.to_string()));
+                    Ok(())
+                }
+                Err(e) => Err(to_connector_error(&e)),
+            };
+            match outcome {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
                 }
             }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
-        for i in gone.into_iter().rev() {
+        // Answers come in any order; warnings and removals go in page order.
+        gone.sort();
+        for (i, e) in gone.iter() {
+            warnings.push(format!(
+                "user {} left the workspace during the sync ({e}); skipped",
+                users[*i].id
+            ));
+        }
+        for (i, _) in gone.into_iter().rev() {
             users.remove(i);
         }
-        if p.next.is_none() {
-            self.record(keys::USERS_COMPLETE, &true)?;
-        }
+        let record = PageRecord {
+            ids: users.iter().map(|u| u.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("users", cursor), &record)?;
         Ok(UsersLoad {
             users,
             next: p.next,
             warnings,
         })
+    }
+
+    /// A page of `GET /users` an earlier call fetched ahead (see `load_users_page`), taken
+    /// out of the session.
+    fn prefetched_users(&self, cursor: Option<&str>) -> Option<Page<User>> {
+        let key = format!("{}{}", keys::PREFETCHED_USERS, cursor?);
+        let page: PrefetchedUsers = self.cache_get(&key)?;
+        // Best effort: an empty value is no page, and frees the space.
+        let _ = self.env.session_set(&key, b"");
+        Some(Page {
+            items: page.users,
+            next: page.next,
+        })
+    }
+
+    /// Keeps a page fetched ahead for the call that reads `cursor`; a failed one is fetched
+    /// again by that call.
+    fn keep_prefetched_users(&self, cursor: &str, page: Result<Page<User>, ApiError>) {
+        if let Ok(page) = page {
+            let key = format!("{}{cursor}", keys::PREFETCHED_USERS);
+            self.cache_put(
+                &key,
+                &PrefetchedUsers {
+                    users: page.items,
+                    next: page.next,
+                },
+            );
+        }
     }
 
     /// One page of `GET /groups` (whose items carry their permissions), recorded in the session.
@@ -619,13 +696,18 @@ impl<E: Env> Connector<'_, E> {
         let mut p = match self.api.page::<GroupsPage>("/groups", "", cursor) {
             Ok(p) => p,
             Err(e) if cursor.is_none() && is_missing_feature(&e) => {
-                self.record(keys::GROUPS_COMPLETE, &true)
-                    .map_err(GroupsError::Failed)?;
-                return Err(GroupsError::Missing(missing_feature_warning(
+                let warning = missing_feature_warning(
                     "User groups",
                     "groups, their members and their role assignments",
                     &e,
-                )));
+                );
+                let record = PageRecord {
+                    missing: Some(warning.clone()),
+                    ..PageRecord::default()
+                };
+                self.record(&page_key("groups", cursor), &record)
+                    .map_err(GroupsError::Failed)?;
+                return Err(GroupsError::Missing(warning));
             }
             Err(e) => return Err(GroupsError::Failed(to_connector_error(&e))),
         };
@@ -644,10 +726,13 @@ impl<E: Env> Connector<'_, E> {
             )
             .map_err(GroupsError::Failed)?;
         }
-        if p.next.is_none() {
-            self.record(keys::GROUPS_COMPLETE, &true)
-                .map_err(GroupsError::Failed)?;
-        }
+        let record = PageRecord {
+            ids: p.items.iter().map(|g| g.id.clone()).collect(),
+            next: p.next.clone(),
+            missing: None,
+        };
+        self.record(&page_key("groups", cursor), &record)
+            .map_err(GroupsError::Failed)?;
         Ok(p)
     }
 
@@ -729,6 +814,41 @@ mod tests {
         assert!(
             c.list_resources(FUNCTION, Some(&ws), "9|").is_err(),
             "a token this connector never issued"
+        );
+    }
+
+    #[test]
+    fn the_next_users_page_is_fetched_with_the_permissions_of_this_one() {
+        let env = FakeEnv::new();
+        let page = "GET /users?pagination%5Bcount%5D=200";
+        env.route(page, 200, r#"{"data":{"users":[{"id":"u1","name":"A","email":"a@x.io"}],"pagination":{"current":"MA==","next":"MQ=="}}}"#);
+        env.route(&format!("{page}&pagination%5Bcursor%5D=MQ%3D%3D"), 200, r#"{"data":{"users":[{"id":"u2","name":"B","email":"b@x.io"}],"pagination":{"current":"MQ=="}}}"#);
+        for u in ["u1", "u2"] {
+            env.route(&format!("GET /users/{u}"), 200, &format!(r#"{{"data":{{"user":{{"id":"{u}","name":"N","email":"{u}@x.io","permissions":[{{"roleId":"r1","roleName":"Workspace Owner","resources":[{{"id":"w","type":"WORKSPACE","labels":[]}}]}}]}}}}}}"#));
+        }
+        let ws = rid(WORKSPACE, "w");
+        let c = Connector::new(&env, &Default::default());
+        let first = c.list_resources(USER, Some(&ws), "").unwrap();
+        assert_eq!(first.items.len(), 1);
+        let second = c
+            .list_resources(USER, Some(&ws), &first.next_page_token)
+            .unwrap();
+        assert_eq!(second.items[0].id.resource, "u2");
+        assert!(second.next_page_token.is_empty());
+        assert_eq!(
+            env.request_lines(),
+            [
+                page.to_string(),
+                format!("{page}&pagination%5Bcursor%5D=MQ%3D%3D"),
+                "GET /users/u1".to_string(),
+                "GET /users/u2".to_string(),
+            ],
+            "each page requested once, the second with the first's permissions"
+        );
+        assert!(
+            c.cache_get::<Vec<u8>>(&format!("{}MQ==", keys::PREFETCHED_USERS))
+                .is_none(),
+            "a page fetched ahead is dropped once used"
         );
     }
 

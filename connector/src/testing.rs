@@ -3,7 +3,7 @@
 
 use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, Method, TransportError};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 type Handler = Box<dyn Fn(&HttpRequest) -> (u16, String)>;
 
@@ -14,6 +14,10 @@ pub struct FakeEnv {
     session: RefCell<BTreeMap<String, Vec<u8>>>,
     /// Entries the session store takes before it is full.
     pub session_capacity: std::cell::Cell<Option<usize>>,
+    /// Entries the session store keeps: past that it forgets the oldest, without a word (a
+    /// host that treats the store as a cache, as the contract allows).
+    pub session_keep: std::cell::Cell<Option<usize>>,
+    inserted: RefCell<VecDeque<String>>,
 }
 
 impl FakeEnv {
@@ -92,6 +96,16 @@ impl Env for FakeEnv {
         self.session
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
+        let mut inserted = self.inserted.borrow_mut();
+        inserted.retain(|k| k != key);
+        inserted.push_back(key.to_string());
+        if let Some(keep) = self.session_keep.get() {
+            while inserted.len() > keep {
+                if let Some(old) = inserted.pop_front() {
+                    self.session.borrow_mut().remove(&old);
+                }
+            }
+        }
         Ok(())
     }
 

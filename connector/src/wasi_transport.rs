@@ -3,6 +3,7 @@
 //! enforces its limits; this side builds requests and reads answers.
 
 use crate::env::{HttpRequest, HttpResponse, Method, TransportError};
+use std::ops::ControlFlow;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, FutureIncomingResponse, IncomingResponse, Method as WasiMethod,
@@ -66,8 +67,11 @@ impl WasiTransport {
                     .to_vec(),
             ),
         ];
-        if request.body.is_some() {
+        if let Some(body) = &request.body {
             headers.push(("content-type".into(), b"application/json".to_vec()));
+            // Always stated: a host that would otherwise send the body chunked may reach a
+            // server that ignores chunked bodies, and the write would be lost.
+            headers.push(("content-length".into(), body.len().to_string().into_bytes()));
         }
         if let Some(token) = &self.token {
             headers.push((
@@ -141,32 +145,10 @@ impl WasiTransport {
     ) -> Vec<Result<HttpResponse, TransportError>> {
         let mut results: Vec<Option<Result<HttpResponse, TransportError>>> =
             requests.iter().map(|_| None).collect();
-        let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
-        let mut next = 0;
-        while next < requests.len() || !in_flight.is_empty() {
-            while next < requests.len() && in_flight.len() < self.max_in_flight {
-                match self.start(&requests[next]) {
-                    Ok(future) => in_flight.push((next, future)),
-                    Err(e) => results[next] = Some(Err(e)),
-                }
-                next += 1;
-            }
-            if in_flight.is_empty() {
-                continue;
-            }
-            // Wait for any response, then read every one that is ready.
-            let ready: Vec<u32> = {
-                let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
-                let refs: Vec<_> = pollables.iter().collect();
-                wasip2::io::poll::poll(&refs)
-            };
-            let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
-            ready.sort_unstable_by(|a, b| b.cmp(a));
-            for i in ready {
-                let (index, future) = in_flight.swap_remove(i);
-                results[index] = Some(WasiTransport::finish(future));
-            }
-        }
+        self.send_each(requests, &mut |i, result| {
+            results[i] = Some(result);
+            ControlFlow::Continue(())
+        });
         results
             .into_iter()
             .map(|r| {
@@ -174,23 +156,90 @@ impl WasiTransport {
             })
             .collect()
     }
+
+    /// Up to `max-in-flight` requests at once; a slot freed by an answer is filled before the
+    /// answer is worked on, so the host always has as many as it allows.
+    pub(crate) fn send_each(
+        &self,
+        requests: &[HttpRequest],
+        each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
+    ) {
+        let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
+        let mut next = 0;
+        // Starts requests until the window is full; a request that cannot start is answered.
+        let mut fill = |in_flight: &mut Vec<(usize, FutureIncomingResponse)>,
+                        each: &mut dyn FnMut(
+            usize,
+            Result<HttpResponse, TransportError>,
+        ) -> ControlFlow<()>| {
+            while next < requests.len() && in_flight.len() < self.max_in_flight {
+                match self.start(&requests[next]) {
+                    Ok(future) => in_flight.push((next, future)),
+                    Err(e) => each(next, Err(e))?,
+                }
+                next += 1;
+            }
+            ControlFlow::Continue(())
+        };
+        if fill(&mut in_flight, each).is_break() {
+            return;
+        }
+        while !in_flight.is_empty() {
+            // Wait for any response.
+            let ready: Vec<u32> = {
+                let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
+                let refs: Vec<_> = pollables.iter().collect();
+                wasip2::io::poll::poll(&refs)
+            };
+            let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
+            ready.sort_unstable_by(|a, b| b.cmp(a));
+            // Read what came (which frees the host's slots), send the next requests, and only
+            // then work on the answers: the window refills without waiting for that work.
+            let answered: Vec<_> = ready
+                .into_iter()
+                .map(|i| {
+                    let (index, future) = in_flight.swap_remove(i);
+                    (index, WasiTransport::finish(future))
+                })
+                .collect();
+            if fill(&mut in_flight, each).is_break() {
+                return;
+            }
+            for (index, result) in answered {
+                if each(index, result).is_break() {
+                    return;
+                }
+            }
+        }
+    }
 }
+
+/// The most a body buffer is sized for up front from `Content-Length` (it grows past that if
+/// more arrives): a host that does not cap responses could announce any size.
+const MAX_PRESIZE: usize = 64 << 20;
 
 fn read_response(response: IncomingResponse) -> Result<HttpResponse, TransportError> {
     let status = response.status();
-    let headers = response
+    let headers: Vec<(String, String)> = response
         .headers()
         .entries()
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
+    // One buffer of the announced size: growing by doubling would need up to three times the
+    // body in linear memory at the last reallocation (and linear memory never shrinks).
+    let announced = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
     let body = response
         .consume()
         .map_err(|_| TransportError::Failed("the body was already taken".into()))?;
     let stream = body
         .stream()
         .map_err(|_| TransportError::Failed("the body stream was already taken".into()))?;
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(announced.min(MAX_PRESIZE));
     loop {
         match stream.blocking_read(READ_CHUNK) {
             Ok(chunk) => bytes.extend_from_slice(&chunk),
@@ -234,6 +283,20 @@ fn transport_error(code: ErrorCode) -> TransportError {
         ErrorCode::HttpResponseBodySize(limit) => TransportError::Failed(format!(
             "the response is larger than the host allows ({limit:?} bytes)"
         )),
+        // Asking again gets the same answer: not retried.
+        ErrorCode::HttpResponseHeaderSectionSize(limit) => TransportError::Failed(format!(
+            "the response headers are larger than the host allows ({limit:?} bytes)"
+        )),
+        ErrorCode::HttpResponseHeaderSize(_) => {
+            TransportError::Failed("a response header is larger than the host allows".into())
+        }
+        ErrorCode::DestinationIpProhibited => TransportError::Denied(
+            "the destination resolves to an address the host does not allow (DestinationIpProhibited)"
+                .into(),
+        ),
+        ErrorCode::HttpRequestMethodInvalid => TransportError::Denied(
+            "the host does not allow this HTTP method (HttpRequestMethodInvalid)".into(),
+        ),
         ErrorCode::ConnectionRefused
         | ErrorCode::ConnectionTerminated
         | ErrorCode::ConnectionTimeout

@@ -8,7 +8,7 @@
 use baton_segment::commands::connection::Connection;
 use baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM;
 use baton_segment::engine::{Runtime, RuntimeLimits};
-use baton_segment::sandbox::{Origin, Secret};
+use baton_segment::sandbox::{AddressClass, AddressPolicy, Origin, Secret};
 use baton_segment::serve::config::{DEFAULT_INTERVAL, Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use std::collections::BTreeMap;
@@ -107,6 +107,7 @@ async fn hundred_tenants() {
                 response_max_bytes: 32 << 20,
                 session_bytes: 64 << 20,
                 allowed_origins: vec![origin.clone()],
+                addresses: AddressPolicy::public_and(&[AddressClass::Loopback]),
             },
         })
         .collect();

@@ -2,7 +2,9 @@
 //! `ts` in epoch seconds, `caller`, `msg`, then the fields), so log pipelines built for Baton
 //! connectors parse ours; with `--otel-collector-endpoint` they go to the collector too, with
 //! the traces (see [`crate::telemetry`]). Nothing secret is ever logged: the token lives in a
-//! `Secret` whose `Debug` is redacted, and is never formatted into a message.
+//! `Secret` whose `Debug` is redacted, and is never formatted into a message; and every line
+//! passes through [`crate::sandbox::redact`] on its way to stderr, in case a secret arrived
+//! inside text from elsewhere.
 
 use crate::telemetry::otlp::Otel;
 use std::io::IsTerminal;
@@ -139,11 +141,11 @@ pub fn init(opts: &LogOptions, otel: Option<Otel>) -> Logging {
     let (console_filter, console_handle) = reload::Layer::new(filter(level));
     let fmt_layer = match opts.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(crate::sandbox::redact::RedactingStderr)
             .event_format(ZapJson)
             .boxed(),
         LogFormat::Console => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(crate::sandbox::redact::RedactingStderr)
             .compact()
             .without_time()
             .boxed(),

@@ -7,17 +7,23 @@ use baton_segment::commands::sync::{self as app, SyncJob};
 use baton_segment::demo::{self, DemoSegment};
 use baton_segment::logging::{self, LogOptions};
 use baton_segment::sandbox::Secret;
+use baton_segment::sandbox::redact::redact;
 use baton_segment::sync::scope::SyncScope;
 use baton_segment::telemetry::otlp::{Otel, OtelSettings};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
     // Every error exits 1, as a Baton connector's does (clap's own would be 2); help and the
     // version exit 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches are kept to tell a flag from a variable (a secret given as a flag is warned
+    // about).
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -40,13 +46,16 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(e),
     };
+    for warning in baton_segment::cli::secret_flag_warnings(&matches) {
+        tracing::warn!("{warning}");
+    }
     let result = check_standard_flags(&cli.standard).and_then(|()| runtime.block_on(run(cli)));
     let code = match result {
         Ok(output) if output.is_empty() => ExitCode::SUCCESS,
         Ok(output) => {
             use std::io::Write as _;
             // A reader that went away (`| head`) is not an error.
-            match writeln!(std::io::stdout(), "{output}") {
+            match writeln!(std::io::stdout(), "{}", redact(&output)) {
                 Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                     fail(anyhow::anyhow!("writing the output: {e}"))
                 }
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: anyhow::Error) -> ExitCode {
-    eprintln!("error: {e:#}");
+    eprintln!("error: {}", redact(&format!("{e:#}")));
     ExitCode::FAILURE
 }
 
@@ -252,8 +261,14 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
 /// Multi-tenant mode: every tenant of the tenants file, each in its own sandbox, until Ctrl-C or
 /// SIGTERM (or one round with `--once`).
 async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
-    use baton_segment::serve::{self, ServeOptions, config};
-    let tenants = config::load(&args.tenants)?;
+    use baton_segment::serve::{self, ServeOptions, config, policy::TenantPolicy};
+    let policy = TenantPolicy::new(
+        args.tenant_secrets_dir.as_deref(),
+        args.tenant_env_prefix.as_deref(),
+        args.output_root.as_deref(),
+        &args.tenant_allow_addresses,
+    )?;
+    let tenants = config::load(&args.tenants, &policy)?;
     let cache_dir = if args.no_cache {
         None
     } else {
@@ -268,6 +283,7 @@ async fn run_serve(args: ServeArgs) -> anyhow::Result<String> {
         connector: args.connector,
         cache_dir,
         health,
+        compile_timeout: serve::COMPILE_TIMEOUT,
     };
     let report = serve::run(opts, baton_segment::service::shutdown_signal()).await?;
     if args.once && !report.failures.is_empty() {

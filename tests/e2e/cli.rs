@@ -514,6 +514,21 @@ fn provisioning_flags_follow_batons_rules() {
 
 mod guests;
 
+/// What the operator allows the tenants of `tenants_file`: token files in `dir`, variables
+/// starting with `BATON_TEST_`, and the fake on 127.0.0.1.
+fn serve_policy(dir: &Path) -> Vec<String> {
+    [
+        "--tenant-secrets-dir",
+        dir.to_str().unwrap(),
+        "--tenant-env-prefix",
+        "BATON_TEST_",
+        "--tenant-allow-addresses",
+        "loopback",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A tenants file with a tenant on the fake and one whose token variable is not set.
 fn tenants_file(dir: &Path, fake: &fakes::segment::FakeSegment) -> std::path::PathBuf {
     std::fs::write(dir.join("acme.token"), "demo-token\n").unwrap();
@@ -546,18 +561,18 @@ fn serve_once_syncs_every_tenant_and_fails_if_one_did() {
     let (_rt, fake) = fake_segment();
     let dir = tempfile::tempdir().unwrap();
     let file = tenants_file(dir.path(), &fake);
-    let out = baton_segment(
-        &[
-            "--log-format",
-            "json",
-            "serve",
-            "--tenants",
-            file.to_str().unwrap(),
-            "--once",
-            "--no-cache",
-        ],
-        dir.path(),
-    );
+    let policy = serve_policy(dir.path());
+    let mut args = vec![
+        "--log-format",
+        "json",
+        "serve",
+        "--tenants",
+        file.to_str().unwrap(),
+        "--once",
+        "--no-cache",
+    ];
+    args.extend(policy.iter().map(String::as_str));
+    let out = baton_segment(&args, dir.path());
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("1 of 2 tenants failed") && err.contains("globex: no token: the environment variable BATON_TEST_GLOBEX_TOKEN_UNSET is not set"), "{err}");
@@ -616,6 +631,7 @@ fn serve_exposes_per_tenant_metrics_on_the_health_check_port() {
             "--health-check-port",
             &port.to_string(),
         ])
+        .args(serve_policy(dir.path()))
         .current_dir(dir.path())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -651,18 +667,18 @@ fn serve_refuses_a_component_that_imports_what_the_sandbox_does_not_grant() {
     let file = tenants_file(dir.path(), &fake);
     let wasm = dir.path().join("filesystem.wasm");
     std::fs::write(&wasm, guests::filesystem_wasm()).unwrap();
-    let out = baton_segment(
-        &[
-            "serve",
-            "--tenants",
-            file.to_str().unwrap(),
-            "--once",
-            "--no-cache",
-            "--connector",
-            wasm.to_str().unwrap(),
-        ],
-        dir.path(),
-    );
+    let policy = serve_policy(dir.path());
+    let mut args = vec![
+        "serve",
+        "--tenants",
+        file.to_str().unwrap(),
+        "--once",
+        "--no-cache",
+        "--connector",
+        wasm.to_str().unwrap(),
+    ];
+    args.extend(policy.iter().map(String::as_str));
+    let out = baton_segment(&args, dir.path());
     assert!(!out.status.success());
     let err = text(&out.stderr);
     assert!(

@@ -6,7 +6,7 @@ mod common;
 mod guests;
 
 use baton_segment::engine::{Runtime, RuntimeLimits};
-use baton_segment::sandbox::Origin;
+use baton_segment::sandbox::{AddressClass, AddressPolicy, Origin};
 use baton_segment::serve::config::{Tenant, TenantLimits, TokenSource};
 use baton_segment::serve::{self, ServeOptions};
 use common::*;
@@ -107,6 +107,9 @@ fn limits(base_url: &str) -> TenantLimits {
         response_max_bytes: 32 << 20,
         session_bytes: 64 << 20,
         allowed_origins: vec![Origin::parse(base_url).unwrap()],
+        // What an operator allows with `--tenant-allow-addresses loopback`: the fakes are on
+        // 127.0.0.1.
+        addresses: AddressPolicy::public_and(&[AddressClass::Loopback]),
     }
 }
 
@@ -517,6 +520,7 @@ async fn a_component_that_imports_more_than_the_sandbox_grants_is_refused_with_t
             connector: Some(path),
             cache_dir: None,
             health: None,
+            compile_timeout: serve::COMPILE_TIMEOUT,
         },
         std::future::pending(),
     )
@@ -593,6 +597,7 @@ async fn any_component_of_the_world_runs_with_connector() {
             connector: Some(path),
             cache_dir: None,
             health: None,
+            compile_timeout: serve::COMPILE_TIMEOUT,
         },
         std::future::pending(),
     )
@@ -656,4 +661,46 @@ async fn a_shutdown_during_a_single_round_counts_the_unfinished_tenants_as_faile
         )]
     );
     assert_eq!(std::fs::read(&slow.output).unwrap(), b"previous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_component_that_does_not_compile_in_time_fails_alone() {
+    let fake = fake(FakeConfig::demo()).await;
+    let base = fake.base_url();
+    let dir = temp_dir();
+    // The bundled connector from a file: compiling it takes a moment, more than no time at all.
+    let path = dir.path().join("segment.wasm");
+    std::fs::write(
+        &path,
+        baton_segment::engine::contract::SEGMENT_CONNECTOR_WASM,
+    )
+    .unwrap();
+    let mut slow = good("slow", &base, dir.path());
+    slow.connector = Some(path);
+    // A FIFO would block whoever reads it until a writer comes: refused, not read.
+    let fifo = dir.path().join("fifo.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut blocking = good("blocking", &base, dir.path());
+    blocking.connector = Some(fifo);
+    let mut opts = ServeOptions::once(vec![slow, good("fine", &base, dir.path()), blocking]);
+    opts.compile_timeout = Duration::ZERO;
+    let report = serve::run(opts, std::future::pending()).await.unwrap();
+    let failures: BTreeMap<String, String> = report.failures.into_iter().collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures["slow"].contains("did not compile within"),
+        "{failures:?}"
+    );
+    assert!(
+        failures["blocking"].contains("not a regular file"),
+        "{failures:?}"
+    );
+    assert_eq!(
+        Synced::open(&dir.path().join("fine.c1z")).grants().len(),
+        44
+    );
 }

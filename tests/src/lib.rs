@@ -8,6 +8,7 @@
 //!   TLS (from a private CA) in front of a plain fake.
 
 pub mod c1;
+pub mod echo;
 pub mod proxy;
 pub mod segment;
 pub mod server;

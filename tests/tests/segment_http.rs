@@ -1,7 +1,8 @@
 //! End-to-end tests of the fake Segment API over real HTTP on 127.0.0.1.
 
 use fakes::segment::{
-    FakeConfig, FakeSegment, Fault, FaultKind, GenSpec, MALFORMED_BODY, PathMatch, Plan, Workspace,
+    FakeConfig, FakeSegment, Fault, FaultKind, GenSpec, MALFORMED_BODY, PathMatch, Plan, ReadRate,
+    Workspace,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -816,6 +817,124 @@ async fn optional_read_limit() {
             .status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn token_bucket_read_limit_answers_429_with_a_wait_of_milliseconds() {
+    let mut cfg = FakeConfig::demo();
+    cfg.read_rate = Some(ReadRate::new(40.0, 3));
+    let fake = FakeSegment::start(cfg).await.unwrap();
+    let api = Api::new(&fake);
+    // The burst goes through at once, each answer saying what is left and when it is whole.
+    for left in ["2", "1", "0"] {
+        let r = api.get("/roles").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some(left));
+        let reset = r.header("x-ratelimit-reset").unwrap();
+        assert!(reset.ends_with(" GMT") && reset.len() == 29, "{reset}");
+    }
+    let r = api.get("/users").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("0"));
+    assert!(r.header("x-ratelimit-reset").is_some());
+    assert!(
+        r.header("x-ratelimit-limit").is_none(),
+        "Segment does not document it"
+    );
+    let data = &r.error()["data"];
+    let wait = data["msBeforeNext"].as_u64().unwrap();
+    assert!((1..=25).contains(&wait), "one token every 25 ms: {wait}");
+    assert_eq!(data["remainingPoints"], 0);
+    // Writes keep their own budget.
+    assert_eq!(
+        api.call(Method::DELETE, "/invites?emails.0=quinn@partner.test", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Waiting as long as it says is enough (a refusal takes no token).
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_eq!(api.get("/users").await.status, StatusCode::OK);
+
+    // The limit header on request, for clients that can use it.
+    fake.set_read_rate(Some(ReadRate {
+        limit_header: true,
+        ..ReadRate::new(40.0, 3)
+    }));
+    assert_eq!(
+        api.get("/roles")
+            .await
+            .header("x-ratelimit-limit")
+            .as_deref(),
+        Some("3")
+    );
+}
+
+// ---- connections -------------------------------------------------------------------------
+
+/// Sends `GET path` on `stream` and reads one answer: (head, body).
+async fn raw_get(stream: &mut tokio::net::TcpStream, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request =
+        format!("GET {path} HTTP/1.1\r\nhost: fake\r\nauthorization: Bearer {TOKEN}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .expect("a content-length");
+            if got.len() >= end + 4 + length {
+                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + length]).into_owned();
+                return (head, body);
+            }
+        }
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the connection closed mid-answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+async fn at_eof(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await,
+        Ok(Ok(0))
+    )
+}
+
+#[tokio::test]
+async fn connections_stay_open_by_default_and_close_when_asked() {
+    for nodelay in [true, false] {
+        let mut cfg = FakeConfig::demo();
+        cfg.nodelay = nodelay;
+        let fake = FakeSegment::start(cfg).await.unwrap();
+        let mut conn = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+        // Several answers on one connection, whole, however the server writes them.
+        for path in ["/roles", "/users", "/"] {
+            let (head, body) = raw_get(&mut conn, path).await;
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(!head.contains("connection: close"), "{head}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert!(v["data"].is_object(), "nodelay {nodelay}: {body}");
+        }
+        fake.shutdown().await;
+    }
+
+    let mut cfg = FakeConfig::demo();
+    cfg.keep_alive = false;
+    cfg.nodelay = false;
+    let fake = FakeSegment::start(cfg).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+    let (head, body) = raw_get(&mut conn, "/roles").await;
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(body.contains("roles"));
+    assert!(at_eof(&mut conn).await, "closed after the answer");
 }
 
 // ---- fault injection ---------------------------------------------------------------------

@@ -36,8 +36,16 @@ impl C1zWriter {
     /// it created.
     pub fn expand_grants(&mut self, max_depth: usize) -> Result<usize> {
         let edges = self.edges()?;
+        // Holders of a source change only when some edge grants that source: without such a
+        // chain, one round is all there is to do.
+        let sources: std::collections::HashSet<&str> =
+            edges.iter().map(|e| e.source.as_str()).collect();
+        let chained = edges
+            .iter()
+            .any(|e| sources.contains(e.destination.id.as_str()));
+        let rounds = if chained { max_depth } else { 1 };
         let mut created = 0;
-        for _ in 0..max_depth {
+        for _ in 0..rounds {
             let mut changed = false;
             for edge in &edges {
                 let mut after = 0;

@@ -104,6 +104,10 @@ impl Default for WriterOptions {
     }
 }
 
+/// Batches are committed together at most this often: a commit per page of a listing was
+/// most of a large sync's time, and a sync killed in between loses this much work at most.
+const GROUP_COMMIT: Duration = Duration::from_millis(100);
+
 /// Baton resumes unfinished syncs younger than this.
 pub const RESUME_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -119,9 +123,12 @@ pub enum Start {
 
 /// Builds one v1 `.c1z`: the previous file's finished syncs plus the one being written.
 ///
-/// Every `put_*` call (and every [`Batch`]) runs in one transaction, and upserts on
+/// Every `put_*` call (and every [`Batch`]) is all or nothing, and upserts on
 /// `(external_id, sync_id)`: a second put of the same id replaces the row (keeping its
-/// rowid, hence its position in reads). A call that fails writes nothing.
+/// rowid, hence its position in reads). A call that fails writes nothing. Batches are
+/// committed to disk together, at most [`GROUP_COMMIT`] apart (and when the writer finishes
+/// or is dropped), so a crash loses the last fraction of a second of complete batches, never
+/// part of one.
 pub struct C1zWriter {
     // Field order matters: the connection closes before the work directory goes.
     conn: Connection,
@@ -133,6 +140,8 @@ pub struct C1zWriter {
     start: Start,
     /// Whether a checkpoint was recorded: then a dropped writer leaves its work to resume.
     resumable: bool,
+    /// When the transaction that batches go into began (`None`: none is open).
+    open_since: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for C1zWriter {
@@ -148,6 +157,8 @@ impl std::fmt::Debug for C1zWriter {
 impl Drop for C1zWriter {
     /// Work that can be resumed stays (private to its owner); anything else is removed.
     fn drop(&mut self) {
+        // Complete batches are kept for the sync that resumes this one.
+        let _ = self.flush();
         if !self.resumable
             && let Some(work) = self.work.take()
         {
@@ -205,7 +216,18 @@ impl C1zWriter {
             keep_syncs: options.keep_syncs.max(1),
             resumable: matches!(start, Start::Resumed { .. }),
             start,
+            open_since: None,
         })
+    }
+
+    /// Commits the batches written so far.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.open_since.take().is_some() {
+            self.conn
+                .execute_batch("commit")
+                .context("committing batches of rows")?;
+        }
+        Ok(())
     }
 
     /// The sync id (a KSUID) every row of this sync carries.
@@ -240,11 +262,18 @@ impl C1zWriter {
 
     /// A transaction: rows and a checkpoint written together, or not at all.
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        if self.open_since.is_none() {
+            self.conn.execute_batch("begin")?;
+            self.open_since = Some(std::time::Instant::now());
+        }
+        self.conn.execute_batch("savepoint batch")?;
         Ok(Batch {
-            tx: self.conn.transaction()?,
+            conn: &self.conn,
             sync_id: &self.sync_id,
             now: timefmt::now_db_time(),
             checkpointed: &mut self.resumable,
+            open_since: &mut self.open_since,
+            done: false,
         })
     }
 
@@ -389,6 +418,7 @@ impl C1zWriter {
 
     /// Deletes resources (by `"<type>:<id>"`) and resource types of this sync.
     pub fn delete(&mut self, resources: &[String], resource_types: &[String]) -> Result<()> {
+        self.flush()?;
         let tx = self.conn.transaction()?;
         for key in resources {
             tx.prepare_cached("delete from v1_resources where external_id = ?1 and sync_id = ?2")?
@@ -465,6 +495,7 @@ impl C1zWriter {
                 timefmt::format_db_time(&started_at)
             );
         }
+        self.flush()?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "update v1_sync_runs set started_at = ?2, ended_at = ?3, sync_token = '',
@@ -498,6 +529,16 @@ impl C1zWriter {
 
     /// Writes the finished database over the target (see [`C1zWriter::finish`]).
     fn package(&mut self, work: &WorkDir, compact: bool) -> Result<()> {
+        // The file Baton reads is a rollback-journal database, whole in one file: this moves
+        // the write-ahead log into the database and marks it so (a copy made by `vacuum into`
+        // takes the mode too).
+        let mode: String = self
+            .conn
+            .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
+            .context("moving the write-ahead log into the database")?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            bail!("SQLite kept journal_mode={mode} instead of a rollback journal");
+        }
         let packed = if compact {
             // Rows of dropped syncs leave free pages: copy the database compactly first.
             let packed = work.path().join("packed");
@@ -547,10 +588,21 @@ pub struct Counts {
 
 /// Rows written in one transaction, with the sync's checkpoint.
 pub struct Batch<'w> {
-    tx: Transaction<'w>,
+    conn: &'w Connection,
     sync_id: &'w str,
     now: String,
     checkpointed: &'w mut bool,
+    open_since: &'w mut Option<std::time::Instant>,
+    /// Released into the open transaction (else rolled back when dropped).
+    done: bool,
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("rollback to batch; release batch");
+        }
+    }
 }
 
 impl Batch<'_> {
@@ -561,7 +613,7 @@ impl Batch<'_> {
                 rt.display_name
             );
         }
-        self.tx
+        self.conn
             .prepare_cached(UPSERT_RESOURCE_TYPE)?
             .execute(params![rt.id, rt.encode_to_vec(), self.sync_id, self.now])
             .with_context(|| format!("writing resource type {:?}", rt.id))?;
@@ -576,7 +628,7 @@ impl Batch<'_> {
             .as_ref()
             .filter(|p| !p.resource_type.is_empty() && !p.resource.is_empty());
         let key = ids::resource_key(&id.resource_type, &id.resource);
-        self.tx
+        self.conn
             .prepare_cached(UPSERT_RESOURCE)?
             .execute(params![
                 id.resource_type,
@@ -603,7 +655,7 @@ impl Batch<'_> {
             .as_ref()
             .ok_or_else(|| anyhow!("entitlement {:?} has no resource", e.id))
             .and_then(|r| resource_id_of(r).with_context(|| format!("entitlement {:?}", e.id)))?;
-        self.tx
+        self.conn
             .prepare_cached(UPSERT_ENTITLEMENT)?
             .execute(params![
                 res.resource_type,
@@ -623,7 +675,7 @@ impl Batch<'_> {
     /// replaces everything but keeps the row's `expansion`/`needs_expansion`.
     pub fn put_grant(&mut self, g: &pb::Grant) -> Result<()> {
         let row = grant_row(g).with_context(|| format!("invalid grant {:?}", g.id))?;
-        self.tx
+        self.conn
             .prepare_cached(UPSERT_GRANT)?
             .execute(params![
                 row.resource_type_id,
@@ -645,7 +697,7 @@ impl Batch<'_> {
     /// Records where the sync stands (Baton's `sync_token`): a sync interrupted after this
     /// batch commits resumes from here.
     pub fn checkpoint(&mut self, token: &str) -> Result<()> {
-        self.tx
+        self.conn
             .prepare_cached("update v1_sync_runs set sync_token = ?1 where sync_id = ?2")?
             .execute(params![token, self.sync_id])
             .context("recording the sync's checkpoint")?;
@@ -653,8 +705,19 @@ impl Batch<'_> {
         Ok(())
     }
 
-    pub fn commit(self) -> Result<()> {
-        self.tx.commit().context("committing a batch of rows")
+    /// Keeps the batch; it reaches the disk with the next group commit.
+    pub fn commit(mut self) -> Result<()> {
+        self.conn
+            .execute_batch("release batch")
+            .context("committing a batch of rows")?;
+        self.done = true;
+        if self.open_since.is_some_and(|t| t.elapsed() >= GROUP_COMMIT) {
+            *self.open_since = None;
+            self.conn
+                .execute_batch("commit")
+                .context("committing batches of rows")?;
+        }
+        Ok(())
     }
 }
 
@@ -771,13 +834,17 @@ fn carries_over(conn: &Connection) -> Result<bool> {
 fn open_db(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
         .with_context(|| format!("opening SQLite database {}", path.display()))?;
-    // Rollback journal (never WAL): after a crash SQLite rolls a half-written batch back on
-    // the next open. No fsyncs: the database is scratch until packaged (a crash of the
+    // Write-ahead log: a batch commits by appending the pages it changed (a rollback journal
+    // writes every page twice per commit, which at a commit per page of a listing was most of
+    // a large sync's disk traffic). After a crash, SQLite ignores an unfinished batch's frames
+    // on the next open. No fsyncs: the database is scratch until packaged (a crash of the
     // process loses nothing the operating system was handed).
-    let mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "TRUNCATE", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("truncate") {
-        bail!("SQLite refused journal_mode=TRUNCATE (got {mode})");
+    // Only this connection uses the file (the work directory is locked): holding the lock
+    // saves checking it at every transaction, and the log needs no shared-memory index.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        bail!("SQLite refused journal_mode=WAL (got {mode})");
     }
     conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "temp_store", "FILE")?;

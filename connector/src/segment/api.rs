@@ -5,6 +5,7 @@ use super::model::{ErrorEnvelope, ListPage, Pagination};
 use crate::env::{Env, HttpRequest, HttpResponse, Method, TransportError};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::ops::ControlFlow;
 
 /// Segment recommends 200 per page; larger pages are a documented cause of rate limiting.
 pub const DEFAULT_PAGE_SIZE: u32 = 200;
@@ -110,15 +111,16 @@ impl<'e, E: Env> Api<'e, E> {
         self.call(&HttpRequest::get(path))
     }
 
-    /// Several GETs, in flight together where the environment allows.
-    pub fn get_all<T: DeserializeOwned>(&self, paths: &[String]) -> Vec<Result<T, ApiError>> {
+    /// Several GETs with as many in flight as the environment allows throughout; `each` gets
+    /// every decoded answer (with the index of its path) as it arrives, and may stop.
+    pub fn get_each<T: DeserializeOwned>(
+        &self,
+        paths: &[String],
+        each: &mut dyn FnMut(usize, Result<T, ApiError>) -> ControlFlow<()>,
+    ) {
         let requests: Vec<HttpRequest> = paths.iter().map(HttpRequest::get).collect();
-        let responses = self.env.send_all(&requests);
-        requests
-            .iter()
-            .zip(responses)
-            .map(|(req, res)| decode(req, res))
-            .collect()
+        self.env
+            .send_each(&requests, &mut |i, res| each(i, decode(&requests[i], res)));
     }
 
     /// A request with a JSON body (or none); decodes `data`.
@@ -172,26 +174,8 @@ impl<'e, E: Env> Api<'e, E> {
         P: ListPage + DeserializeOwned,
     {
         let request = HttpRequest::get(self.page_url(path, query, cursor));
-        let page: P = self.call(&request)?;
-        let (items, pagination) = page.into_parts();
-        let op = request.describe();
-        let pagination: Pagination = pagination.ok_or_else(|| ApiError {
-            op: op.clone(),
-            kind: ApiErrorKind::Malformed("a list answer without `data.pagination`".into()),
-        })?;
-        let next = pagination.next.filter(|n| !n.is_empty());
-        if let Some(next) = &next {
-            // A cursor that points back at the page just read would loop forever.
-            if Some(next.as_str()) == cursor || Some(next) == pagination.current.as_ref() {
-                return Err(ApiError {
-                    op,
-                    kind: ApiErrorKind::Malformed(format!(
-                        "the next-page cursor {next:?} repeats the current page; stopping to avoid an endless loop"
-                    )),
-                });
-            }
-        }
-        Ok(Page { items, next })
+        let response = self.env.send(&request);
+        page_of::<P>(&request, response, cursor)
     }
 
     /// Every page of a list endpoint.
@@ -233,12 +217,43 @@ impl Cursors {
     }
 }
 
+/// The page in `response` to `request` (a page of a list endpoint read from `cursor`).
+pub(crate) fn page_of<P>(
+    request: &HttpRequest,
+    response: Result<HttpResponse, TransportError>,
+    cursor: Option<&str>,
+) -> Result<Page<P::Item>, ApiError>
+where
+    P: ListPage + DeserializeOwned,
+{
+    let page: P = decode(request, response)?;
+    let (items, pagination) = page.into_parts();
+    let op = request.describe();
+    let pagination: Pagination = pagination.ok_or_else(|| ApiError {
+        op: op.clone(),
+        kind: ApiErrorKind::Malformed("a list answer without `data.pagination`".into()),
+    })?;
+    let next = pagination.next.filter(|n| !n.is_empty());
+    if let Some(next) = &next {
+        // A cursor that points back at the page just read would loop forever.
+        if Some(next.as_str()) == cursor || Some(next) == pagination.current.as_ref() {
+            return Err(ApiError {
+                op,
+                kind: ApiErrorKind::Malformed(format!(
+                    "the next-page cursor {next:?} repeats the current page; stopping to avoid an endless loop"
+                )),
+            });
+        }
+    }
+    Ok(Page { items, next })
+}
+
 #[derive(Deserialize)]
 struct DataEnvelope<T> {
     data: T,
 }
 
-fn decode<T: DeserializeOwned>(
+pub(crate) fn decode<T: DeserializeOwned>(
     request: &HttpRequest,
     response: Result<HttpResponse, TransportError>,
 ) -> Result<T, ApiError> {
@@ -286,10 +301,9 @@ fn status_error(response: &HttpResponse) -> ApiErrorKind {
         message = format!("{message} (field `{field}`)");
     }
     if message.is_empty() && first.is_none() {
-        message = String::from_utf8_lossy(&response.body)
-            .chars()
-            .take(200)
-            .collect();
+        // At most 200 characters of it: never a copy of a whole (maybe huge) body.
+        let start = &response.body[..response.body.len().min(800)];
+        message = String::from_utf8_lossy(start).chars().take(200).collect();
     }
     let retry_after_ms = (response.status == 429).then(|| {
         first

@@ -392,8 +392,47 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
 
+    /// The directory tenants' token_file entries must lie in (after following links); without
+    /// it, token_file is refused
+    #[arg(long, env = "BATON_TENANT_SECRETS_DIR")]
+    pub tenant_secrets_dir: Option<PathBuf>,
+
+    /// The prefix of the environment variables tenants' token_env entries may name (e.g.
+    /// TENANT_TOKEN_); without it, token_env is refused
+    #[arg(long, env = "BATON_TENANT_ENV_PREFIX")]
+    pub tenant_env_prefix: Option<String>,
+
+    /// The directory tenants' outputs must resolve into (relative outputs are relative to it)
+    #[arg(long, env = "BATON_OUTPUT_ROOT")]
+    pub output_root: Option<PathBuf>,
+
+    /// Address classes besides public ones that tenants' origins may resolve to: loopback,
+    /// private, link-local (comma-separated; cloud metadata addresses are never allowed)
+    #[arg(long, env = "BATON_TENANT_ALLOW_ADDRESSES", value_delimiter = ',')]
+    pub tenant_allow_addresses: Vec<crate::sandbox::AddressClass>,
+
     #[command(flatten)]
     pub health: HealthArgs,
+}
+
+/// Warnings for secrets given as flags: they show in the process list (`ps`, /proc) to every
+/// user of the machine, where the variable does not.
+pub fn secret_flag_warnings(matches: &clap::ArgMatches) -> Vec<String> {
+    [
+        ("token", "--token", "BATON_TOKEN"),
+        ("client_secret", "--client-secret", "BATON_CLIENT_SECRET"),
+    ]
+    .into_iter()
+    .filter(|(id, _, _)| {
+        matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+    })
+    .map(|(_, flag, var)| {
+        format!(
+            "{flag} was given on the command line, where other users of this machine can read it in the \
+             process list; set {var} in the environment instead"
+        )
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -403,6 +442,45 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("baton-segment").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn secrets_given_as_flags_are_warned_about_and_variables_are_not() {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command()
+            .try_get_matches_from(["baton-segment", "--token", "t0k3n"])
+            .unwrap();
+        let warnings = secret_flag_warnings(&matches);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("--token") && warnings[0].contains("BATON_TOKEN"));
+        assert!(!warnings[0].contains("t0k3n"));
+        assert!(Cli::from_arg_matches(&matches).is_ok());
+        let none = Cli::command()
+            .try_get_matches_from(["baton-segment", "--demo"])
+            .unwrap();
+        assert!(secret_flag_warnings(&none).is_empty());
+        let serve = parse(&[
+            "serve",
+            "--tenants",
+            "t.toml",
+            "--tenant-allow-addresses",
+            "loopback,private",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = serve.command else {
+            panic!("serve");
+        };
+        assert_eq!(args.tenant_allow_addresses.len(), 2);
+        assert!(
+            parse(&[
+                "serve",
+                "--tenants",
+                "t",
+                "--tenant-allow-addresses",
+                "metadata"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

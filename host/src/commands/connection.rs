@@ -118,13 +118,21 @@ fn identity(origin: &Origin, token: &Secret) -> String {
     )
 }
 
-/// The runtime for the bundled Segment component.
+/// The runtime for the bundled Segment component, compiled once and then loaded from the
+/// compiled-component cache (`BATON_CACHE_DIR`, else `$XDG_CACHE_HOME/baton-segment` or
+/// `~/.cache/baton-segment`): compiling takes about half a second at every start otherwise. A
+/// cache that cannot be used only costs that compile.
 pub fn segment_runtime(max_instances: u32) -> anyhow::Result<Runtime> {
-    Runtime::new(
+    let cache_dir = std::env::var_os("BATON_CACHE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(crate::engine::cache::default_dir);
+    Runtime::with_cache(
         SEGMENT_CONNECTOR_WASM,
         RuntimeLimits {
             max_instances,
             ..RuntimeLimits::default()
         },
+        cache_dir.as_deref(),
     )
 }

@@ -67,7 +67,8 @@ pub fn load_or_compile(
         return Ok((component, false));
     }
     if let Err(e) = store(dir, &path, &component) {
-        tracing::warn!(
+        // Common and harmless in a read-only container: not worth a warning at every start.
+        tracing::info!(
             "could not cache the compiled component in {}: {e:#}",
             dir.display()
         );

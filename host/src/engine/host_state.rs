@@ -35,9 +35,16 @@ pub struct RunContext {
 pub struct RunMeter {
     cpu_ticks: AtomicU64,
     peak_memory: AtomicUsize,
+    environment_reads: AtomicU64,
 }
 
 impl RunMeter {
+    /// How often the run's instances asked for their environment, arguments or working
+    /// directory (the bundled connector never does; a host gives it nothing anyway).
+    pub fn environment_reads(&self) -> u64 {
+        self.environment_reads.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn record(&self, cpu_ticks: u64, memory_bytes: usize) {
         self.cpu_ticks.fetch_add(cpu_ticks, Ordering::Relaxed);
         self.peak_memory.fetch_max(memory_bytes, Ordering::Relaxed);
@@ -100,7 +107,7 @@ impl HostState {
                 http.set_field_size_limit(MAX_FIELDS_BYTES);
                 http
             },
-            hooks: SandboxHooks::new(run.network.clone()),
+            hooks: SandboxHooks::new(run.network.clone(), limits.account()),
             limits,
             run,
             stderr,
@@ -147,6 +154,34 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             ctx: &mut self.http,
         }
+    }
+}
+
+/// The guest's `wasi:cli/environment`: no variables, no arguments, no working directory, and
+/// every call counted, so tests can show that a connector does not look.
+impl wasmtime_wasi::p2::bindings::cli::environment::Host for HostState {
+    fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        self.run
+            .meter
+            .environment_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(vec![])
+    }
+
+    fn get_arguments(&mut self) -> wasmtime::Result<Vec<String>> {
+        self.run
+            .meter
+            .environment_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(vec![])
+    }
+
+    fn initial_cwd(&mut self) -> wasmtime::Result<Option<String>> {
+        self.run
+            .meter
+            .environment_reads
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(None)
     }
 }
 

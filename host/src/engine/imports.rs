@@ -19,7 +19,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut l = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(&mut l)?;
     cli::exit::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
-    cli::environment::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
+    // An empty environment whose every look is counted (see `HostState`'s implementation).
+    cli::environment::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
     cli::terminal_input::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::terminal_output::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;

@@ -5,9 +5,12 @@
 //! directory ([`SessionStore::spill_to`]): what the connector keeps for later phases (every
 //! user's permissions, say) then costs disk, not memory, however large the workspace, and it
 //! survives an interruption with the rest of the sync's work, so a resumed sync finds it.
+//!
+//! It keeps what it accepted; [`SessionStore::evicting`] makes one that forgets, as the
+//! contract allows a host's store to (a cache), for proving that a component copes.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -15,6 +18,8 @@ use std::sync::Mutex;
 pub struct SessionStore {
     inner: Mutex<Inner>,
     max_bytes: usize,
+    /// Entries kept at most; past that the oldest is forgotten without a word.
+    max_entries: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -22,6 +27,8 @@ struct Inner {
     backend: Backend,
     /// Keys and values held, against `max_bytes`.
     bytes: usize,
+    /// Keys in the order they were last set (kept only when evicting).
+    order: VecDeque<String>,
 }
 
 #[derive(Debug)]
@@ -36,8 +43,19 @@ impl SessionStore {
             inner: Mutex::new(Inner {
                 backend: Backend::Memory(BTreeMap::new()),
                 bytes: 0,
+                order: VecDeque::new(),
             }),
             max_bytes,
+            max_entries: None,
+        }
+    }
+
+    /// A store that keeps at most `max_entries` entries, forgetting the oldest: a host whose
+    /// store is a cache.
+    pub fn evicting(max_bytes: usize, max_entries: usize) -> SessionStore {
+        SessionStore {
+            max_entries: Some(max_entries),
+            ..SessionStore::new(max_bytes)
         }
     }
 
@@ -46,6 +64,9 @@ impl SessionStore {
     pub fn spill_to(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join("session.db");
         let conn = Connection::open(&path)?;
+        // Only this connection uses the file (the work directory is locked): holding the lock
+        // saves checking it at every transaction, and the log needs no shared-memory index.
+        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         // A write-ahead log: each entry is one quick append (a connector may store thousands,
         // from inside a call), and a crash loses at most the last ones, never the file.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -105,7 +126,7 @@ impl SessionStore {
         }
         match &mut inner.backend {
             Backend::Memory(m) => {
-                m.insert(key, value);
+                m.insert(key.clone(), value);
             }
             Backend::Disk(c) => {
                 c.prepare_cached("insert or replace into session (key, value) values (?1, ?2)")
@@ -114,6 +135,15 @@ impl SessionStore {
             }
         }
         inner.bytes = new_total;
+        if let Some(max) = self.max_entries {
+            inner.order.retain(|k| *k != key);
+            inner.order.push_back(key);
+            while inner.order.len() > max {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.remove(&old);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -155,6 +185,26 @@ impl SessionStore {
 }
 
 impl Inner {
+    /// Forgets `key`'s entry.
+    fn remove(&mut self, key: &str) {
+        let bytes = self.entry_bytes(key);
+        match &mut self.backend {
+            Backend::Memory(m) => {
+                m.remove(key);
+            }
+            Backend::Disk(c) => {
+                if let Err(e) = c
+                    .prepare_cached("delete from session where key = ?1")
+                    .and_then(|mut s| s.execute(params![key]))
+                {
+                    tracing::warn!("session store: forgetting {key:?} failed: {e}");
+                    return;
+                }
+            }
+        }
+        self.bytes -= bytes;
+    }
+
     /// What `key`'s entry counts now (0 when there is none).
     fn entry_bytes(&self, key: &str) -> usize {
         let value = match &self.backend {
@@ -203,6 +253,21 @@ mod tests {
             assert_eq!(s.bytes(), 5);
             s.set("j".into(), vec![0; 4]).unwrap();
             assert_eq!(s.get("j"), Some(vec![0; 4]));
+        }
+    }
+
+    #[test]
+    fn an_evicting_store_forgets_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = SessionStore::evicting(1024, 2);
+        disk.spill_to(dir.path()).unwrap();
+        for s in [&SessionStore::evicting(1024, 2), &disk] {
+            for k in ["a", "b", "c"] {
+                s.set(k.into(), vec![1]).unwrap();
+            }
+            assert_eq!(s.get("a"), None);
+            assert_eq!(s.get("c"), Some(vec![1]));
+            assert_eq!(s.bytes(), 4);
         }
     }
 

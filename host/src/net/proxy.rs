@@ -13,6 +13,8 @@
 //! proxy. Proxy credentials come from the proxy URL (`http://user:password@proxy:3128`) and
 //! go in `Proxy-Authorization`, to the proxy only.
 
+use super::addresses::AddressPolicy;
+use super::resolve::{GuardedResolver, check_name};
 use anyhow::{Context as _, anyhow};
 use base64::Engine as _;
 use http::Uri;
@@ -424,13 +426,28 @@ pub async fn tunnel(
 #[derive(Clone)]
 pub struct ProxyConnector {
     proxies: Arc<Proxies>,
-    direct: hyper_util::client::legacy::connect::HttpConnector,
+    direct: hyper_util::client::legacy::connect::HttpConnector<GuardedResolver>,
     connect_timeout: Duration,
+    /// Where connections may go (checked on the resolved addresses).
+    addresses: AddressPolicy,
 }
 
 impl ProxyConnector {
     pub fn new(proxies: Arc<Proxies>, connect_timeout: Duration) -> ProxyConnector {
-        let mut direct = hyper_util::client::legacy::connect::HttpConnector::new();
+        ProxyConnector::guarded(proxies, connect_timeout, AddressPolicy::any())
+    }
+
+    /// A connector whose connections reach only what `addresses` allows: direct ones are
+    /// checked on the addresses they connect to; through a proxy (which resolves the name
+    /// itself) the name is resolved and checked here first.
+    pub fn guarded(
+        proxies: Arc<Proxies>,
+        connect_timeout: Duration,
+        addresses: AddressPolicy,
+    ) -> ProxyConnector {
+        let mut direct = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+            GuardedResolver::new(addresses.clone()),
+        );
         // The scheme decides TLS, not this connector.
         direct.enforce_http(false);
         direct.set_connect_timeout(Some(connect_timeout));
@@ -439,6 +456,7 @@ impl ProxyConnector {
             proxies,
             direct,
             connect_timeout,
+            addresses,
         }
     }
 }
@@ -465,8 +483,10 @@ impl tower_service::Service<Uri> for ProxyConnector {
             }
             Some(proxy) => {
                 let timeout = self.connect_timeout;
+                let addresses = self.addresses.clone();
                 Box::pin(async move {
                     let host = uri.host().unwrap_or_default().to_string();
+                    check_name(&addresses, &host).await?;
                     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
                         Some("https") => 443,
                         _ => 80,
@@ -563,5 +583,39 @@ mod tests {
         assert!(e.to_string().contains("only http://"), "{e}");
         assert!(!e.to_string().contains("secretpw"), "{e}");
         assert!(Proxies::from_values(Some("http://"), None, None).is_err());
+    }
+
+    /// Through a proxy the proxy resolves the name; a restricted connector resolves it first
+    /// and refuses a private answer before the proxy is asked anything.
+    #[tokio::test]
+    async fn a_restricted_connector_checks_the_name_before_the_proxy_tunnels() {
+        use crate::net::addresses::{AddressClass, AddressPolicy};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower_service::Service;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        tokio::spawn(async move {
+            while let Ok(_conn) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let proxies = Arc::new(Proxies::from_values(None, Some(&proxy), None).unwrap());
+        // A private destination (loopback ones never go through a proxy).
+        let uri: Uri = "http://10.255.255.1:8080/".parse().unwrap();
+        assert!(proxies.for_uri(&uri).is_some());
+        let mut strict = ProxyConnector::guarded(
+            proxies.clone(),
+            Duration::from_secs(5),
+            AddressPolicy::public_and(&[]),
+        );
+        let Err(err) = strict.call(uri).await else {
+            panic!("a private destination was let through");
+        };
+        let refused =
+            crate::net::resolve::prohibited_cause(err.as_ref()).unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(refused.class, AddressClass::Private);
+        assert_eq!(asked.load(Ordering::SeqCst), 0, "the proxy was not asked");
     }
 }

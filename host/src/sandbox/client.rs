@@ -1,7 +1,11 @@
 //! The HTTP client behind the sandbox: one per run (a tenant's sync or task, never shared
 //! between tenants), keeping connections to Segment open between requests so a sync does not
-//! pay a TCP and TLS handshake for every one. Trust and proxies: see [`super::connect`].
+//! pay a TCP and TLS handshake for every one. Over TLS it offers HTTP/2 (ALPN) and, where the
+//! server takes it, sends the run's requests as streams of one connection; otherwise HTTP/1.1
+//! with one connection per request in flight. Trust, proxies and TCP: see [`super::connect`].
 
+use crate::net::addresses::AddressPolicy;
+use crate::net::resolve::prohibited_cause;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -14,9 +18,30 @@ pub type PooledClient = Client<super::connect::SegmentConnector, Full<Bytes>>;
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn pooled(connect_timeout: Duration, max_idle: usize) -> PooledClient {
-    let https = super::connect::connector(connect_timeout);
+/// The largest response head (status line and headers) read from a server; a larger one is
+/// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB). hyper
+/// checks its read buffer only while the head is incomplete, and one read adds up to the
+/// buffer's size, so the buffer is half of this: heads under 32 KiB always pass, heads over
+/// 64 KiB never do.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A run's client, connecting only where `addresses` allows.
+pub fn pooled(
+    connect_timeout: Duration,
+    max_idle: usize,
+    addresses: AddressPolicy,
+) -> PooledClient {
+    pooled_with(
+        super::connect::connector(connect_timeout, addresses),
+        max_idle,
+    )
+}
+
+fn pooled_with(https: super::connect::SegmentConnector, max_idle: usize) -> PooledClient {
     Client::builder(TokioExecutor::new())
+        .http1_max_buf_size(MAX_RESPONSE_HEAD / 2)
+        // The same bound over HTTP/2, where the header list size is announced to the server.
+        .http2_max_header_list_size(MAX_RESPONSE_HEAD as u32)
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
         .build(https)
@@ -37,9 +62,24 @@ fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
         .or_else(|| e.source().and_then(rustls_cause))
 }
 
-/// The guest-facing error for a failed request: certificate problems are told apart (and not
-/// retried), failures to connect are `Connect` (retried), anything else a dropped connection.
+/// The hyper error somewhere in `e`'s chain.
+fn hyper_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
+    e.downcast_ref::<hyper::Error>()
+        .or_else(|| e.source().and_then(hyper_cause))
+}
+
+/// The guest-facing error for a failed request: certificate problems, refused destinations and
+/// oversized response heads are told apart (and not retried), failures to connect are
+/// `Connect` (retried), anything else a dropped connection.
 pub fn error(e: hyper_util::client::legacy::Error) -> Error {
+    if let Some(refused) = prohibited_cause(&e) {
+        tracing::debug!(target: "sandbox", "{refused}");
+        return Error::DestinationIpProhibited;
+    }
+    if hyper_cause(&e).is_some_and(|h| h.is_parse_too_large()) {
+        tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
+        return Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32));
+    }
     if let Some(tls) = rustls_cause(&e) {
         tracing::warn!(target: "sandbox", "TLS failure: {tls}");
         return match tls {
@@ -59,6 +99,7 @@ pub fn error(e: hyper_util::client::legacy::Error) -> Error {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A TLS server on loopback with a self-signed certificate, which no public root trusts.
     async fn untrusted_tls_server() -> String {
@@ -90,10 +131,150 @@ mod tests {
         url
     }
 
+    /// A TLS server on loopback offering `alpn`, answering `/` at once and holding answers to
+    /// `/together` until `together` of them are at the server at once; counts the connections
+    /// it accepts.
+    async fn tls_server(
+        alpn: &[&[u8]],
+        together: usize,
+    ) -> (String, rustls::ClientConfig, Arc<AtomicUsize>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/",
+            listener.local_addr().unwrap().port()
+        );
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(together));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, barrier) = (acceptor.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                        let barrier = barrier.clone();
+                        async move {
+                            if req.uri().path() == "/together" {
+                                barrier.wait().await;
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
+                });
+            }
+        });
+        (url, client, accepted)
+    }
+
+    /// Sends `n` GETs to `/together` at once; the versions they were answered with.
+    async fn at_once(client: &PooledClient, url: &str, n: usize) -> Vec<http::Version> {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (client, url) = (client.clone(), format!("{url}together"));
+            set.spawn(async move {
+                let request = http::Request::get(url)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                client.request(request).await.unwrap().version()
+            });
+        }
+        let all = tokio::time::timeout(Duration::from_secs(20), set.join_all());
+        all.await.expect("the requests were at the server together")
+    }
+
+    #[tokio::test]
+    async fn requests_share_one_http2_connection_where_the_server_offers_it() {
+        let (url, tls, accepted) = tls_server(&[b"h2", b"http/1.1"], 8).await;
+        let client = pooled_with(
+            super::super::connect::connector_with(
+                tls,
+                Duration::from_secs(5),
+                AddressPolicy::any(),
+            ),
+            8,
+        );
+        // The first request opens the connection; then eight streams are on it at once (the
+        // server answers none until all eight are there).
+        let first = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            client.request(first).await.unwrap().version(),
+            http::Version::HTTP_2
+        );
+        let versions = at_once(&client, &url, 8).await;
+        assert!(
+            versions.iter().all(|v| *v == http::Version::HTTP_2),
+            "{versions:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection");
+    }
+
+    #[tokio::test]
+    async fn http1_over_tls_when_the_server_offers_only_that() {
+        let (url, tls, accepted) = tls_server(&[b"http/1.1"], 4).await;
+        let client = pooled_with(
+            super::super::connect::connector_with(
+                tls,
+                Duration::from_secs(5),
+                AddressPolicy::any(),
+            ),
+            4,
+        );
+        let first = http::Request::get(&url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            client.request(first).await.unwrap().version(),
+            http::Version::HTTP_11
+        );
+        let versions = at_once(&client, &url, 4).await;
+        assert!(
+            versions.iter().all(|v| *v == http::Version::HTTP_11),
+            "{versions:?}"
+        );
+        // The first connection is used again, and one more opened for each other request.
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    }
+
     #[tokio::test]
     async fn a_certificate_no_trusted_root_signed_is_refused_as_such() {
         let url = untrusted_tls_server().await;
-        let client = pooled(Duration::from_secs(5), 1);
+        let client = pooled(Duration::from_secs(5), 1, AddressPolicy::any());
         let request = http::Request::get(url)
             .body(Full::new(Bytes::new()))
             .unwrap();

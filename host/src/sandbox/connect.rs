@@ -1,14 +1,17 @@
 //! How the sandbox's client reaches the Segment origin: trusting the OS certificate store
 //! plus `BATON_C1_CA_CERT` (see [`crate::net::trust`]), and through the proxy the environment
-//! names (see [`crate::net::proxy`]). The sandbox has checked the destination origin before a
-//! request gets here; the guest never learns that a proxy exists.
+//! names (see [`crate::net::proxy`]), over TCP connections that ACK at once (see
+//! [`super::tcp`]), offering HTTP/2 over TLS. The sandbox has checked the destination origin
+//! before a request gets here; the guest never learns that a proxy exists.
 
+use super::tcp::QuickAckConnector;
+use crate::net::addresses::AddressPolicy;
 use crate::net::proxy::{Proxies, ProxyConnector};
 use crate::net::trust::Trust;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub type SegmentConnector = hyper_rustls::HttpsConnector<ProxyConnector>;
+pub type SegmentConnector = hyper_rustls::HttpsConnector<QuickAckConnector<ProxyConnector>>;
 
 /// The TLS configuration for Segment, built once per process from the environment.
 fn tls_config() -> Arc<rustls::ClientConfig> {
@@ -27,12 +30,21 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// A connector for one run's pooled client.
-pub fn connector(connect_timeout: Duration) -> SegmentConnector {
-    let direct_or_proxied = ProxyConnector::new(Proxies::global(), connect_timeout);
+/// A connector for one run's pooled client, reaching only what `addresses` allows.
+pub fn connector(connect_timeout: Duration, addresses: AddressPolicy) -> SegmentConnector {
+    connector_with((*tls_config()).clone(), connect_timeout, addresses)
+}
+
+/// A connector trusting what `tls` trusts.
+pub fn connector_with(
+    tls: rustls::ClientConfig,
+    connect_timeout: Duration,
+    addresses: AddressPolicy,
+) -> SegmentConnector {
+    let direct_or_proxied = ProxyConnector::guarded(Proxies::global(), connect_timeout, addresses);
     hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*tls_config()).clone())
+        .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(direct_or_proxied)
+        .enable_all_versions()
+        .wrap_connector(QuickAckConnector::new(direct_or_proxied))
 }

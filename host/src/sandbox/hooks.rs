@@ -1,11 +1,13 @@
-//! The `wasi:http` hooks of one store: where a guest's request is admitted (origin allowlist,
-//! request budget; decided synchronously, so a denied request never reaches the network) and
-//! handed to [`super::send`].
+//! The `wasi:http` hooks of one store: where a guest's request is admitted (method, origin
+//! allowlist, address policy for IP literals, request budget; decided synchronously, so a
+//! denied request never reaches the network) and handed to [`super::send`].
 
+use super::methods;
 use super::network::RunNetwork;
 use super::origin::Origin;
 use super::send::{Sent, send};
 use super::stats::NetStats;
+use crate::engine::limits::MemoryAccount;
 use http::{HeaderName, Request};
 use std::future::Future;
 use std::sync::Arc;
@@ -19,13 +21,16 @@ use wasmtime_wasi_http::{
 pub struct SandboxHooks {
     net: Arc<RunNetwork>,
     alive: Arc<AtomicBool>,
+    /// The instance's memory, which the response headers it keeps are charged to.
+    memory: Arc<MemoryAccount>,
 }
 
 impl SandboxHooks {
-    pub fn new(net: Arc<RunNetwork>) -> SandboxHooks {
+    pub fn new(net: Arc<RunNetwork>, memory: Arc<MemoryAccount>) -> SandboxHooks {
         SandboxHooks {
             net,
             alive: Arc::new(AtomicBool::new(true)),
+            memory,
         }
     }
 }
@@ -79,6 +84,11 @@ impl WasiHttpHooks for SandboxHooks {
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let net = self.net.clone();
         // Decided here, synchronously: a denied request never reaches the network.
+        if !methods::allowed(request.method()) {
+            NetStats::add(&net.stats.denied, 1);
+            tracing::warn!(target: "sandbox", "denied a {} request: only {} are allowed", request.method(), methods::ALLOWED.map(|m| m.to_string()).join(", "));
+            return Box::new(async { Err(Error::HttpRequestMethodInvalid) });
+        }
         let origin = match Origin::of_uri(request.uri()) {
             Some(origin) if net.policy.allows(&origin) => origin,
             other => {
@@ -91,6 +101,12 @@ impl WasiHttpHooks for SandboxHooks {
                 return Box::new(async { Err(Error::HttpRequestDenied) });
             }
         };
+        // Names are checked when they are resolved; an IP literal is never resolved.
+        if let Err((ip, class)) = net.policy.addresses.check_literal(&origin.host) {
+            NetStats::add(&net.stats.denied, 1);
+            tracing::warn!(target: "sandbox", "denied a request to {origin}: {ip} is a {class} address, which this run may not reach");
+            return Box::new(async { Err(Error::DestinationIpProhibited) });
+        }
         let n = net.started.fetch_add(1, Ordering::Relaxed) + 1;
         if net.policy.request_budget.is_some_and(|budget| n > budget) {
             NetStats::add(&net.stats.denied, 1);
@@ -102,7 +118,14 @@ impl WasiHttpHooks for SandboxHooks {
         // telemetry: one span per Segment request
         let span = crate::telemetry::request_span(request.method().as_str(), request.uri().path());
         Box::new(tracing::Instrument::instrument(
-            send(net, self.alive.clone(), request, origin, options),
+            send(
+                net,
+                self.alive.clone(),
+                self.memory.clone(),
+                request,
+                origin,
+                options,
+            ),
             span,
         ))
     }

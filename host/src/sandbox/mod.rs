@@ -4,7 +4,12 @@
 //!   run's allowlist; anything else gets `HttpRequestDenied` and nothing leaves the host.
 //! * Credentials stay on the host: `Authorization` is a forbidden header for the guest, and the
 //!   host adds the token to requests bound for the credential's origin, after the guest's
-//!   request was built.
+//!   request was built. A server that echoes requests does not hand it back: the token is
+//!   masked in every response header and body before the guest sees them ([`scrub`]), and in
+//!   every string the host emits ([`redact`]).
+//! * Only the methods a REST API needs ([`methods`]); runs with a restricted address policy
+//!   connect to public addresses only ([`crate::net::addresses`], checked again at connect
+//!   time).
 //! * Limits: clamped timeouts, a response size cap, requests in flight per run, an optional
 //!   request budget per run.
 //! * Rate limits are honoured here ([`pacing`]): requests are paced under the rate the server
@@ -17,14 +22,20 @@
 mod body;
 mod client;
 mod connect;
+mod headers;
 pub mod hooks;
+pub mod methods;
 pub mod network;
 pub mod origin;
 pub mod pacing;
 pub mod policy;
+pub mod redact;
+pub mod scrub;
 mod send;
 pub mod stats;
+mod tcp;
 
+pub use crate::net::addresses::{AddressClass, AddressPolicy};
 pub use hooks::SandboxHooks;
 pub use network::RunNetwork;
 pub use origin::Origin;

@@ -4,6 +4,7 @@
 use super::client;
 use super::pacing::Pacer;
 use super::policy::HttpPolicy;
+use super::scrub::Scrubber;
 use super::stats::NetStats;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -20,6 +21,8 @@ pub struct RunNetwork {
     pub(super) started: AtomicU64,
     /// This run's connections (never shared with another run or tenant).
     pub(super) client: client::PooledClient,
+    /// Masks the run's token in what servers answer.
+    pub(super) scrubber: Option<Arc<Scrubber>>,
 }
 
 impl std::fmt::Debug for RunNetwork {
@@ -40,7 +43,16 @@ impl RunNetwork {
     /// A run paced by `pacer` (shared by the runs that use the same API and credential).
     pub fn paced(policy: HttpPolicy, pacer: Arc<Pacer>) -> Arc<RunNetwork> {
         Arc::new(RunNetwork {
-            client: client::pooled(policy.connect_timeout, policy.max_in_flight.max(1)),
+            client: client::pooled(
+                policy.connect_timeout,
+                policy.max_in_flight.max(1),
+                policy.addresses.clone(),
+            ),
+            scrubber: policy
+                .credential
+                .as_ref()
+                .and_then(|c| Scrubber::new(c.bearer_token.expose()))
+                .map(Arc::new),
             slots: Arc::new(Semaphore::new(policy.max_in_flight.max(1))),
             policy,
             stats: Arc::new(NetStats::default()),

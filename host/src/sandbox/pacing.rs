@@ -239,6 +239,11 @@ impl Pacer {
             if let Some(interval) = lane.interval(now) {
                 lane.next = Some(start + interval);
             }
+            // Keeping the pace is waiting as the server asked too: per-call wall limits do
+            // not count it.
+            if start > now {
+                state.hold(now, start);
+            }
             start
         };
         if start > Instant::now() {
@@ -484,6 +489,12 @@ mod tests {
             started.elapsed() >= Duration::from_millis(1900),
             "{:?}",
             started.elapsed()
+        );
+        // Waiting for the pace is a pause the server asked for: per-call limits do not count it.
+        assert!(
+            pacer.held() >= Duration::from_millis(1900),
+            "{:?}",
+            pacer.held()
         );
     }
 

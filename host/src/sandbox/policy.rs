@@ -3,17 +3,21 @@
 
 use super::origin::Origin;
 use super::pacing::RetryPolicy;
+use crate::net::addresses::AddressPolicy;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::RequestOptions;
 
-/// A secret that never shows up in `Debug` output or logs.
+/// A secret that never shows up in `Debug` output or logs: it is registered with
+/// [`super::redact`], which cuts it out of every string the host emits.
 #[derive(Clone)]
 pub struct Secret(Arc<str>);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(Arc::from(value.into()))
+        let secret: Arc<str> = Arc::from(value.into());
+        super::redact::register(&secret);
+        Secret(secret)
     }
 
     pub fn expose(&self) -> &str {
@@ -49,6 +53,8 @@ pub struct HttpPolicy {
     /// Requests the run may make in total; `None` for no limit.
     pub request_budget: Option<u64>,
     pub retry: RetryPolicy,
+    /// Which addresses the run may connect to (checked on the resolved addresses).
+    pub addresses: AddressPolicy,
 }
 
 impl HttpPolicy {
@@ -79,6 +85,7 @@ impl HttpPolicy {
             max_in_flight: 8,
             request_budget: None,
             retry: RetryPolicy::default(),
+            addresses: AddressPolicy::any(),
         }
     }
 

@@ -1,14 +1,18 @@
 //! Sending one admitted request, in four steps: wait for an in-flight slot, [`prepare`] it
 //! (read its body, put the host's credential in), [`exchange`] it with the server (retrying as
 //! the policy allows), and [`deliver`] the response with a capped body that holds the slot until
-//! it is read.
+//! it is read, the token masked in its headers and body, and the headers charged to the
+//! instance's memory.
 
 use super::body::CappedBody;
 use super::client;
+use super::headers;
 use super::network::RunNetwork;
 use super::origin::Origin;
 use super::pacing::{Lane, LimitHeaders};
+use super::scrub::ScrubbedBody;
 use super::stats::NetStats;
+use crate::engine::limits::MemoryAccount;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -47,6 +51,7 @@ struct Prepared {
 pub(super) async fn send(
     net: Arc<RunNetwork>,
     alive_flag: Arc<AtomicBool>,
+    memory: Arc<MemoryAccount>,
     request: Request<WasiBody>,
     origin: Origin,
     options: RequestOptions,
@@ -62,7 +67,7 @@ pub(super) async fn send(
     alive(&alive_flag)?;
     let prepared = prepare(&net, request, &origin).await?;
     let response = exchange(&net, &alive_flag, &prepared, &options).await?;
-    deliver(&net, response, permit, &options)
+    deliver(&net, &memory, response, permit, &options)
 }
 
 /// Whether the instance that made a request still exists.
@@ -103,7 +108,7 @@ async fn prepare(
         parts.headers.insert(http::header::AUTHORIZATION, value);
     }
     Ok(Prepared {
-        idempotent: matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS),
+        idempotent: matches!(parts.method, Method::GET | Method::HEAD),
         what: format!("{} {}", parts.method, parts.uri.path()),
         parts,
         body,
@@ -239,9 +244,12 @@ async fn judge(
 }
 
 /// Hands the response to the guest: refused at once when it announces a body over the cap,
-/// otherwise with a body that counts, caps and times its bytes and frees the slot at its end.
+/// otherwise with the token masked in its headers and body, its headers charged to the
+/// instance's memory (until the guest drops them), and a body that counts, caps and times its
+/// bytes and frees the slot at its end.
 fn deliver(
     net: &RunNetwork,
+    memory: &Arc<MemoryAccount>,
     response: http::Response<HostBody>,
     permit: OwnedSemaphorePermit,
     options: &RequestOptions,
@@ -257,10 +265,14 @@ fn deliver(
         return Err(Error::HttpResponseBodySize(Some(limit)));
     }
     let between_bytes = options.between_bytes_timeout.unwrap_or(FIRST_BYTE_CAP);
-    let stats = net.stats.clone();
-    let response =
-        response.map(|b| CappedBody::new(b, limit, stats, permit, between_bytes).boxed_unsync());
-    Ok((response, Box::new(async { Ok(()) })))
+    let (mut head, body) = response.into_parts();
+    head.headers = headers::for_guest(&head.headers, net.scrubber.as_deref(), memory)?;
+    let body = ScrubbedBody::new(body, net.scrubber.as_ref());
+    let body = CappedBody::new(body, limit, net.stats.clone(), permit, between_bytes);
+    Ok((
+        http::Response::from_parts(head, body.boxed_unsync()),
+        Box::new(async { Ok(()) }),
+    ))
 }
 
 fn is_transient(e: &Error) -> bool {

@@ -12,8 +12,12 @@
 //! [tenant.limits]
 //! memory_mib = 64
 //! ```
+//!
+//! The file is not trusted with the host: what it may name is the operator's
+//! [`TenantPolicy`].
 
-use crate::sandbox::{Origin, Secret};
+use super::policy::{ConfinedFile, TenantPolicy, read_token_file};
+use crate::sandbox::{AddressPolicy, Origin, Secret};
 use anyhow::{Context, anyhow, bail};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
@@ -70,34 +74,35 @@ struct LimitsEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenSource {
     Env(String),
+    /// A file (a regular one, of at most `policy::MAX_TOKEN_FILE` bytes).
     File(PathBuf),
+    /// A file that must stay in the operator's secrets directory (checked at every read).
+    Confined(ConfinedFile),
 }
 
 impl TokenSource {
     /// The token, or an error that names the source (never the value).
     pub fn read(&self) -> anyhow::Result<Secret> {
-        let value = match self {
-            TokenSource::Env(var) => std::env::var(var)
-                .map_err(|_| anyhow!("the environment variable {var} is not set"))?,
-            TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-                anyhow!(
-                    "cannot read the token file {}: {}",
-                    path.display(),
-                    e.kind()
-                )
-            })?,
-        };
-        let value = value.trim();
-        if value.is_empty() {
-            bail!("the token from {} is empty", self.describe());
+        match self {
+            TokenSource::Env(var) => {
+                let value = std::env::var(var)
+                    .map_err(|_| anyhow!("the environment variable {var} is not set"))?;
+                let value = value.trim();
+                if value.is_empty() {
+                    bail!("the token from {} is empty", self.describe());
+                }
+                Ok(Secret::new(value))
+            }
+            TokenSource::File(path) => read_token_file(path),
+            TokenSource::Confined(file) => file.read(),
         }
-        Ok(Secret::new(value))
     }
 
     pub fn describe(&self) -> String {
         match self {
             TokenSource::Env(var) => format!("${var}"),
             TokenSource::File(path) => path.display().to_string(),
+            TokenSource::Confined(file) => file.path.display().to_string(),
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct TenantLimits {
     pub session_bytes: usize,
     /// Origins its component may reach; the token goes only to the base URL's.
     pub allowed_origins: Vec<Origin>,
+    /// Which addresses those origins may resolve to (checked at every connection).
+    pub addresses: AddressPolicy,
 }
 
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
@@ -157,15 +164,17 @@ fn duration(
     }
 }
 
-/// Reads and checks a tenants file. Relative output and token paths are relative to the file.
-pub fn load(path: &Path) -> anyhow::Result<Vec<Tenant>> {
+/// Reads and checks a tenants file under the operator's `policy`. Relative outputs are
+/// relative to the output root (else to the file), relative token files to the secrets
+/// directory, relative connectors to the file.
+pub fn load(path: &Path, policy: &TenantPolicy) -> anyhow::Result<Vec<Tenant>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the tenants file {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base).with_context(|| format!("in the tenants file {}", path.display()))
+    parse(&text, base, policy).with_context(|| format!("in the tenants file {}", path.display()))
 }
 
-pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
+pub fn parse(text: &str, base: &Path, policy: &TenantPolicy) -> anyhow::Result<Vec<Tenant>> {
     let file: File = toml::from_str(text).map_err(|e| anyhow!("{e}"))?;
     if file.tenant.is_empty() {
         bail!("no [[tenant]] entries");
@@ -189,13 +198,27 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             bail!("tenant id {id:?} appears twice");
         }
         let token = match (t.token_env, t.token_file) {
-            (Some(var), None) => TokenSource::Env(var),
-            (None, Some(file)) => TokenSource::File(base.join(file)),
+            (Some(var), None) => TokenSource::Env(
+                policy
+                    .token_env(&var)
+                    .map_err(|e| anyhow!("tenant {id:?}: {e}"))?,
+            ),
+            (None, Some(file)) => TokenSource::Confined(
+                policy
+                    .token_file(&file)
+                    .map_err(|e| anyhow!("tenant {id:?}: {e}"))?,
+            ),
             _ => bail!("tenant {id:?}: set exactly one of token_env and token_file"),
         };
         let origin =
             Origin::for_token(&t.base_url).map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
-        let output = base.join(&t.output);
+        policy
+            .origin(&origin)
+            .map_err(|e| anyhow!("tenant {id:?}: base_url: {e}"))?;
+        // Two spellings of one file are one file: compared after resolution.
+        let output = policy
+            .output(base, &t.output)
+            .map_err(|e| anyhow!("tenant {id:?}: {e}"))?;
         if !outputs.insert(output.clone()) {
             bail!(
                 "tenant {id:?}: output {} is another tenant's too",
@@ -209,6 +232,9 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
                 let mut origins = vec![origin.clone()];
                 for o in list {
                     let o = Origin::parse(&o)
+                        .map_err(|e| anyhow!("tenant {id:?}: allowed_origins: {e}"))?;
+                    policy
+                        .origin(&o)
                         .map_err(|e| anyhow!("tenant {id:?}: allowed_origins: {e}"))?;
                     if !origins.contains(&o) {
                         origins.push(o);
@@ -243,6 +269,7 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
             response_max_bytes: l.response_max_mib.unwrap_or(32).clamp(1, 1024) << 20,
             session_bytes: (l.session_mib.unwrap_or(64).clamp(1, 1024) << 20) as usize,
             allowed_origins,
+            addresses: policy.addresses(),
         };
         let interval = duration("interval", &id, t.interval.as_ref(), DEFAULT_INTERVAL)?;
         if interval < Duration::from_secs(1) {
@@ -282,6 +309,7 @@ pub fn parse(text: &str, base: &Path) -> anyhow::Result<Vec<Tenant>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::AddressClass;
 
     const EXAMPLE: &str = r#"
 [[tenant]]
@@ -296,7 +324,7 @@ memory_mib = 64
 [[tenant]]
 id = "globex"
 base_url = "https://eu1.api.segmentapis.com"
-token_file = "secrets/globex"
+token_file = "globex"
 output = "globex.c1z"
 [tenant.limits]
 cpu_per_call = "500ms"
@@ -307,9 +335,24 @@ response_max_mib = 8
 allowed_origins = ["http://127.0.0.1:9000"]
 "#;
 
+    /// A policy that lets tenants read `ACME_*` variables and files in `secrets`.
+    fn policy(secrets: &Path) -> TenantPolicy {
+        TenantPolicy::new(
+            Some(secrets),
+            Some("ACME_"),
+            None,
+            &[AddressClass::Loopback],
+        )
+        .unwrap()
+    }
+
     #[test]
     fn the_documented_shape_works_with_defaults() {
-        let t = parse(EXAMPLE, Path::new("/etc/baton")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        let policy = policy(&secrets);
+        let t = parse(EXAMPLE, dir.path(), &policy).unwrap();
         assert_eq!(t[0].id, "acme");
         assert_eq!(t[0].token, TokenSource::Env("ACME_SEGMENT_TOKEN".into()));
         assert_eq!(t[0].interval, Duration::from_secs(3600));
@@ -319,44 +362,60 @@ allowed_origins = ["http://127.0.0.1:9000"]
             t[0].limits.allowed_origins,
             vec![Origin::parse("https://api.segmentapis.com").unwrap()]
         );
+        assert_eq!(t[0].output, PathBuf::from("/data/acme.c1z"));
+        let real = secrets.canonicalize().unwrap();
         assert_eq!(
             t[1].token,
-            TokenSource::File(PathBuf::from("/etc/baton/secrets/globex"))
+            TokenSource::Confined(ConfinedFile {
+                path: real.join("globex"),
+                dir: real,
+            })
         );
-        assert_eq!(t[1].output, PathBuf::from("/etc/baton/globex.c1z"));
+        assert_eq!(
+            t[1].output,
+            dir.path().canonicalize().unwrap().join("globex.c1z")
+        );
         assert_eq!(t[1].interval, DEFAULT_INTERVAL);
         assert_eq!(t[1].limits.cpu_per_call, Duration::from_millis(500));
         assert_eq!(t[1].limits.request_budget, Some(5000));
         assert_eq!(t[1].limits.response_max_bytes, 8 << 20);
         assert_eq!(t[0].limits.session_bytes, 64 << 20);
         assert_eq!(t[1].limits.allowed_origins.len(), 2);
+        assert_eq!(t[1].limits.addresses, policy.addresses());
     }
 
     #[test]
     fn mistakes_are_named() {
-        let err = |text: &str| format!("{:#}", parse(text, Path::new(".")).unwrap_err());
+        let dir = tempfile::tempdir().unwrap();
+        let policy = policy(dir.path());
+        let err = |text: &str| format!("{:#}", parse(text, dir.path(), &policy).unwrap_err());
         assert!(err("").contains("no [[tenant]]"));
         let one = |extra: &str| format!("[[tenant]]\nid = \"a\"\noutput = \"a.c1z\"\n{extra}");
         assert!(err(&one("")).contains("exactly one of token_env and token_file"));
-        assert!(err(&one("token_env = \"X\"\ntoken_file = \"f\"")).contains("exactly one"));
+        assert!(err(&one("token_env = \"ACME_X\"\ntoken_file = \"f\"")).contains("exactly one"));
         assert!(
-            err(&one("token_env = \"X\"\ninterval = \"soon\"")).contains("interval = \"soon\"")
+            err(&one("token_env = \"ACME_X\"\ninterval = \"soon\""))
+                .contains("interval = \"soon\"")
         );
-        assert!(err(&one("token_env = \"X\"\ninterval = \"0s\"")).contains("at least 1s"));
+        assert!(err(&one("token_env = \"ACME_X\"\ninterval = \"0s\"")).contains("at least 1s"));
         assert!(
-            err(&one("token_env = \"X\"\ntokn = 1")).contains("tokn"),
+            err(&one("token_env = \"ACME_X\"\ntokn = 1")).contains("tokn"),
             "unknown keys are refused"
         );
-        assert!(err(&one("token_env = \"X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
+        assert!(err(&one("token_env = \"ACME_X\"\nbase_url = \"ftp://x\"")).contains("base_url"));
         assert!(
             err(&one(
-                "token_env = \"X\"\nbase_url = \"http://api.segmentapis.com\""
+                "token_env = \"ACME_X\"\nbase_url = \"http://api.segmentapis.com\""
             ))
             .contains("unencrypted")
         );
-        let twice = format!("{}\n{}", one("token_env = \"X\""), one("token_env = \"Y\""));
+        let twice = format!(
+            "{}\n{}",
+            one("token_env = \"ACME_X\""),
+            one("token_env = \"ACME_Y\"")
+        );
         assert!(err(&twice).contains("appears twice"));
-        let secret = one("token_env = \"X\"\n[tenant.settings]\napi-token = \"x\"");
+        let secret = one("token_env = \"ACME_X\"\n[tenant.settings]\napi-token = \"x\"");
         assert!(err(&secret).contains("credentials go in token_env or token_file"));
     }
 

@@ -60,6 +60,9 @@ impl Metrics {
         t.rate_limited += report.net.rate_limited;
         t.denied += report.net.denied;
         t.bytes += report.net.bytes_received;
+        // Error texts are kept and shown later: redacted now, while every secret is known.
+        let mut report = report;
+        report.error = report.error.map(crate::sandbox::redact::redacted);
         t.last = Some(report);
     }
 

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod metrics;
+pub mod policy;
 
 use crate::commands::connection::Connection;
 use crate::commands::sync::{self as app, SyncJob};
@@ -18,7 +19,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct ServeOptions {
     pub tenants: Vec<Tenant>,
@@ -30,7 +31,13 @@ pub struct ServeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Serve `/health`, `/ready`, `/live` and `/metrics` here.
     pub health: Option<SocketAddr>,
+    /// How long a tenant's own component may take to compile before that tenant fails.
+    pub compile_timeout: Duration,
 }
+
+/// The default of [`ServeOptions::compile_timeout`]: the bundled component compiles in well
+/// under a second; a component that takes a minute is an attack on the host's CPU.
+pub const COMPILE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServeOptions {
     /// One round of `tenants` with the bundled connector, no cache and no health port.
@@ -41,6 +48,7 @@ impl ServeOptions {
             connector: None,
             cache_dir: None,
             health: None,
+            compile_timeout: COMPILE_TIMEOUT,
         }
     }
 }
@@ -91,33 +99,24 @@ pub async fn run(
     };
     let cache = opts.cache_dir.as_deref();
     // The host's own component failing to load stops everything; a tenant's own component
-    // failing to load (unreadable, not a component, importing more than the sandbox grants)
-    // fails that tenant alone.
+    // failing to load (unreadable, not a component, importing more than the sandbox grants,
+    // compiling for too long) fails that tenant alone.
     let runtime = Arc::new(runtime_for(&opts.tenants, &default_wasm, cache)?);
-    // Each distinct component is compiled (and its imports checked) once, before anything runs.
-    let mut programs: HashMap<PathBuf, Result<Arc<Program>, String>> = HashMap::new();
+    // Each distinct component of a tenant's is compiled once, by the first of its tenants to
+    // need it, in the background: the other tenants start at once.
+    let mut programs: HashMap<PathBuf, Arc<Compiled>> = HashMap::new();
     for tenant in &opts.tenants {
-        if let Some(path) = &tenant.connector
-            && !programs.contains_key(path)
-        {
-            let loaded = std::fs::read(path)
-                .map_err(|e| format!("cannot read the connector {}: {e}", path.display()))
-                .and_then(|wasm| {
-                    runtime
-                        .load(&wasm, cache)
-                        .map_err(|e| format!("the connector {}: {e:#}", path.display()))
-                });
-            if let Err(e) = &loaded {
-                tracing::error!(tenant = %tenant.id, "{e}; the tenant will not run");
-            }
-            programs.insert(path.clone(), loaded);
+        if let Some(path) = &tenant.connector {
+            programs.entry(path.clone()).or_default();
         }
     }
+    let compiling = Arc::new(tokio::sync::Semaphore::new(COMPILES_AT_ONCE));
     let metrics = Arc::new(Metrics::default());
     for tenant in &opts.tenants {
         metrics.register(&tenant.id);
     }
-    // Ready once every component is compiled and checked: from here on tenants sync.
+    // Ready once the host's component is compiled: from here on tenants sync (those with a
+    // component of their own once it is compiled).
     let state = Health::new();
     state.set(State::Ready);
     let health = match opts.health {
@@ -136,26 +135,36 @@ pub async fn run(
     let mut unfinished: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut failures = vec![];
     for tenant in opts.tenants {
-        let program = match &tenant.connector {
-            None => runtime.program().clone(),
-            Some(path) => match &programs[path] {
-                Ok(program) => program.clone(),
-                Err(e) => {
-                    metrics.record(
-                        &tenant.id,
-                        RunReport {
-                            error: Some(e.clone()),
-                            ..RunReport::default()
-                        },
-                    );
-                    failures.push((tenant.id.clone(), e.clone()));
-                    continue;
-                }
-            },
-        };
         unfinished.insert(tenant.id.clone());
         let (runtime, metrics, once) = (runtime.clone(), metrics.clone(), opts.once);
+        let own = tenant.connector.as_ref().map(|path| {
+            let compile = Compile {
+                runtime: runtime.clone(),
+                path: path.clone(),
+                cache: opts.cache_dir.clone(),
+                timeout: opts.compile_timeout,
+                slots: compiling.clone(),
+            };
+            (programs[path].clone(), compile)
+        });
         tasks.spawn(async move {
+            let program = match own {
+                None => runtime.program().clone(),
+                Some((cell, compile)) => match cell.get_or_init(|| compile.run()).await {
+                    Ok(program) => program.clone(),
+                    Err(e) => {
+                        tracing::error!(tenant = %tenant.id, "{e}; the tenant will not run");
+                        metrics.record(
+                            &tenant.id,
+                            RunReport {
+                                error: Some(e.clone()),
+                                ..RunReport::default()
+                            },
+                        );
+                        return (tenant.id, Some(e.clone()));
+                    }
+                },
+            };
             loop {
                 let started = Instant::now();
                 let report = run_tenant(&runtime, &program, &tenant).await;
@@ -205,6 +214,52 @@ pub async fn run(
     Ok(ServeReport { failures, metrics })
 }
 
+/// A tenant's own component, once compiled (or why it is not).
+type Compiled = tokio::sync::OnceCell<Result<Arc<Program>, String>>;
+
+/// Tenants' own components compiled at once (each compile uses every core wasmtime finds).
+const COMPILES_AT_ONCE: usize = 1;
+
+/// The compile of one tenant's own component.
+struct Compile {
+    runtime: Arc<Runtime>,
+    path: PathBuf,
+    cache: Option<PathBuf>,
+    timeout: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Compile {
+    /// Reads (a regular file, size-capped) and compiles the component on a blocking thread. Past
+    /// the timeout the tenant fails; the compile itself cannot be interrupted and finishes in
+    /// the background, its result dropped.
+    async fn run(self) -> Result<Arc<Program>, String> {
+        let _slot = self
+            .slots
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let (runtime, path, cache) = (self.runtime, self.path.clone(), self.cache);
+        let compile = tokio::task::spawn_blocking(move || {
+            let wasm = policy::read_regular(&path, policy::MAX_COMPONENT_FILE, "connector")?;
+            runtime.load(&wasm, cache.as_deref())
+        });
+        match tokio::time::timeout(self.timeout, compile).await {
+            Ok(Ok(Ok(program))) => Ok(program),
+            Ok(Ok(Err(e))) => Err(format!("the connector {}: {e:#}", self.path.display())),
+            Ok(Err(e)) => Err(format!(
+                "compiling the connector {} failed: {e}",
+                self.path.display()
+            )),
+            Err(_) => Err(format!(
+                "the connector {} did not compile within {}",
+                self.path.display(),
+                humantime::format_duration(self.timeout)
+            )),
+        }
+    }
+}
+
 /// One sync of one tenant, contained: whatever its connector does, the outcome is a report.
 pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tenant) -> RunReport {
     let started = Instant::now();
@@ -220,6 +275,7 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
     connection.session_bytes = limits.session_bytes;
     let mut policy = connection.policy();
     policy.allowed = limits.allowed_origins.clone();
+    policy.addresses = limits.addresses.clone();
     policy.max_response_bytes = limits.response_max_bytes;
     policy.request_budget = limits.request_budget.or(connection.request_budget);
     let instance = InstanceLimits {
@@ -254,7 +310,8 @@ pub async fn run_tenant(runtime: &Runtime, program: &Arc<Program>, tenant: &Tena
             report.grants = summary.grants;
             report.warnings = summary.warnings.len();
         }
-        Err(e) => report.error = Some(format!("{e:#}")),
+        // Redacted while the run's token is at hand: the text is kept, shown and logged later.
+        Err(e) => report.error = Some(crate::sandbox::redact::redacted(format!("{e:#}"))),
     }
     log_run(tenant, &report);
     report
@@ -298,6 +355,7 @@ fn log_run(tenant: &Tenant, r: &RunReport) {
 }
 
 fn failed(tenant: &str, message: String, started: Instant) -> RunReport {
+    let message = crate::sandbox::redact::redacted(message);
     tracing::warn!(tenant = %tenant, "sync failed: {message}");
     RunReport {
         error: Some(message),

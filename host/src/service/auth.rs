@@ -147,6 +147,9 @@ impl TokenSource {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(30))
             .https_only(true)
+            // A redirect would resend the signed client assertion to wherever the answer
+            // points; ConductorOne's token endpoint never redirects.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTPS client for ConductorOne: {e}"))?;
         let url = creds.token_url();
@@ -254,6 +257,13 @@ impl TokenSource {
                 status,
                 reason: refusal_reason(&bytes),
             });
+        }
+        if (300..400).contains(&status) {
+            return Err(unavailable(format!(
+                "HTTP {status}: the token endpoint redirects, and redirects are not followed (the signed \
+                 client assertion goes to {} only); check BATON_C1_API_HOST",
+                self.url
+            )));
         }
         if status != 200 {
             return Err(unavailable(format!(
@@ -400,6 +410,75 @@ mod tests {
             Credentials::parse(&id, "hunter2-not-a-secret", None).unwrap_err()
         );
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    /// A TLS server on loopback answering every request with `answer`; its certificate's PEM,
+    /// its port, and how many connections it got.
+    async fn tls_server(
+        answer: String,
+    ) -> (String, u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, answer) = (acceptor.clone(), answer.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let _ = tls.read(&mut buf).await;
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (cert.cert.pem(), port, connections)
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_is_not_followed_through_a_redirect() {
+        use std::sync::atomic::Ordering;
+        // Where a redirect would send the signed client assertion.
+        let (elsewhere_pem, elsewhere, followed) = tls_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}".into(),
+        )
+        .await;
+        let (pem, port, _) = tls_server(format!(
+            "HTTP/1.1 302 Found\r\nlocation: https://127.0.0.1:{elsewhere}/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ))
+        .await;
+        let (id, secret, _) = credentials::generate_credentials("svc", "acme.conductor.one");
+        let creds = Credentials::parse(&id, &secret, Some(&format!("127.0.0.1:{port}"))).unwrap();
+        let trust = Trust::with_ca_pem(format!("{pem}{elsewhere_pem}")).unwrap();
+        let tokens = TokenSource::new(creds, &trust, "test").unwrap();
+        let err = tokens.authorization().await.unwrap_err();
+        assert!(
+            matches!(&err, TokenError::Unavailable { message, .. } if message.contains("HTTP 302") && message.contains("not followed")),
+            "{err}"
+        );
+        assert_eq!(
+            followed.load(Ordering::SeqCst),
+            0,
+            "the redirect was not followed"
+        );
     }
 
     #[test]

@@ -150,6 +150,8 @@ impl Finish {
     }
 
     /// The `FinishTask` request reporting this end; `None` for an end that is not reported.
+    /// Its error text is redacted: it may quote a server or the connector, and it leaves this
+    /// host.
     pub fn request(&self, host_id: &str, task_id: &str) -> Option<BatonServiceFinishTaskRequest> {
         let (status, final_state) = match self {
             Finish::Success {
@@ -169,7 +171,7 @@ impl Finish {
             } => (
                 Some(rpc::Status {
                     code: status.code,
-                    message: status.message.clone(),
+                    message: crate::sandbox::redact::redacted(&status.message),
                     details: vec![],
                 }),
                 FinalState::Error(FinishError {

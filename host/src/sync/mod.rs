@@ -328,9 +328,11 @@ impl<'r> Syncer<'r> {
                 _ => (4, "grants"),
             };
             self.progress.set_phase(index);
+            let started = std::time::Instant::now();
             self.phase()
                 .instrument(crate::telemetry::phase_span(name))
                 .await?;
+            log_phase(name, started);
             self.state.advance(vec![]);
             self.store.checkpoint(&self.state).map_err(host_error)?;
         }
@@ -349,7 +351,10 @@ impl<'r> Syncer<'r> {
         }
         let expanded = if scope.expands_grants() {
             let _phase = crate::telemetry::phase_span("expand-grants").entered();
-            self.store.expand().map_err(host_error)?
+            let started = std::time::Instant::now();
+            let expanded = self.store.expand().map_err(host_error)?;
+            log_phase("expand-grants", started);
+            expanded
         } else {
             0
         };
@@ -719,6 +724,15 @@ impl<'r> Syncer<'r> {
 }
 
 const PHASE_DONE: usize = usize::MAX;
+
+/// Where the time of a sync went, for `--log-level debug`.
+fn log_phase(name: &str, started: std::time::Instant) {
+    tracing::debug!(
+        phase = name,
+        seconds = started.elapsed().as_secs_f64(),
+        "sync phase done"
+    );
+}
 
 fn host_error(e: anyhow::Error) -> SyncError {
     SyncError::Host(format!("{e:#}"))

@@ -409,9 +409,16 @@ impl SyncStore {
         ended: chrono::DateTime<chrono::Local>,
     ) -> anyhow::Result<PathBuf> {
         let path = self.path();
-        self.writer
+        let writing = std::time::Instant::now();
+        let written = self
+            .writer
             .finish(started, ended)
-            .with_context(|| format!("writing {}", path.display()))
+            .with_context(|| format!("writing {}", path.display()));
+        tracing::debug!(
+            seconds = writing.elapsed().as_secs_f64(),
+            "the .c1z file written"
+        );
+        written
     }
 }
 

@@ -4,7 +4,7 @@
 //! line of stdout, then serves until Ctrl-C.
 
 use clap::Parser;
-use fakes::segment::{FakeConfig, FakeSegment, GenSpec, Plan, Workspace};
+use fakes::segment::{FakeConfig, FakeSegment, GenSpec, Plan, ReadRate, Workspace};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -69,6 +69,19 @@ struct Args {
     /// Optional read limit per 60 s window.
     #[arg(long)]
     read_limit: Option<u32>,
+    /// Token-bucket read limit: requests per second (replaces --read-limit).
+    #[arg(long)]
+    read_rate: Option<f64>,
+    /// Burst of the token-bucket read limit.
+    #[arg(long, default_value_t = 10)]
+    read_burst: u32,
+    /// Close each connection after its answer (default: keep connections alive, as Segment does).
+    #[arg(long)]
+    close_connections: bool,
+    /// Behave like a plain HTTP/1.1 server: Nagle on (no TCP_NODELAY), head and body written
+    /// separately.
+    #[arg(long)]
+    plain_writes: bool,
     /// `GET /users` items include `permissions`.
     #[arg(long)]
     list_users_with_permissions: bool,
@@ -116,6 +129,11 @@ async fn main() -> anyhow::Result<()> {
     cfg.write_limit = args.write_limit;
     cfg.write_window = Duration::from_secs(args.write_window_secs.max(1));
     cfg.read_limit = args.read_limit.map(|n| (n, Duration::from_secs(60)));
+    cfg.read_rate = args
+        .read_rate
+        .map(|per_second| ReadRate::new(per_second, args.read_burst));
+    cfg.keep_alive = !args.close_connections;
+    cfg.nodelay = !args.plain_writes;
     cfg.list_users_includes_permissions = args.list_users_with_permissions;
     if let Some(types) = args.function_types {
         cfg.accepted_function_types = types

@@ -1,6 +1,7 @@
-//! Injected faults (consumed in order of injection) and the fixed-window rate limiter that
-//! produces Segment's `X-RateLimit-*` headers and 429 bodies.
+//! Injected faults (consumed in order of injection) and the rate limiter (fixed windows, or a
+//! token bucket for reads) that produces Segment's `X-RateLimit-*` headers and 429 bodies.
 
+use super::bucket::{ReadRate, TokenBuckets};
 use super::model::{Fault, FaultKind};
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -54,6 +55,8 @@ pub struct RateInfo {
     /// Wall-clock start of the next window.
     pub reset_at: SystemTime,
     pub ms_before_next: u64,
+    /// Sent as `X-RateLimit-Limit` when set (Segment does not document that header).
+    pub limit_header: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,7 @@ impl Bucket {
             remaining: limit.saturating_sub(w.consumed),
             reset_at: wall + left,
             ms_before_next: left.as_millis().max(1) as u64,
+            limit_header: None,
         }
     }
 
@@ -125,11 +129,13 @@ impl Bucket {
     }
 }
 
-/// Write (POST/PUT/PATCH/DELETE) and read (GET/HEAD) buckets.
+/// Write (POST/PUT/PATCH/DELETE) and read (GET/HEAD) buckets; a token bucket, when set,
+/// limits reads instead of the read window.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     pub writes: Bucket,
     pub reads: Bucket,
+    pub read_rate: Option<TokenBuckets>,
 }
 
 impl RateLimiter {
@@ -144,7 +150,14 @@ impl RateLimiter {
                 Some((n, w)) => Bucket::new(Some(n), w),
                 None => Bucket::new(None, NOMINAL_READ_WINDOW),
             },
+            read_rate: None,
         }
+    }
+
+    /// Reads limited by a token bucket (instead of the read window).
+    pub fn with_read_rate(mut self, rate: Option<ReadRate>) -> Self {
+        self.read_rate = rate.map(TokenBuckets::new);
+        self
     }
 
     pub fn bucket(&mut self, method: &str) -> &mut Bucket {
@@ -152,6 +165,38 @@ impl RateLimiter {
             &mut self.writes
         } else {
             &mut self.reads
+        }
+    }
+
+    /// Counts one request against what limits it and says whether it is allowed.
+    pub fn consume(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> RateInfo {
+        let key = bucket_key(method, path, token);
+        match &mut self.read_rate {
+            Some(rate) if !is_write(method) => rate.take(&key, now, wall),
+            _ => self.bucket(method).consume(&key, now, wall),
+        }
+    }
+
+    /// The state of what limits such a request, without counting it.
+    pub fn peek(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> RateInfo {
+        let key = bucket_key(method, path, token);
+        match &mut self.read_rate {
+            Some(rate) if !is_write(method) => rate.peek(&key, now, wall),
+            _ => self.bucket(method).peek(&key, now, wall),
         }
     }
 }

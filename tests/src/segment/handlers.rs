@@ -155,8 +155,12 @@ async fn list_users(State(s): S, RawQuery(q): RawQuery) -> ApiResult {
 }
 
 async fn get_user(State(s): S, Path(id): Path<String>) -> ApiResult {
-    let st = s.state();
-    let u = st.ws.user(&id).ok_or_else(|| user_not_found(&id))?;
+    let mut guard = s.state();
+    let st = &mut *guard;
+    let u = st
+        .index
+        .user(&st.ws, &id)
+        .ok_or_else(|| user_not_found(&id))?;
     Ok(ok(json!({ "user": render::user(u, true) })))
 }
 
@@ -166,8 +170,12 @@ async fn list_user_groups_from_user(
     RawQuery(q): RawQuery,
 ) -> ApiResult {
     let (_, page) = page_of(&q)?;
-    let st = s.state();
-    let u = st.ws.user(&id).ok_or_else(|| user_not_found(&id))?;
+    let mut guard = s.state();
+    let st = &mut *guard;
+    let u = st
+        .index
+        .user(&st.ws, &id)
+        .ok_or_else(|| user_not_found(&id))?;
     let groups = st.ws.groups_of_email(&u.email);
     paged("groups", &groups, page, |g| render::group_min(g))
 }
@@ -336,9 +344,14 @@ async fn delete_group(State(s): S, Path(id): Path<String>) -> ApiResult {
 
 async fn list_group_users(State(s): S, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult {
     let (_, page) = page_of(&q)?;
-    let st = s.state();
+    let mut guard = s.state();
+    let st = &mut *guard;
     let g = st.ws.group(&id).ok_or_else(|| group_not_found(&id))?;
-    let users = st.ws.group_users(g);
+    let users: Vec<_> = g
+        .member_emails
+        .iter()
+        .filter_map(|e| st.index.user_by_email(&st.ws, e))
+        .collect();
     paged("users", &users, page, |u| render::user(u, false))
 }
 

@@ -37,12 +37,16 @@
 //! [`query`] (query-string parsing, pagination), [`permissions`] (permission writes),
 //! [`faults`] (fault queue, rate limiter), [`response`] (envelopes), [`render`] (JSON
 //! shapes), `pipeline` (per-request middleware), `handlers` (routes), [`server`] (lifecycle
-//! and control API).
+//! and control API), [`bucket`] (token-bucket read limit), [`wire`] (how answers are
+//! written when the fake plays a plain server: Nagle on, head and body in separate writes).
 
+pub mod bucket;
+mod delay;
 pub mod faults;
 pub mod fixture;
 mod handlers;
 pub mod ids;
+mod index;
 pub mod model;
 pub mod permissions;
 mod pipeline;
@@ -50,7 +54,9 @@ pub mod query;
 pub mod render;
 pub mod response;
 pub mod server;
+pub mod wire;
 
+pub use bucket::ReadRate;
 pub use fixture::{STANDARD_ROLES, standard_roles};
 pub use model::{
     CatalogMetadata, EmailOwner, FUNCTION_TYPES, Fault, FaultKind, Function, GenSpec, Group,

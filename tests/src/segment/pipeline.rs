@@ -3,7 +3,7 @@
 //! → handler → envelope normalisation (no route / wrong method → 404 `not-found`) →
 //! `X-RateLimit-*` headers → (truncation fault) → log the answered status.
 
-use super::faults::{RateInfo, bucket_key, http_date};
+use super::faults::{RateInfo, http_date};
 use super::model::{FaultKind, LoggedRequest, Plan};
 use super::response::{ApiError, json_response};
 use super::server::Shared;
@@ -33,6 +33,8 @@ pub(crate) async fn pipeline(
     req: Request,
     next: Next,
 ) -> Response {
+    // The latency counts from here, so the time spent reading the request is part of it.
+    let arrived = Instant::now();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -56,26 +58,39 @@ pub(crate) async fn pipeline(
         ApiError::new(413, "payload-too-large", "Request body is too large").into_response()
     } else {
         let req = Request::from_parts(parts, Body::from(bytes));
-        process(&shared, req, next, &method, &path, authorization.as_deref()).await
+        let call = Call {
+            method: &method,
+            path: &path,
+            authorization: authorization.as_deref(),
+            arrived,
+        };
+        process(&shared, req, next, call).await
     };
     shared.finish(seq, resp.status().as_u16());
     resp
 }
 
-async fn process(
-    shared: &Shared,
-    req: Request,
-    next: Next,
-    method: &str,
-    path: &str,
-    authorization: Option<&str>,
-) -> Response {
+/// What `process` needs to know about a request besides the request itself.
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    authorization: Option<&'a str>,
+    arrived: Instant,
+}
+
+async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> Response {
+    let Call {
+        method,
+        path,
+        authorization,
+        arrived,
+    } = call;
     let (latency, fault) = {
         let mut st = shared.state();
         (st.latency, st.faults.take(method, path))
     };
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        shared.delays.until(arrived + latency).await;
     }
 
     let mut truncate = false;
@@ -84,11 +99,11 @@ async fn process(
         None => {}
         Some(kind @ (FaultKind::RateLimited { .. } | FaultKind::RateLimitedHeaderOnly { .. })) => {
             let token = bearer(authorization).unwrap_or_default();
-            let mut info = shared.state().limiter.bucket(method).peek(
-                &bucket_key(method, path, token),
-                Instant::now(),
-                SystemTime::now(),
-            );
+            let mut info =
+                shared
+                    .state()
+                    .limiter
+                    .peek(method, path, token, Instant::now(), SystemTime::now());
             let (ms, error) = match kind {
                 FaultKind::RateLimited { ms_before_next } => (
                     ms_before_next,
@@ -145,11 +160,9 @@ async fn process(
     // Rate limit (a refused request changes no state: the handler is not called).
     let (info, plan) = {
         let mut st = shared.state();
-        let info = st.limiter.bucket(method).consume(
-            &bucket_key(method, path, &token),
-            Instant::now(),
-            SystemTime::now(),
-        );
+        let info = st
+            .limiter
+            .consume(method, path, &token, Instant::now(), SystemTime::now());
         (info, st.plan)
     };
     if !info.allowed {
@@ -268,6 +281,9 @@ fn with_rate_headers(mut resp: Response, info: &RateInfo) -> Response {
     put(h, "x-ratelimit-consumed", info.consumed.to_string());
     put(h, "x-ratelimit-remaining", info.remaining.to_string());
     put(h, "x-ratelimit-reset", http_date(info.reset_at));
+    if let Some(limit) = info.limit_header {
+        put(h, "x-ratelimit-limit", limit.to_string());
+    }
     resp
 }
 

@@ -1,8 +1,12 @@
 //! The running fake: configuration, shared state, the HTTP/1.1 accept loop on loopback and
 //! the in-process control API (request log, fault injection, state access).
 
+use super::bucket::ReadRate;
+use super::delay::Delays;
 use super::faults::{FaultQueue, RateLimiter};
+use super::index::UserIndex;
 use super::model::{FUNCTION_TYPES, Fault, LoggedRequest, Plan, Workspace};
+use super::wire::SplitHead;
 use super::{handlers, ids};
 use crate::server::ServerHandle;
 use anyhow::Context as _;
@@ -13,7 +17,7 @@ use rand::rngs::StdRng;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -35,8 +39,17 @@ pub struct FakeConfig {
     /// Segment documents for each write endpoint).
     pub write_limit: u32,
     pub write_window: Duration,
-    /// Optional read limit (default none).
+    /// Optional read limit per fixed window (default none).
     pub read_limit: Option<(u32, Duration)>,
+    /// Optional token-bucket read limit, the shape of Segment's (replaces `read_limit`).
+    pub read_rate: Option<ReadRate>,
+    /// Keep connections open between requests, as Segment does (default). Off: every answer
+    /// says `Connection: close` and the connection is closed after it.
+    pub keep_alive: bool,
+    /// Disable Nagle's algorithm (default). Off: the server behaves like many plain HTTP/1.1
+    /// servers, with Nagle on and the head and body of each answer in separate writes; the
+    /// body then waits for the client's ACK of the head, which a delayed ACK holds back.
+    pub nodelay: bool,
 }
 
 impl FakeConfig {
@@ -56,6 +69,9 @@ impl FakeConfig {
             write_limit: 60,
             write_window: Duration::from_secs(60),
             read_limit: None,
+            read_rate: None,
+            keep_alive: true,
+            nodelay: true,
         }
     }
 }
@@ -70,6 +86,7 @@ pub(crate) struct State {
     pub ws: Workspace,
     pub faults: FaultQueue,
     pub limiter: RateLimiter,
+    pub index: UserIndex,
     rng: StdRng,
 }
 
@@ -85,9 +102,20 @@ impl State {
     }
 }
 
+/// A logged request, and when it arrived and was answered.
+struct Entry {
+    seq: u64,
+    request: LoggedRequest,
+    arrived: Instant,
+    answered: Option<Instant>,
+}
+
 pub(crate) struct Shared {
     state: Mutex<State>,
-    log: Mutex<Vec<(u64, LoggedRequest)>>,
+    /// Precise waits for the latency.
+    pub delays: Delays,
+    log: Mutex<Vec<Entry>>,
+    started: Instant,
     seq: AtomicU64,
     /// Requests arrived and not yet answered, and the most there ever were at once.
     in_flight: AtomicUsize,
@@ -108,7 +136,12 @@ impl Shared {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
-        lock(&self.log).push((seq, req));
+        lock(&self.log).push(Entry {
+            seq,
+            request: req,
+            arrived: Instant::now(),
+            answered: None,
+        });
         seq
     }
 
@@ -116,8 +149,9 @@ impl Shared {
     pub fn finish(&self, seq: u64, status: u16) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut log = lock(&self.log);
-        if let Some((_, r)) = log.iter_mut().rev().find(|(s, _)| *s == seq) {
-            r.status = status;
+        if let Some(e) = log.iter_mut().rev().find(|e| e.seq == seq) {
+            e.request.status = status;
+            e.answered = Some(Instant::now());
         }
     }
 }
@@ -146,7 +180,8 @@ impl FakeSegment {
             h.wrapping_mul(31).wrapping_add(u64::from(b))
         });
         let state = State {
-            limiter: RateLimiter::new(cfg.write_limit, cfg.write_window, cfg.read_limit),
+            limiter: RateLimiter::new(cfg.write_limit, cfg.write_window, cfg.read_limit)
+                .with_read_rate(cfg.read_rate),
             token: cfg.token,
             plan: cfg.plan,
             accepted_function_types: cfg.accepted_function_types,
@@ -154,17 +189,24 @@ impl FakeSegment {
             latency: cfg.latency,
             ws: cfg.workspace,
             faults: FaultQueue::default(),
+            index: UserIndex::default(),
             rng: StdRng::seed_from_u64(seed),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            delays: Delays::new(),
             log: Mutex::new(Vec::new()),
+            started: Instant::now(),
             seq: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
         });
         let router = handlers::router(shared.clone());
-        let task = tokio::spawn(accept_loop(listener, router, shutdown_rx));
+        let wire = Wire {
+            keep_alive: cfg.keep_alive,
+            nodelay: cfg.nodelay,
+        };
+        let task = tokio::spawn(accept_loop(listener, router, wire, shutdown_rx));
         tracing::debug!(%addr, "fake Segment API listening");
         Ok(FakeSegment {
             addr,
@@ -186,7 +228,17 @@ impl FakeSegment {
     pub fn requests(&self) -> Vec<LoggedRequest> {
         lock(&self.shared.log)
             .iter()
-            .map(|(_, r)| r.clone())
+            .map(|e| e.request.clone())
+            .collect()
+    }
+
+    /// When each request of [`FakeSegment::requests`] arrived and was answered (`None` while
+    /// unanswered), measured from the start of the fake.
+    pub fn timings(&self) -> Vec<(Duration, Option<Duration>)> {
+        let started = self.shared.started;
+        lock(&self.shared.log)
+            .iter()
+            .map(|e| (e.arrived - started, e.answered.map(|a| a - started)))
             .collect()
     }
 
@@ -239,14 +291,22 @@ impl FakeSegment {
         self.shared.state().accepted_function_types = types;
     }
 
-    /// Replaces the rate limits (and resets their counters).
+    /// Replaces the rate limits (and resets their counters); a token-bucket read limit stays.
     pub fn set_rate_limits(
         &self,
         write_limit: u32,
         write_window: Duration,
         read_limit: Option<(u32, Duration)>,
     ) {
-        self.shared.state().limiter = RateLimiter::new(write_limit, write_window, read_limit);
+        let mut st = self.shared.state();
+        let rate = st.limiter.read_rate.as_ref().map(|r| r.rate());
+        st.limiter = RateLimiter::new(write_limit, write_window, read_limit).with_read_rate(rate);
+    }
+
+    /// Sets (or removes) the token-bucket read limit, with a full bucket.
+    pub fn set_read_rate(&self, rate: Option<ReadRate>) {
+        let mut st = self.shared.state();
+        st.limiter = st.limiter.clone().with_read_rate(rate);
     }
 
     /// Simulates a pending invitee accepting: the invite becomes a user with a fresh id.
@@ -277,9 +337,17 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// How the fake's connections behave on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Wire {
+    keep_alive: bool,
+    nodelay: bool,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
+    wire: Wire,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
@@ -295,13 +363,20 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                let _ = stream.set_nodelay(wire.nodelay);
                 let service = TowerToHyperService::new(router.clone());
                 let mut stop = shutdown.clone();
                 conns.spawn(async move {
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
+                    // Without TCP_NODELAY the head goes out in a write of its own (see
+                    // `SplitHead`); hyper's single vectored write would hide Nagle's cost.
+                    let io = SplitHead::new(stream, !wire.nodelay);
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.keep_alive(wire.keep_alive);
+                    if !wire.nodelay {
+                        // One flat buffer per answer, which `SplitHead` cuts after the head.
+                        http.writev(false);
+                    }
+                    let conn = http.serve_connection(TokioIo::new(io), service);
                     tokio::select! {
                         res = conn => {
                             if let Err(e) = res {

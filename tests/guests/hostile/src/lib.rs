@@ -38,6 +38,11 @@
 //!   for the guest outside its linear memory.
 //! * `body-flood`: `count` POSTs to `target` with bodies of `size` bytes, all written before
 //!   waiting for any answer, then wait for the first.
+//! * `methods`: a request to `target` with each of TRACE, CONNECT, OPTIONS and a made-up
+//!   method, and GET as the control; reports each outcome.
+//! * `keep-headers`: GET `target` up to `count` times, keeping every response (and so its
+//!   headers, held by the host) alive; reports how many it got and the first error.
+//! * `read-token` reads up to `keep` (4096) bytes of the body.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -108,6 +113,8 @@ fn attack() -> Outcome {
         "fields-flood" => fields_flood(),
         "body-flood" => body_flood(),
         "session-flood" => session_flood(),
+        "methods" => methods(),
+        "keep-headers" => keep_headers(),
         other => Outcome::Report(format!("unknown attack {other:?}")),
     }
 }
@@ -580,7 +587,8 @@ fn read_token() -> Outcome {
                             response.status(),
                             show_fields(&headers)
                         );
-                        let (_, body, error) = read_body(response, 4096);
+                        let keep = cfg_num("keep", 4096) as usize;
+                        let (_, body, error) = read_body(response, keep);
                         let _ = writeln!(
                             report,
                             "response body: {:?} {error:?}",
@@ -956,4 +964,60 @@ fn body_flood() -> Outcome {
         "body-flood: started: {} errors: {errors:?} first: {first:?}",
         futures.len()
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods and kept headers
+
+fn methods() -> Outcome {
+    let target = cfg("target");
+    let mut report = String::new();
+    for method in [
+        Method::Get,
+        Method::Trace,
+        Method::Connect,
+        Method::Options,
+        Method::Other("PROPFIND".into()),
+    ] {
+        let name = format!("{method:?}");
+        let outcome = (|| -> Result<String, String> {
+            let request = build_get(&target, Fields::new())?;
+            request
+                .set_method(&method)
+                .map_err(|_| "set-method refused".to_string())?;
+            let response = wait(&send(request)?)?;
+            Ok(format!("status {}", response.status()))
+        })();
+        let _ = writeln!(
+            report,
+            "method {name}: {}",
+            outcome.unwrap_or_else(|e| format!("error {e}"))
+        );
+    }
+    Outcome::Report(report)
+}
+
+fn keep_headers() -> Outcome {
+    let target = cfg("target");
+    let count = cfg_num("count", 10_000);
+    let mut kept = Vec::new();
+    let mut error = None;
+    for _ in 0..count {
+        match start_get(&target).and_then(|f| wait(&f)) {
+            Ok(response) => {
+                // The body is read and dropped; the response (with its headers) is kept.
+                if let Ok(body) = response.consume() {
+                    drop(body);
+                }
+                kept.push(response);
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let report = format!("keep-headers: kept {} responses; error: {error:?}", kept.len());
+    core::mem::forget(kept);
+    Outcome::Report(report)
 }
