@@ -353,3 +353,39 @@ async fn waiting_out_a_429_does_not_count_against_the_time_a_call_may_take() {
         "{err:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_never_ends_is_stopped_by_the_request_budget() {
+    // Every page of /invites hands out a cursor never seen before.
+    let endless = fake(FakeConfig::demo()).await;
+    endless.inject(Fault::on(
+        Some("GET"),
+        "/invites",
+        FaultKind::EndlessCursor,
+        u32::MAX,
+    ));
+    let dir = temp_dir();
+    let path = out(&dir);
+    std::fs::write(&path, b"the previous good sync").unwrap();
+    let mut j = job(&endless, TOKEN, &path);
+    // Every sync has a budget by default; a small one here, so the test ends quickly.
+    assert_eq!(
+        j.connection.request_budget,
+        Some(baton_segment::commands::connection::DEFAULT_REQUEST_BUDGET)
+    );
+    j.connection.request_budget = Some(200);
+    let err = baton_segment::commands::sync::sync_on(runtime(), j)
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("budget"), "{text}");
+    assert!(text.contains("unchanged"), "{text}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"the previous good sync");
+    let invites = endless
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/invites")
+        .count();
+    assert!(invites > 50, "{invites} pages of the endless listing were read");
+    assert!(endless.requests().len() <= 200);
+}

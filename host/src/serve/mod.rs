@@ -230,20 +230,26 @@ struct Compile {
 }
 
 impl Compile {
-    /// Reads (a regular file, size-capped) and compiles the component on a blocking thread. Past
-    /// the timeout the tenant fails; the compile itself cannot be interrupted and finishes in
-    /// the background, its result dropped.
+    /// Reads (a regular file, size-capped) and compiles the component on blocking threads.
+    /// Past the timeout the tenant fails; the compile itself cannot be interrupted and finishes
+    /// in the background, its result dropped.
     async fn run(self) -> Result<Arc<Program>, String> {
         let _slot = self
             .slots
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let (runtime, path, cache) = (self.runtime, self.path.clone(), self.cache);
-        let compile = tokio::task::spawn_blocking(move || {
-            let wasm = policy::read_regular(&path, policy::MAX_COMPONENT_FILE, "connector")?;
-            runtime.load(&wasm, cache.as_deref())
-        });
+        // The file is checked and read first, outside the timeout: a file that is refused
+        // (not a regular one, too large) is reported as such, however short the timeout.
+        let path = self.path.clone();
+        let wasm = tokio::task::spawn_blocking(move || {
+            policy::read_regular(&path, policy::MAX_COMPONENT_FILE, "connector")
+        })
+        .await
+        .map_err(|e| format!("reading the connector {} failed: {e}", self.path.display()))?
+        .map_err(|e| format!("the connector {}: {e:#}", self.path.display()))?;
+        let (runtime, cache) = (self.runtime, self.cache);
+        let compile = tokio::task::spawn_blocking(move || runtime.load(&wasm, cache.as_deref()));
         match tokio::time::timeout(self.timeout, compile).await {
             Ok(Ok(Ok(program))) => Ok(program),
             Ok(Ok(Err(e))) => Err(format!("the connector {}: {e:#}", self.path.display())),

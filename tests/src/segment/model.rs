@@ -320,6 +320,9 @@ pub enum FaultKind {
     /// The request is handled normally, but a last page (an answer whose `data.pagination`
     /// has no `next`) points back to this cursor: a buggy API whose pages form a cycle.
     LastPageLoopsTo(String),
+    /// The request is handled normally, but the answer's `data.pagination.next` is a cursor
+    /// never handed out before (past the end of the list): a server whose listing never ends.
+    EndlessCursor,
 }
 
 /// A fault to inject: matches method (case-insensitive; `None` = any) and path, and is

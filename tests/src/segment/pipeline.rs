@@ -95,6 +95,7 @@ async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> R
 
     let mut truncate = false;
     let mut loop_to = None;
+    let mut endless = false;
     match fault {
         None => {}
         Some(kind @ (FaultKind::RateLimited { .. } | FaultKind::RateLimitedHeaderOnly { .. })) => {
@@ -135,6 +136,7 @@ async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> R
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultKind::TruncatedJson) => truncate = true,
         Some(FaultKind::LastPageLoopsTo(cursor)) => loop_to = Some(cursor),
+        Some(FaultKind::EndlessCursor) => endless = true,
     }
 
     // Bearer token.
@@ -181,6 +183,12 @@ async fn process(shared: &Shared, req: Request, next: Next, call: Call<'_>) -> R
     let mut resp = with_rate_headers(resp, &info);
     if let Some(cursor) = loop_to {
         resp = loop_last_page(resp, &cursor).await;
+    }
+    if endless {
+        // Offsets past the end of any list: each a valid cursor, each new.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1 << 30);
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        resp = with_next_page(resp, &super::query::encode_cursor(offset)).await;
     }
     if truncate {
         truncated(resp).await
@@ -288,7 +296,29 @@ fn with_rate_headers(mut resp: Response, info: &RateInfo) -> Response {
 }
 
 /// Points a last page's `data.pagination.next` at `cursor`.
+/// `resp` (a page of a list) saying that `cursor` reads the next page.
+async fn with_next_page(resp: Response, cursor: &str) -> Response {
+    edit_pagination(resp, |pagination| {
+        pagination.insert("next".into(), cursor.into());
+    })
+    .await
+}
+
+/// `resp`, its last page (one without `next`) pointing back to `cursor`.
 async fn loop_last_page(resp: Response, cursor: &str) -> Response {
+    edit_pagination(resp, |pagination| {
+        if pagination.get("next").is_none_or(|n| n.is_null()) {
+            pagination.insert("next".into(), cursor.into());
+        }
+    })
+    .await
+}
+
+/// `resp` with `edit` applied to its `data.pagination` (unchanged if it has none).
+async fn edit_pagination(
+    resp: Response,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Response {
     let (mut parts, body) = resp.into_parts();
     let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     let mut json: serde_json::Value = match serde_json::from_slice(&bytes) {
@@ -298,9 +328,8 @@ async fn loop_last_page(resp: Response, cursor: &str) -> Response {
     if let Some(pagination) = json
         .pointer_mut("/data/pagination")
         .and_then(|p| p.as_object_mut())
-        && pagination.get("next").is_none_or(|n| n.is_null())
     {
-        pagination.insert("next".into(), cursor.into());
+        edit(pagination);
     }
     let body = serde_json::to_vec(&json).unwrap_or_default();
     parts.headers.remove(header::CONTENT_LENGTH);
