@@ -847,7 +847,9 @@ fn open_db(path: &Path) -> Result<Connection> {
         bail!("SQLite refused journal_mode=WAL (got {mode})");
     }
     conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.pragma_update(None, "temp_store", "FILE")?;
+    // Temporary files in memory: each batch's undo record (a savepoint's sub-journal, the
+    // size of the pages one batch changes) was a temp file written at every batch.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The page cache is the database's whole share of memory, whatever the workspace's size.
     conn.pragma_update(None, "cache_size", -32768)?;
     conn.set_prepared_statement_cache_capacity(32);
