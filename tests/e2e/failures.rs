@@ -386,6 +386,9 @@ async fn a_listing_that_never_ends_is_stopped_by_the_request_budget() {
         .iter()
         .filter(|r| r.path == "/invites")
         .count();
-    assert!(invites > 50, "{invites} pages of the endless listing were read");
+    assert!(
+        invites > 50,
+        "{invites} pages of the endless listing were read"
+    );
     assert!(endless.requests().len() <= 200);
 }
