@@ -124,7 +124,7 @@ async fn sync_with(
     }
     let report = match outcome {
         Ok(Ok(report)) => report,
-        Ok(Err((e, _store))) => return Err(explain(e, &job)),
+        Ok(Err((e, _store))) => return Err(explain(e, &job, &network)),
         Err(_) => {
             return Err(anyhow!(
                 "the sync did not finish within its deadline of {}; {} is unchanged, and the \
@@ -166,7 +166,14 @@ async fn sync_with(
     })
 }
 
-fn explain(e: SyncError, job: &SyncJob) -> anyhow::Error {
+fn explain(e: SyncError, job: &SyncJob, network: &RunNetwork) -> anyhow::Error {
+    let budget = network.spent_budget().map_or(String::new(), |budget| {
+        format!(
+            "\nThe sync used its whole request budget of {budget} requests (--request-budget, \
+             BATON_REQUEST_BUDGET; 0 for none): the workspace needs more, or the server never \
+             ends a listing."
+        )
+    });
     let hint = if e.is_auth() {
         format!(
             "\nNo .c1z was written; {} is unchanged.",
@@ -175,7 +182,7 @@ fn explain(e: SyncError, job: &SyncJob) -> anyhow::Error {
     } else {
         format!("\nThe sync stopped; {} is unchanged.", job.output.display())
     };
-    anyhow!("{e}{hint}")
+    anyhow!("{e}{budget}{hint}")
 }
 
 /// A progress line on a terminal (redrawn), or a log line every 15 s otherwise.

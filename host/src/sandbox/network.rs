@@ -70,4 +70,10 @@ impl RunNetwork {
     pub fn pacer(&self) -> &Arc<Pacer> {
         &self.pacer
     }
+
+    /// The run's request budget, once a request has been refused for it.
+    pub fn spent_budget(&self) -> Option<u64> {
+        let budget = self.policy.request_budget?;
+        (self.started.load(std::sync::atomic::Ordering::Relaxed) > budget).then_some(budget)
+    }
 }
