@@ -834,19 +834,21 @@ fn carries_over(conn: &Connection) -> Result<bool> {
 fn open_db(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
         .with_context(|| format!("opening SQLite database {}", path.display()))?;
-    // Write-ahead log: a batch commits by appending the pages it changed (a rollback journal
-    // writes every page twice per commit, which at a commit per page of a listing was most of
-    // a large sync's disk traffic). After a crash, SQLite ignores an unfinished batch's frames
-    // on the next open. No fsyncs: the database is scratch until packaged (a crash of the
-    // process loses nothing the operating system was handed).
     // Only this connection uses the file (the work directory is locked): holding the lock
     // saves checking it at every transaction, and the log needs no shared-memory index.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    // No fsyncs: the database is scratch until packaged (a crash of the process loses nothing
+    // the operating system was handed). Set before the journal mode, whose switch would
+    // otherwise cost four.
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    // Write-ahead log: a batch commits by appending the pages it changed (a rollback journal
+    // writes every page twice per commit, which at a commit per page of a listing was most of
+    // a large sync's disk traffic). After a crash, SQLite ignores an unfinished batch's frames
+    // on the next open.
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         bail!("SQLite refused journal_mode=WAL (got {mode})");
     }
-    conn.pragma_update(None, "synchronous", "OFF")?;
     // Temporary files in memory: each batch's undo record (a savepoint's sub-journal, the
     // size of the pages one batch changes) was a temp file written at every batch.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
