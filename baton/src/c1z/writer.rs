@@ -260,7 +260,8 @@ impl C1zWriter {
         )?)
     }
 
-    /// A transaction: rows and a checkpoint written together, or not at all.
+    /// A batch: rows and a checkpoint kept together, or not at all (a savepoint inside the
+    /// transaction that [`GROUP_COMMIT`] ends).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
         if self.open_since.is_none() {
             self.conn.execute_batch("begin")?;
@@ -586,7 +587,7 @@ pub struct Counts {
     pub grants: u64,
 }
 
-/// Rows written in one transaction, with the sync's checkpoint.
+/// Rows written all or nothing, with the sync's checkpoint.
 pub struct Batch<'w> {
     conn: &'w Connection,
     sync_id: &'w str,
