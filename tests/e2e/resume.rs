@@ -88,8 +88,14 @@ async fn a_sync_killed_midway_resumes_without_asking_for_stored_pages_again() {
     #[cfg(unix)]
     {
         assert_eq!(mode(&work), 0o700);
-        for file in ["db", "session.db"] {
+        for file in ["db", "session.db", "owner"] {
             assert_eq!(mode(&work.join(file)), 0o600, "{file}");
+        }
+        // Their write-ahead logs, where the last batches are, too.
+        for file in ["db-wal", "session.db-wal"] {
+            if work.join(file).exists() {
+                assert_eq!(mode(&work.join(file)), 0o600, "{file}");
+            }
         }
     }
 

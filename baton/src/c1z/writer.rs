@@ -193,7 +193,8 @@ impl C1zWriter {
             None => {
                 work.clear()?;
                 let conn = fresh_db(&work, path)?;
-                fs::write(work.path().join("owner"), &options.identity)
+                private_file(&work.path().join("owner"))?
+                    .write_all(options.identity.as_bytes())
                     .with_context(|| format!("writing {}", work.path().display()))?;
                 let sync_id = ksuid::new();
                 conn.execute(

@@ -63,6 +63,17 @@ impl SessionStore {
     /// an interrupted run of the same sync left there.
     pub fn spill_to(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join("session.db");
+        // Private from the start: SQLite gives its log the database file's mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
         let conn = Connection::open(&path)?;
         // Only this connection uses the file (the work directory is locked): holding the lock
         // saves checking it at every transaction, and the log needs no shared-memory index.
@@ -77,11 +88,6 @@ impl SessionStore {
         conn.execute_batch(
             "create table if not exists session (key text primary key, value blob not null)",
         )?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-        }
         let mut inner = self.lock();
         if let Backend::Memory(entries) = &inner.backend {
             let tx = conn.unchecked_transaction()?;
