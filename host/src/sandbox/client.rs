@@ -216,26 +216,31 @@ mod tests {
         all.await.expect("the requests were at the server together")
     }
 
+    /// A client trusting what `tls` trusts, keeping up to `idle` connections.
+    fn trusting(tls: rustls::ClientConfig, idle: usize) -> PooledClient {
+        let connector = super::super::connect::connector_with(
+            tls,
+            Duration::from_secs(5),
+            AddressPolicy::any(),
+        );
+        pooled_with(connector, idle)
+    }
+
+    /// The version `url` answers a first GET with (which opens the connection).
+    async fn first_version(client: &PooledClient, url: &str) -> http::Version {
+        let first = http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        client.request(first).await.unwrap().version()
+    }
+
     #[tokio::test]
     async fn requests_share_one_http2_connection_where_the_server_offers_it() {
         let (url, tls, accepted) = tls_server(&[b"h2", b"http/1.1"], 8).await;
-        let client = pooled_with(
-            super::super::connect::connector_with(
-                tls,
-                Duration::from_secs(5),
-                AddressPolicy::any(),
-            ),
-            8,
-        );
+        let client = trusting(tls, 8);
         // The first request opens the connection; then eight streams are on it at once (the
         // server answers none until all eight are there).
-        let first = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        assert_eq!(
-            client.request(first).await.unwrap().version(),
-            http::Version::HTTP_2
-        );
+        assert_eq!(first_version(&client, &url).await, http::Version::HTTP_2);
         let versions = at_once(&client, &url, 8).await;
         assert!(
             versions.iter().all(|v| *v == http::Version::HTTP_2),
@@ -247,21 +252,8 @@ mod tests {
     #[tokio::test]
     async fn http1_over_tls_when_the_server_offers_only_that() {
         let (url, tls, accepted) = tls_server(&[b"http/1.1"], 4).await;
-        let client = pooled_with(
-            super::super::connect::connector_with(
-                tls,
-                Duration::from_secs(5),
-                AddressPolicy::any(),
-            ),
-            4,
-        );
-        let first = http::Request::get(&url)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        assert_eq!(
-            client.request(first).await.unwrap().version(),
-            http::Version::HTTP_11
-        );
+        let client = trusting(tls, 4);
+        assert_eq!(first_version(&client, &url).await, http::Version::HTTP_11);
         let versions = at_once(&client, &url, 4).await;
         assert!(
             versions.iter().all(|v| *v == http::Version::HTTP_11),
