@@ -26,29 +26,33 @@ pub const ALL_TABLES: [&str; 7] = [
 /// Tables a reader requires.
 pub const REQUIRED_TABLES: [&str; 5] = [RESOURCE_TYPES, RESOURCES, ENTITLEMENTS, GRANTS, SYNC_RUNS];
 
+/// The `create table` of a table of synced objects: `id`, the columns given, then the object
+/// itself (`data`), the sync that found it and when.
+macro_rules! synced_table {
+    ($name:literal, $($column:literal),+) => {
+        concat!(
+            "create table if not exists ", $name, " (\n        id integer primary key,\n",
+            $("        ", $column, ",\n",)+
+            "        data blob not null,\n        sync_id text not null,\n",
+            "        discovered_at datetime not null\n    )"
+        )
+    };
+}
+
 /// The DDL run on a new database (one statement per entry).
 pub const DDL: &[&str] = &[
     // v1_resource_types
-    "create table if not exists v1_resource_types (
-        id integer primary key,
-        external_id text not null,
-        data blob not null,
-        sync_id text not null,
-        discovered_at datetime not null
-    )",
+    synced_table!("v1_resource_types", "external_id text not null"),
     "create unique index if not exists idx_resource_types_external_sync_v1
         on v1_resource_types (external_id, sync_id)",
     // v1_resources
-    "create table if not exists v1_resources (
-        id integer primary key,
-        resource_type_id text not null,
-        external_id text not null,
-        parent_resource_type_id text,
-        parent_resource_id text,
-        data blob not null,
-        sync_id text not null,
-        discovered_at datetime not null
-    )",
+    synced_table!(
+        "v1_resources",
+        "resource_type_id text not null",
+        "external_id text not null",
+        "parent_resource_type_id text",
+        "parent_resource_id text"
+    ),
     "create index if not exists idx_resources_resource_type_id_v1
         on v1_resources (resource_type_id)",
     // The next two names are swapped relative to their columns, exactly as in the Go DDL.
@@ -57,34 +61,28 @@ pub const DDL: &[&str] = &[
     "create unique index if not exists idx_resources_parent_resource_id_v1
         on v1_resources (external_id, sync_id)",
     // v1_entitlements
-    "create table if not exists v1_entitlements (
-        id integer primary key,
-        resource_type_id text not null,
-        resource_id text not null,
-        external_id text not null,
-        data blob not null,
-        sync_id text not null,
-        discovered_at datetime not null
-    )",
+    synced_table!(
+        "v1_entitlements",
+        "resource_type_id text not null",
+        "resource_id text not null",
+        "external_id text not null"
+    ),
     "create index if not exists idx_entitlements_resource_id_v1
         on v1_entitlements (resource_type_id, resource_id)",
     "create unique index if not exists idx_entitlements_external_sync_v1
         on v1_entitlements (external_id, sync_id)",
     // v1_grants
-    "create table if not exists v1_grants (
-        id integer primary key,
-        resource_type_id text not null,
-        resource_id text not null,
-        entitlement_id text not null,
-        principal_resource_type_id text not null,
-        principal_resource_id text not null,
-        external_id text not null,
-        expansion blob,
-        needs_expansion integer not null default 0,
-        data blob not null,
-        sync_id text not null,
-        discovered_at datetime not null
-    )",
+    synced_table!(
+        "v1_grants",
+        "resource_type_id text not null",
+        "resource_id text not null",
+        "entitlement_id text not null",
+        "principal_resource_type_id text not null",
+        "principal_resource_id text not null",
+        "external_id text not null",
+        "expansion blob",
+        "needs_expansion integer not null default 0"
+    ),
     "create index if not exists idx_grants_resource_type_id_resource_id_v1
         on v1_grants (resource_type_id, resource_id)",
     "create index if not exists idx_grants_principal_id_v1
@@ -119,14 +117,11 @@ pub const DDL: &[&str] = &[
     "create unique index if not exists idx_sync_runs_sync_id_v1
         on v1_sync_runs (sync_id)",
     // v1_assets
-    "create table if not exists v1_assets (
-        id integer primary key,
-        external_id text not null,
-        content_type text not null,
-        data blob not null,
-        sync_id text not null,
-        discovered_at datetime not null
-    )",
+    synced_table!(
+        "v1_assets",
+        "external_id text not null",
+        "content_type text not null"
+    ),
     "create unique index if not exists idx_assets_external_sync_v1
         on v1_assets (external_id, sync_id)",
     // v1_connector_sessions
