@@ -192,46 +192,26 @@ impl C1zReader {
     /// latest finished sync of another type (a `partial` or `resources_only` one); else the
     /// latest unfinished sync of any type (started_at DESC, sync_id DESC).
     pub fn latest_sync(&self) -> Result<SyncRun> {
-        let finished = self
-            .conn
-            .query_row(
+        // Each choice in turn, as `where … order by …`.
+        const CHOICES: [&str; 3] = [
+            "ended_at is not null and sync_type = 'full' order by ended_at desc",
+            "ended_at is not null order by ended_at desc",
+            "ended_at is null order by started_at desc",
+        ];
+        for choice in CHOICES {
+            let sql = format!(
                 "select sync_id, started_at, ended_at, sync_type, supports_diff
-                 from v1_sync_runs
-                 where ended_at is not null and sync_type = 'full'
-                 order by ended_at desc, sync_id desc limit 1",
-                [],
-                sync_run_from_row,
-            )
-            .optional()?;
-        if let Some(s) = finished {
-            return Ok(s);
+                 from v1_sync_runs where {choice}, sync_id desc limit 1"
+            );
+            if let Some(s) = self
+                .conn
+                .query_row(&sql, [], sync_run_from_row)
+                .optional()?
+            {
+                return Ok(s);
+            }
         }
-        let other = self
-            .conn
-            .query_row(
-                "select sync_id, started_at, ended_at, sync_type, supports_diff
-                 from v1_sync_runs
-                 where ended_at is not null
-                 order by ended_at desc, sync_id desc limit 1",
-                [],
-                sync_run_from_row,
-            )
-            .optional()?;
-        if let Some(s) = other {
-            return Ok(s);
-        }
-        let unfinished = self
-            .conn
-            .query_row(
-                "select sync_id, started_at, ended_at, sync_type, supports_diff
-                 from v1_sync_runs
-                 where ended_at is null
-                 order by started_at desc, sync_id desc limit 1",
-                [],
-                sync_run_from_row,
-            )
-            .optional()?;
-        unfinished.ok_or_else(|| anyhow!("{} contains no sync runs", self.source.display()))
+        Err(anyhow!("{} contains no sync runs", self.source.display()))
     }
 
     pub fn resource_types(&self, sync_id: &str) -> Result<Vec<pb::ResourceType>> {
