@@ -143,3 +143,16 @@ pub trait Env {
             .unwrap_or_else(|| Err(TransportError::Failed("no result for the request".into())))
     }
 }
+
+/// The entries of an in-memory session store whose keys start with `prefix`, in key order.
+#[cfg(any(test, feature = "native"))]
+pub(crate) fn entries_with_prefix(
+    store: &std::collections::BTreeMap<String, Vec<u8>>,
+    prefix: &str,
+) -> Vec<(String, Vec<u8>)> {
+    store
+        .range(prefix.to_string()..)
+        .take_while(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

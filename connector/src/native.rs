@@ -6,7 +6,7 @@
 
 use crate::bindings::{ConnectorError, Resource, ResourceId, SyncHints};
 use crate::connector::{Connector, Settings};
-use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, TransportError};
+use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, TransportError, entries_with_prefix};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -84,12 +84,7 @@ impl Env for NativeEnv {
     }
 
     fn session_get_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
-        self.session
-            .borrow()
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        entries_with_prefix(&self.session.borrow(), prefix)
     }
 
     fn log(&self, _level: LogLevel, _message: &str) {}
@@ -158,26 +153,25 @@ pub fn walk(env: &NativeEnv) -> Result<Walk, ConnectorError> {
                 .iter()
                 .any(|t| t.id == r.id.resource_type && t.hints.contains(hint))
     };
-    for r in resources
-        .iter()
-        .filter(|r| !skips(r, SyncHints::SKIP_ENTITLEMENTS))
-    {
-        let entitlements = every_page(|token| {
-            let page = c.list_entitlements(r, token)?;
-            Ok((page.items, page.next_page_token))
-        })?;
-        out.entitlements
-            .extend(entitlements.into_iter().map(|e| e.id));
-    }
-    for r in resources
-        .iter()
-        .filter(|r| !skips(r, SyncHints::SKIP_GRANTS))
-    {
-        let grants = every_page(|token| {
-            let page = c.list_grants(r, token)?;
-            Ok((page.items, page.next_page_token))
-        })?;
-        out.grants.extend(grants.into_iter().map(|g| g.id));
-    }
+    // Every id `list` pages through under each resource that `hint` does not skip (`list`
+    // answers with a page's ids and the next token).
+    type IdPage = Result<(Vec<String>, String), ConnectorError>;
+    let under_each = |hint: SyncHints, list: &dyn Fn(&Resource, &str) -> IdPage| {
+        let mut ids = vec![];
+        for r in resources.iter().filter(|r| !skips(r, hint)) {
+            ids.extend(every_page(|token| list(r, token))?);
+        }
+        Ok::<_, ConnectorError>(ids)
+    };
+    out.entitlements = under_each(SyncHints::SKIP_ENTITLEMENTS, &|r, token| {
+        let page = c.list_entitlements(r, token)?;
+        let ids = page.items.into_iter().map(|e| e.id).collect();
+        Ok((ids, page.next_page_token))
+    })?;
+    out.grants = under_each(SyncHints::SKIP_GRANTS, &|r, token| {
+        let page = c.list_grants(r, token)?;
+        let ids = page.items.into_iter().map(|g| g.id).collect();
+        Ok((ids, page.next_page_token))
+    })?;
     Ok(out)
 }

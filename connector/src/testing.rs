@@ -1,7 +1,9 @@
 //! An in-memory [`Env`] for unit tests: canned responses by "METHOD path?query", a request log
 //! and a session map.
 
-use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, Method, TransportError};
+use crate::env::{
+    Env, HttpRequest, HttpResponse, LogLevel, Method, TransportError, entries_with_prefix,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -110,12 +112,7 @@ impl Env for FakeEnv {
     }
 
     fn session_get_prefix(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
-        self.session
-            .borrow()
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        entries_with_prefix(&self.session.borrow(), prefix)
     }
 
     fn log(&self, _level: LogLevel, _message: &str) {}
