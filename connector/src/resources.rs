@@ -24,6 +24,8 @@ pub const FUNCTION_TYPES: [&str; 5] = [
     "INSERT_TRANSFORMATION",
 ];
 
+// One type a line.
+#[rustfmt::skip]
 pub fn resource_types() -> Vec<ResourceType> {
     let t = |id: &str, name: &str, description: &str, traits: &[TraitKind], hints: SyncHints| {
         ResourceType {
@@ -35,67 +37,21 @@ pub fn resource_types() -> Vec<ResourceType> {
         }
     };
     let none = SyncHints::empty();
+    let (no_entitlements, no_grants) = (SyncHints::SKIP_ENTITLEMENTS, SyncHints::SKIP_GRANTS);
+    // The resources roles are held on: apps, whose grants are listed from users and groups.
+    let app = |id, name, description| t(id, name, description, &[TraitKind::App], no_grants);
     vec![
         t(WORKSPACE, "Workspace", "A Segment workspace", &[], none),
-        t(
-            USER,
-            "User",
-            "A Segment workspace user",
-            &[TraitKind::User],
-            SyncHints::SKIP_ENTITLEMENTS,
-        ),
-        t(
-            GROUP,
-            "Group",
-            "A Segment user group",
-            &[TraitKind::Group],
-            none,
-        ),
+        t(USER, "User", "A Segment workspace user", &[TraitKind::User], no_entitlements),
+        t(GROUP, "Group", "A Segment user group", &[TraitKind::Group], none),
         // Role assignments are listed from users and groups, never from the role.
-        t(
-            ROLE,
-            "Role",
-            "A Segment IAM role",
-            &[TraitKind::Role],
-            SyncHints::SKIP_GRANTS,
-        ),
-        t(
-            INVITE,
-            "Invite",
-            "A pending workspace invitation",
-            &[TraitKind::User],
-            SyncHints::SKIP_ENTITLEMENTS
-                | SyncHints::SKIP_GRANTS
-                | SyncHints::SKIP_SYNC_ANOMALY_DETECTION,
-        ),
-        t(
-            SOURCE,
-            "Source",
-            "A Segment data source",
-            &[TraitKind::App],
-            SyncHints::SKIP_GRANTS,
-        ),
-        t(
-            WAREHOUSE,
-            "Warehouse",
-            "A Segment data warehouse",
-            &[TraitKind::App],
-            SyncHints::SKIP_GRANTS,
-        ),
-        t(
-            FUNCTION,
-            "Function",
-            "A Segment function",
-            &[TraitKind::App],
-            SyncHints::SKIP_GRANTS,
-        ),
-        t(
-            SPACE,
-            "Space",
-            "A Segment space (Unify and Engage)",
-            &[TraitKind::App],
-            SyncHints::SKIP_GRANTS,
-        ),
+        t(ROLE, "Role", "A Segment IAM role", &[TraitKind::Role], no_grants),
+        t(INVITE, "Invite", "A pending workspace invitation", &[TraitKind::User],
+            no_entitlements | no_grants | SyncHints::SKIP_SYNC_ANOMALY_DETECTION),
+        app(SOURCE, "Source", "A Segment data source"),
+        app(WAREHOUSE, "Warehouse", "A Segment data warehouse"),
+        app(FUNCTION, "Function", "A Segment function"),
+        app(SPACE, "Space", "A Segment space (Unify and Engage)"),
     ]
 }
 
