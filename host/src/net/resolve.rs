@@ -94,18 +94,9 @@ pub async fn check_name(policy: &AddressPolicy, host: &str) -> std::io::Result<(
         .map(|_| ())
 }
 
-/// The [`Prohibited`] somewhere in `e`'s chain (io errors hide what they wrap from `source`).
+/// The [`Prohibited`] somewhere in `e`'s chain.
 pub fn prohibited_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Prohibited> {
-    if let Some(p) = e.downcast_ref::<Prohibited>() {
-        return Some(p);
-    }
-    let wrapped = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .map(|i| i as &(dyn std::error::Error + 'static));
-    wrapped
-        .and_then(prohibited_cause)
-        .or_else(|| e.source().and_then(prohibited_cause))
+    super::cause(e)
 }
 
 #[cfg(test)]

@@ -47,21 +47,6 @@ fn pooled_with(https: super::connect::SegmentConnector, max_idle: usize) -> Pool
         .build(https)
 }
 
-/// The rustls error somewhere in `e`'s chain (it arrives wrapped in io errors, whose `source`
-/// skips what they wrap).
-fn rustls_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-        return Some(tls);
-    }
-    let wrapped = e
-        .downcast_ref::<std::io::Error>()
-        .and_then(|io| io.get_ref())
-        .map(|i| i as &(dyn std::error::Error + 'static));
-    wrapped
-        .and_then(rustls_cause)
-        .or_else(|| e.source().and_then(rustls_cause))
-}
-
 /// The hyper error somewhere in `e`'s chain.
 fn hyper_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
     e.downcast_ref::<hyper::Error>()
@@ -80,7 +65,7 @@ pub fn error(e: hyper_util::client::legacy::Error) -> Error {
         tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
         return Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32));
     }
-    if let Some(tls) = rustls_cause(&e) {
+    if let Some(tls) = crate::net::cause::<rustls::Error>(&e) {
         tracing::warn!(target: "sandbox", "TLS failure: {tls}");
         return match tls {
             rustls::Error::InvalidCertificate(_) => Error::TlsCertificateError,
