@@ -194,7 +194,7 @@ impl TokenSource {
         max_backoff: Duration,
     ) -> anyhow::Result<()> {
         let attempts = attempts.max(1);
-        let mut wait = backoff;
+        let mut backoff = super::Backoff::new(backoff, max_backoff);
         for attempt in 1..=attempts {
             match self.authorization().await {
                 Ok(_) => {
@@ -209,16 +209,7 @@ impl TokenSource {
                         "{e}; gave up after {attempts} attempts (is the ConductorOne host reachable from here?)"
                     ));
                 }
-                Err(e) => {
-                    tracing::warn!(
-                        attempt,
-                        attempts,
-                        "{e}; trying again in {:.1} s",
-                        wait.as_secs_f64()
-                    );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(max_backoff);
-                }
+                Err(e) => backoff.retry(attempt, attempts, e.to_string()).await,
             }
         }
         unreachable!("the loop returns on its last attempt")

@@ -377,6 +377,31 @@ async fn start_and_serve(
     serve(ctx, task_concurrency, shutdown).await
 }
 
+/// The waits between attempts at a call: the first given, then each twice the last, up to a
+/// ceiling.
+struct Backoff {
+    wait: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(first: Duration, max: Duration) -> Backoff {
+        Backoff { wait: first, max }
+    }
+
+    /// Says that `attempt` (of `attempts`) failed, then waits before the next.
+    async fn retry(&mut self, attempt: u32, attempts: u32, failure: String) {
+        tracing::warn!(
+            attempt,
+            attempts,
+            "{failure}; trying again in {:.1} s",
+            self.wait.as_secs_f64()
+        );
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(self.max);
+    }
+}
+
 /// `Hello`, with retries of transient failures.
 async fn say_hello(
     client: &C1Client,
@@ -386,7 +411,7 @@ async fn say_hello(
     url: &str,
 ) -> anyhow::Result<()> {
     let attempts = timing.startup_attempts.max(1);
-    let mut wait = timing.startup_backoff;
+    let mut backoff = Backoff::new(timing.startup_backoff, timing.max_backoff);
     for attempt in 1..=attempts {
         match client.hello(hello::request(host_id, "", metadata)).await {
             Ok(_) => {
@@ -415,14 +440,8 @@ async fn say_hello(
                 ));
             }
             Err(e) => {
-                tracing::warn!(
-                    attempt,
-                    attempts,
-                    "Hello to ConductorOne failed: {e}; trying again in {:.1} s",
-                    wait.as_secs_f64()
-                );
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(timing.max_backoff);
+                let failure = format!("Hello to ConductorOne failed: {e}");
+                backoff.retry(attempt, attempts, failure).await;
             }
         }
     }
