@@ -116,6 +116,14 @@ impl HostState {
         }
     }
 
+    /// Counts one look at the environment.
+    fn environment_read(&self) {
+        self.run
+            .meter
+            .environment_reads
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn random(&mut self) -> &mut wasmtime_wasi::random::WasiRandomCtx {
         self.wasi.random()
     }
@@ -161,26 +169,17 @@ impl WasiHttpView for HostState {
 /// every call counted, so tests can show that a connector does not look.
 impl wasmtime_wasi::p2::bindings::cli::environment::Host for HostState {
     fn get_environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        self.run
-            .meter
-            .environment_reads
-            .fetch_add(1, Ordering::Relaxed);
+        self.environment_read();
         Ok(vec![])
     }
 
     fn get_arguments(&mut self) -> wasmtime::Result<Vec<String>> {
-        self.run
-            .meter
-            .environment_reads
-            .fetch_add(1, Ordering::Relaxed);
+        self.environment_read();
         Ok(vec![])
     }
 
     fn initial_cwd(&mut self) -> wasmtime::Result<Option<String>> {
-        self.run
-            .meter
-            .environment_reads
-            .fetch_add(1, Ordering::Relaxed);
+        self.environment_read();
         Ok(None)
     }
 }
