@@ -41,6 +41,21 @@ impl Json {
         if cond { self.put(key, value) } else { self }
     }
 
+    /// Adds `key` with each of `items` as JSON, when there is any (protojson leaves empty
+    /// lists out).
+    fn put_list<T>(self, key: &str, items: &[T], json: impl Fn(&T) -> Json) -> Json {
+        let list: Vec<Json> = items.iter().map(json).collect();
+        self.put_if(!list.is_empty(), key, list)
+    }
+
+    /// Adds `key` when there is a value.
+    fn put_some(self, key: &str, value: Option<impl Into<Json>>) -> Json {
+        match value {
+            Some(value) => self.put(key, value),
+            None => self,
+        }
+    }
+
     /// As a `serde_json::Value` (key order lost), for reading it back.
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
@@ -179,14 +194,7 @@ pub fn capabilities(c: &pb::ConnectorCapabilities) -> Json {
                         .map(resource_type_json)
                         .unwrap_or(Json::obj()),
                 )
-                .put_if(
-                    !r.capabilities.is_empty(),
-                    "capabilities",
-                    r.capabilities
-                        .iter()
-                        .map(capability_name)
-                        .collect::<Vec<_>>(),
-                )
+                .put_list("capabilities", &r.capabilities, capability_name)
                 .put_if(r.opt_in_required, "optInRequired", true)
                 .put_if(
                     r.skip_sync_anomaly_detection,
@@ -198,11 +206,7 @@ pub fn capabilities(c: &pb::ConnectorCapabilities) -> Json {
         .collect();
     let details = |supported: &[i32], preferred: i32| {
         Json::obj()
-            .put_if(
-                !supported.is_empty(),
-                "supportedCredentialOptions",
-                supported.iter().map(credential_option).collect::<Vec<_>>(),
-            )
+            .put_list("supportedCredentialOptions", supported, credential_option)
             .put_if(
                 preferred != 0,
                 "preferredCredentialOption",
@@ -210,44 +214,30 @@ pub fn capabilities(c: &pb::ConnectorCapabilities) -> Json {
             )
     };
     let credential_details = c.credential_details.as_ref().map(|d| {
+        // The two capabilities' messages are alike, but of two types.
+        let provisioning = d.capability_account_provisioning.as_ref().map(|x| {
+            details(
+                &x.supported_credential_options,
+                x.preferred_credential_option,
+            )
+        });
+        let rotation = d.capability_credential_rotation.as_ref().map(|x| {
+            details(
+                &x.supported_credential_options,
+                x.preferred_credential_option,
+            )
+        });
         Json::obj()
-            .put_if(
-                d.capability_account_provisioning.is_some(),
-                "capabilityAccountProvisioning",
-                d.capability_account_provisioning
-                    .as_ref()
-                    .map(|x| {
-                        details(
-                            &x.supported_credential_options,
-                            x.preferred_credential_option,
-                        )
-                    })
-                    .unwrap_or(Json::obj()),
-            )
-            .put_if(
-                d.capability_credential_rotation.is_some(),
-                "capabilityCredentialRotation",
-                d.capability_credential_rotation
-                    .as_ref()
-                    .map(|x| {
-                        details(
-                            &x.supported_credential_options,
-                            x.preferred_credential_option,
-                        )
-                    })
-                    .unwrap_or(Json::obj()),
-            )
+            .put_some("capabilityAccountProvisioning", provisioning)
+            .put_some("capabilityCredentialRotation", rotation)
     });
     Json::obj()
         .put("@type", pb::ConnectorCapabilities::type_url())
         .put_if(!rtcs.is_empty(), "resourceTypeCapabilities", rtcs)
-        .put_if(
-            !c.connector_capabilities.is_empty(),
+        .put_list(
             "connectorCapabilities",
-            c.connector_capabilities
-                .iter()
-                .map(capability_name)
-                .collect::<Vec<_>>(),
+            &c.connector_capabilities,
+            capability_name,
         )
         .put_if(
             credential_details.is_some(),
