@@ -27,24 +27,16 @@ impl Inspector {
 
     pub fn resource_types(&self, format: OutputFormat) -> anyhow::Result<String> {
         let types = self.reader.resource_types(&self.sync_id)?;
-        Ok(match format {
-            OutputFormat::Json => pretty(
-                json!({ "resourceTypes": types.iter().map(resource_type_json).collect::<Vec<_>>() }),
-            ),
-            OutputFormat::Console => table(
-                &["ID", "Display Name", "Traits"],
-                types
-                    .iter()
-                    .map(|t| {
-                        vec![
-                            t.id.clone(),
-                            t.display_name.clone(),
-                            trait_names(&t.traits).join(", "),
-                        ]
-                    })
-                    .collect(),
-            ),
-        })
+        let headers = ["ID", "Display Name", "Traits"];
+        Ok(
+            format.listing("resourceTypes", &types, resource_type_json, &headers, |t| {
+                vec![
+                    t.id.clone(),
+                    t.display_name.clone(),
+                    trait_names(&t.traits).join(", "),
+                ]
+            }),
+        )
     }
 
     pub fn resources(
@@ -52,38 +44,21 @@ impl Inspector {
         format: OutputFormat,
         resource_type: Option<&str>,
     ) -> anyhow::Result<String> {
-        let resources: Vec<pb::Resource> = self
-            .reader
-            .resources(&self.sync_id)?
-            .into_iter()
-            .filter(|r| type_is(r.id.as_ref(), resource_type))
-            .collect();
-        Ok(match format {
-            OutputFormat::Json => pretty(
-                json!({ "resources": resources.iter().map(resource_json).collect::<Vec<_>>() }),
-            ),
-            OutputFormat::Console => table(
-                &["ID", "Display Name", "Resource Type", "Parent Resource"],
-                resources
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.id.as_ref()
-                                .map(|i| i.resource.clone())
-                                .unwrap_or_default(),
-                            r.display_name.clone(),
-                            r.id.as_ref()
-                                .map(|i| i.resource_type.clone())
-                                .unwrap_or_default(),
-                            r.parent_resource_id
-                                .as_ref()
-                                .map(id_text)
-                                .unwrap_or_default(),
-                        ]
-                    })
-                    .collect(),
-            ),
-        })
+        let mut resources = self.reader.resources(&self.sync_id)?;
+        resources.retain(|r| type_is(r.id.as_ref(), resource_type));
+        let headers = ["ID", "Display Name", "Resource Type", "Parent Resource"];
+        Ok(
+            format.listing("resources", &resources, resource_json, &headers, |r| {
+                let id = r.id.clone().unwrap_or_default();
+                let parent = r.parent_resource_id.as_ref().map(id_text);
+                vec![
+                    id.resource,
+                    r.display_name.clone(),
+                    id.resource_type,
+                    parent.unwrap_or_default(),
+                ]
+            }),
+        )
     }
 
     pub fn entitlements(
@@ -91,42 +66,27 @@ impl Inspector {
         format: OutputFormat,
         resource_type: Option<&str>,
     ) -> anyhow::Result<String> {
-        let items: Vec<pb::Entitlement> = self
-            .reader
-            .entitlements(&self.sync_id)?
-            .into_iter()
-            .filter(|e| {
-                type_is(
-                    e.resource.as_ref().and_then(|r| r.id.as_ref()),
-                    resource_type,
-                )
-            })
-            .collect();
-        Ok(match format {
-            OutputFormat::Json => pretty(
-                json!({ "entitlements": items.iter().map(entitlement_json).collect::<Vec<_>>() }),
-            ),
-            OutputFormat::Console => table(
-                &["ID", "Display Name", "Resource Type", "Resource", "Purpose"],
-                items
-                    .iter()
-                    .map(|e| {
-                        let id = e
-                            .resource
-                            .as_ref()
-                            .and_then(|r| r.id.clone())
-                            .unwrap_or_default();
-                        vec![
-                            e.id.clone(),
-                            e.display_name.clone(),
-                            id.resource_type,
-                            id.resource,
-                            purpose_name(e.purpose).into(),
-                        ]
-                    })
-                    .collect(),
-            ),
-        })
+        let mut items = self.reader.entitlements(&self.sync_id)?;
+        items.retain(|e| {
+            type_is(
+                e.resource.as_ref().and_then(|r| r.id.as_ref()),
+                resource_type,
+            )
+        });
+        let headers = ["ID", "Display Name", "Resource Type", "Resource", "Purpose"];
+        Ok(
+            format.listing("entitlements", &items, entitlement_json, &headers, |e| {
+                let id = e.resource.as_ref().and_then(|r| r.id.clone());
+                let id = id.unwrap_or_default();
+                vec![
+                    e.id.clone(),
+                    e.display_name.clone(),
+                    id.resource_type,
+                    id.resource,
+                    purpose_name(e.purpose).into(),
+                ]
+            }),
+        )
     }
 
     pub fn grants(
@@ -154,41 +114,27 @@ impl Inspector {
                     })
             })
             .collect();
-        Ok(match format {
-            OutputFormat::Json => {
-                pretty(json!({ "grants": grants.iter().map(grant_json).collect::<Vec<_>>() }))
-            }
-            OutputFormat::Console => table(
-                &[
-                    "ID",
-                    "Resource Type",
-                    "Resource",
-                    "Entitlement",
-                    "Principal",
-                ],
-                grants
-                    .iter()
-                    .map(|g| {
-                        let e = g.grant.entitlement.clone().unwrap_or_default();
-                        let on = e.resource.and_then(|r| r.id).unwrap_or_default();
-                        let principal = g
-                            .grant
-                            .principal
-                            .as_ref()
-                            .and_then(|p| p.id.as_ref())
-                            .map(id_text)
-                            .unwrap_or_default();
-                        vec![
-                            g.grant.id.clone(),
-                            on.resource_type,
-                            on.resource,
-                            e.id,
-                            principal,
-                        ]
-                    })
-                    .collect(),
-            ),
-        })
+        let headers = [
+            "ID",
+            "Resource Type",
+            "Resource",
+            "Entitlement",
+            "Principal",
+        ];
+        Ok(
+            format.listing("grants", &grants, grant_json, &headers, |g| {
+                let e = g.grant.entitlement.clone().unwrap_or_default();
+                let on = e.resource.and_then(|r| r.id).unwrap_or_default();
+                let principal = g.grant.principal.as_ref().and_then(|p| p.id.as_ref());
+                vec![
+                    g.grant.id.clone(),
+                    on.resource_type,
+                    on.resource,
+                    e.id,
+                    principal.map(id_text).unwrap_or_default(),
+                ]
+            }),
+        )
     }
 
     pub fn stats(&self, format: OutputFormat) -> anyhow::Result<String> {
@@ -238,6 +184,26 @@ fn type_is(id: Option<&pb::ResourceId>, want: Option<&str>) -> bool {
 
 fn id_text(id: &pb::ResourceId) -> String {
     format!("{}:{}", id.resource_type, id.resource)
+}
+
+impl OutputFormat {
+    /// `items` as JSON (an object holding them under `key`) or as a table, a row each.
+    fn listing<T>(
+        self,
+        key: &str,
+        items: &[T],
+        json: fn(&T) -> Value,
+        headers: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) -> String {
+        match self {
+            OutputFormat::Json => {
+                let items = Value::Array(items.iter().map(json).collect());
+                pretty(Value::Object(Map::from_iter([(key.to_string(), items)])))
+            }
+            OutputFormat::Console => table(headers, items.iter().map(row).collect()),
+        }
+    }
 }
 
 fn pretty(v: Value) -> String {
