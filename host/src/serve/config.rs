@@ -243,27 +243,15 @@ pub fn parse(text: &str, base: &Path, policy: &TenantPolicy) -> anyhow::Result<V
                 origins
             }
         };
+        let limit = |name, value, default_secs| {
+            duration(name, &id, value, Duration::from_secs(default_secs))
+        };
         let limits = TenantLimits {
             memory_bytes: (l.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB).clamp(1, 4096) << 20)
                 as usize,
-            cpu_per_call: duration(
-                "cpu_per_call",
-                &id,
-                l.cpu_per_call.as_ref(),
-                Duration::from_secs(10),
-            )?,
-            wall_per_call: duration(
-                "wall_per_call",
-                &id,
-                l.wall_per_call.as_ref(),
-                Duration::from_secs(600),
-            )?,
-            wall_per_sync: duration(
-                "wall_per_sync",
-                &id,
-                l.wall_per_sync.as_ref(),
-                Duration::from_secs(3600),
-            )?,
+            cpu_per_call: limit("cpu_per_call", l.cpu_per_call.as_ref(), 10)?,
+            wall_per_call: limit("wall_per_call", l.wall_per_call.as_ref(), 600)?,
+            wall_per_sync: limit("wall_per_sync", l.wall_per_sync.as_ref(), 3600)?,
             concurrent_requests: l.concurrent_requests.unwrap_or(4).clamp(1, 64),
             request_budget: l.request_budget,
             response_max_bytes: l.response_max_mib.unwrap_or(32).clamp(1, 1024) << 20,
