@@ -107,48 +107,41 @@ impl Request {
                 outcome.describe()
             ))
         };
+        // Each kind of response, with what it carries; an operation already done carries a
+        // marker annotation.
+        let granted = |grants, annotations| {
+            let m = pb::GrantManagerServiceGrantResponse {
+                annotations,
+                grants,
+            };
+            Response::of(&m, &m.annotations)
+        };
+        let revoked = |annotations| {
+            let m = pb::GrantManagerServiceRevokeResponse { annotations };
+            Response::of(&m, &m.annotations)
+        };
+        let deleted = |annotations| {
+            let m = pb::DeleteResourceResponse { annotations };
+            Response::of(&m, &m.annotations)
+        };
         Ok(match (self, outcome) {
             (Request::Grant(t), Outcome::Granted(grants)) => {
-                let m = pb::GrantManagerServiceGrantResponse {
-                    annotations: vec![],
-                    grants: grants.iter().map(|g| grant(t, g)).collect(),
-                };
-                Response::of(&m, &m.annotations)
+                granted(grants.iter().map(|g| grant(t, g)).collect(), vec![])
             }
             (Request::Grant(_), Outcome::AlreadyExists) => {
-                let m = pb::GrantManagerServiceGrantResponse {
-                    annotations: vec![pack(&pb::GrantAlreadyExists {})],
-                    grants: vec![],
-                };
-                Response::of(&m, &m.annotations)
+                granted(vec![], vec![pack(&pb::GrantAlreadyExists {})])
             }
-            (Request::Revoke(_), Outcome::Revoked) => {
-                let m = pb::GrantManagerServiceRevokeResponse {
-                    annotations: vec![],
-                };
-                Response::of(&m, &m.annotations)
-            }
+            (Request::Revoke(_), Outcome::Revoked) => revoked(vec![]),
             (Request::Revoke(_), Outcome::AlreadyRevoked) => {
-                let m = pb::GrantManagerServiceRevokeResponse {
-                    annotations: vec![pack(&pb::GrantAlreadyRevoked {})],
-                };
-                Response::of(&m, &m.annotations)
+                revoked(vec![pack(&pb::GrantAlreadyRevoked {})])
             }
             (Request::CreateAccount(_), Outcome::Account(a)) => {
                 let m = account_response(a);
                 Response::of(&m, &m.annotations)
             }
-            (Request::Delete(_), Outcome::Deleted) => {
-                let m = pb::DeleteResourceResponse {
-                    annotations: vec![],
-                };
-                Response::of(&m, &m.annotations)
-            }
+            (Request::Delete(_), Outcome::Deleted) => deleted(vec![]),
             (Request::Delete(_), Outcome::AlreadyDeleted) => {
-                let m = pb::DeleteResourceResponse {
-                    annotations: vec![pack(&pb::ResourceDoesNotExist {})],
-                };
-                Response::of(&m, &m.annotations)
+                deleted(vec![pack(&pb::ResourceDoesNotExist {})])
             }
             _ => return mismatch(),
         })
