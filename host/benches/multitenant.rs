@@ -25,15 +25,10 @@ fn rss_bytes() -> usize {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        instantiation().await;
-        hundred_tenants().await;
-    });
+#[tokio::main]
+async fn main() {
+    instantiation().await;
+    hundred_tenants().await;
 }
 
 async fn instantiation() {

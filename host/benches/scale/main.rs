@@ -133,6 +133,26 @@ fn main() {
     }
 }
 
+/// One sync by the host binary against `fake`, writing into `work_dir`.
+fn host_sync<'a>(
+    binary: &'a Path,
+    fake: &FakeSegment,
+    concurrency: u16,
+    work_dir: &'a Path,
+    cache_dir: &'a Path,
+    o: &Options,
+) -> child::Sync<'a> {
+    child::Sync {
+        binary,
+        base_url: fake.base_url(),
+        token: Scenario::token(),
+        concurrency,
+        work_dir,
+        cache_dir,
+        time_limit: o.time_limit,
+    }
+}
+
 /// Compiles the component into the cache (not measured), so every scenario starts alike.
 async fn warm_up(binary: &Path, o: &Options, cache: &Path) {
     let fake = FakeSegment::start(fakes::segment::FakeConfig::new(
@@ -142,15 +162,7 @@ async fn warm_up(binary: &Path, o: &Options, cache: &Path) {
     .await
     .expect("the fake starts");
     let work = tempfile::tempdir().expect("a work directory");
-    let sync = child::Sync {
-        binary,
-        base_url: fake.base_url(),
-        token: Scenario::token(),
-        concurrency: 4,
-        work_dir: work.path(),
-        cache_dir: cache,
-        time_limit: o.time_limit,
-    };
+    let sync = host_sync(binary, &fake, 4, work.path(), cache, o);
     let measured = tokio::task::block_in_place(|| sync.run()).expect("the host starts");
     println!(
         "warm-up (compiles the component into the cache): {:.1} s, exit {:?}",
@@ -169,15 +181,7 @@ async fn run(o: &Options, s: &Scenario, (label, binary): (&str, &Path), cache: &
         .await
         .expect("the fake starts");
     let work = tempfile::tempdir().expect("a work directory");
-    let sync = child::Sync {
-        binary,
-        base_url: fake.base_url(),
-        token: Scenario::token(),
-        concurrency: s.concurrency,
-        work_dir: work.path(),
-        cache_dir: cache,
-        time_limit: o.time_limit,
-    };
+    let sync = host_sync(binary, &fake, s.concurrency, work.path(), cache, o);
     let started = Instant::now();
     let measured = tokio::task::block_in_place(|| sync.run());
     let requests = fake.requests();
