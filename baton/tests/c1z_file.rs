@@ -1342,3 +1342,127 @@ fn hundred_thousand_grants() {
     );
     assert_eq!(dir_entries(dir.path()), vec!["big.c1z"]);
 }
+
+fn resumable_options() -> baton::c1z::WriterOptions {
+    baton::c1z::WriterOptions {
+        resume_within: Some(baton::c1z::RESUME_WITHIN),
+        identity: "origin and credential".into(),
+        ..Default::default()
+    }
+}
+
+/// A writer that is never dropped, as when the process is killed.
+fn kill(w: C1zWriter) {
+    std::mem::forget(w);
+}
+
+#[test]
+fn a_small_sync_stays_in_memory_and_a_stopped_one_is_kept_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync.c1z");
+    let work = dir.path().join(".sync.c1z.work");
+    let options = resumable_options();
+
+    let mut w = C1zWriter::open(&path, &options).unwrap();
+    assert!(!w.on_disk());
+    let mut batch = w.batch().unwrap();
+    for r in resources() {
+        batch.put_resource(&r).unwrap();
+    }
+    batch.checkpoint("after the resources").unwrap();
+    batch.commit().unwrap();
+    w.flush().unwrap();
+    // Nothing but the lock is written while the work is small and young.
+    assert_eq!(dir_entries(&work), vec!["lock"]);
+
+    // Stopped (an error, a deadline, Ctrl-C): the work goes to disk, to be resumed.
+    drop(w);
+    assert_eq!(dir_entries(&work), vec!["db", "lock", "owner"]);
+    let w = C1zWriter::open(&path, &options).unwrap();
+    assert!(w.on_disk());
+    assert_eq!(
+        w.start(),
+        &baton::c1z::Start::Resumed {
+            checkpoint: "after the resources".into()
+        }
+    );
+    let first = &resources()[0];
+    let id = first.id.as_ref().unwrap();
+    assert_eq!(
+        w.resource(&id.resource_type, &id.resource)
+            .unwrap()
+            .as_ref(),
+        Some(first)
+    );
+    let (start, end) = times();
+    w.finish(start, end).unwrap();
+    assert_eq!(dir_entries(dir.path()), vec!["sync.c1z"]);
+
+    // Killed while the work is in memory: nothing is left to resume, and the next sync
+    // starts over.
+    let mut w = C1zWriter::open(&path, &options).unwrap();
+    let mut batch = w.batch().unwrap();
+    batch.checkpoint("lost").unwrap();
+    batch.commit().unwrap();
+    kill(w);
+    assert!(!work.join("owner").exists());
+}
+
+#[test]
+fn a_sync_that_outgrows_memory_moves_to_disk_and_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync.c1z");
+    let work = dir.path().join(".sync.c1z.work");
+    let mut w = C1zWriter::open(&path, &resumable_options()).unwrap();
+    w.put_resource_types(&resource_types()).unwrap();
+    // Resources of 1 MiB each, past the memory limit.
+    let template = resources()[0].clone();
+    let count = (baton::c1z::MEMORY_LIMIT >> 20) + 2;
+    for i in 0..count {
+        let mut r = template.clone();
+        r.id.as_mut().unwrap().resource = format!("big-{i}");
+        r.description = "x".repeat(1 << 20);
+        let mut batch = w.batch().unwrap();
+        batch.put_resource(&r).unwrap();
+        batch.checkpoint(&format!("after {i}")).unwrap();
+        batch.commit().unwrap();
+    }
+    assert!(!w.on_disk() && w.due_for_disk().unwrap());
+    // The next batch after a group commit moves the work to disk first.
+    w.flush().unwrap();
+    let batch = w.batch().unwrap();
+    drop(batch);
+    assert!(w.on_disk());
+    w.flush().unwrap();
+    kill(w);
+
+    // What a process started after the kill finds (a copy: this process still holds the
+    // killed writer's lock).
+    let found = tempfile::tempdir().unwrap();
+    for file in ["db", "db-wal"] {
+        if work.join(file).exists() {
+            fs::copy(work.join(file), found.path().join(file)).unwrap();
+        }
+    }
+    let db = Connection::open(found.path().join("db")).unwrap();
+    let token: String = db
+        .query_row(
+            "select sync_token from v1_sync_runs where ended_at is null",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(token, format!("after {}", count - 1));
+    let big: i64 = db
+        .query_row(
+            "select count(*) from v1_resources where external_id like '%big-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(big, count as i64);
+    assert_eq!(
+        fs::read_to_string(work.join("owner")).unwrap(),
+        "origin and credential"
+    );
+}

@@ -55,9 +55,11 @@ async fn a_sync_killed_midway_resumes_without_asking_for_stored_pages_again() {
     let reference = Synced::open(&reference_path);
     let all_requests = reference_fake.requests().len();
 
-    // The same sync through the real binary, killed once half of its requests are answered.
+    // The same sync through the real binary, killed once half of its requests are answered
+    // and its work has moved from memory to disk (after `MEMORY_FOR`: a kill before that
+    // starts over, having lost at most those first seconds).
     let mut cfg = FakeConfig::new(TOKEN, ws);
-    cfg.latency = Duration::from_millis(5);
+    cfg.latency = Duration::from_millis(20);
     let fake = fake(cfg).await;
     let out = dir.path().join("sync.c1z");
     let mut child = binary(&fake.base_url(), &out)
@@ -66,7 +68,8 @@ async fn a_sync_killed_midway_resumes_without_asking_for_stored_pages_again() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while fake.requests().len() < all_requests / 2 {
+    let work = dir.path().join(".sync.c1z.work");
+    while fake.requests().len() < all_requests / 2 || !work.join("owner").exists() {
         assert!(
             started.elapsed() < Duration::from_secs(120),
             "the sync never got halfway"
@@ -84,7 +87,6 @@ async fn a_sync_killed_midway_resumes_without_asking_for_stored_pages_again() {
 
     // Nothing replaced the output, and the work left behind is readable by its owner only.
     assert!(!out.exists());
-    let work = dir.path().join(".sync.c1z.work");
     #[cfg(unix)]
     {
         assert_eq!(mode(&work), 0o700);

@@ -12,7 +12,9 @@ pub mod workdir;
 pub mod writer;
 
 pub use reader::{C1zReader, Schema, Stats, StoredGrant, SyncRun};
-pub use writer::{Batch, C1zWriter, Counts, RESUME_WITHIN, Start, WriterOptions};
+pub use writer::{
+    Batch, C1zWriter, Counts, MEMORY_FOR, MEMORY_LIMIT, RESUME_WITHIN, Start, WriterOptions,
+};
 
 /// The 5 magic bytes that start a v1 `.c1z` file.
 pub const C1Z_V1_MAGIC: &[u8; 5] = b"C1ZF\0";

@@ -388,6 +388,36 @@ impl C1zReader {
 /// the file and say what is wrong: missing file, bad magic (a v3/Pebble file is recognised),
 /// truncated or corrupt zstd, a payload that is not SQLite.
 pub(crate) fn unpack(path: &Path, db_path: &Path) -> Result<()> {
+    let (mut input, _) = open_payload(path)?;
+    let out = File::create(db_path).with_context(|| format!("creating {}", db_path.display()))?;
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let decoded = decompress(&mut input, &mut out, MAX_DECODED_SIZE)
+        .and_then(|n| Ok(out.flush().map(|()| n)?))
+        .with_context(|| format!("{}: corrupt or truncated zstd stream", path.display()))?;
+    let mut head = Vec::with_capacity(16);
+    File::open(db_path)?.take(16).read_to_end(&mut head)?;
+    check_sqlite_header(&head, decoded)
+        .with_context(|| format!("{}: the payload is not a SQLite database", path.display()))
+}
+
+/// The database of the `.c1z` at `path`, decompressed into memory, when its zstd frame
+/// declares at most `limit` bytes; `None` when it declares more (or no size).
+pub(crate) fn unpack_small(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    let (mut input, declared) = open_payload(path)?;
+    let Some(size) = declared.filter(|&n| n <= limit) else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(size as usize);
+    let decoded = decompress(&mut input, &mut out, size)
+        .with_context(|| format!("{}: corrupt or truncated zstd stream", path.display()))?;
+    check_sqlite_header(&out[..out.len().min(16)], decoded)
+        .with_context(|| format!("{}: the payload is not a SQLite database", path.display()))?;
+    Ok(Some(out))
+}
+
+/// Opens the `.c1z` at `path` and checks its header: the reader positioned at the zstd
+/// stream, and the decoded size its frame declares.
+fn open_payload(path: &Path) -> Result<(BufReader<File>, Option<u64>)> {
     let shown = path.display();
     let file = match File::open(path) {
         Ok(f) => f,
@@ -418,17 +448,15 @@ pub(crate) fn unpack(path: &Path, db_path: &Path) -> Result<()> {
     if head.is_empty() {
         bail!("{shown} is truncated: the zstd stream after the C1ZF header is missing");
     }
-    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(head)
+    let declared = zstd::zstd_safe::get_frame_content_size(head).ok().flatten();
+    if let Some(size) = declared
         && size > MAX_DECODED_SIZE
     {
         bail!(
             "{shown}: the zstd frame declares {size} decoded bytes, more than the {MAX_DECODED_SIZE}-byte limit"
         );
     }
-    let decoded = decompress(&mut input, db_path)
-        .with_context(|| format!("{shown}: corrupt or truncated zstd stream"))?;
-    check_sqlite_header(db_path, decoded)
-        .with_context(|| format!("{shown}: the payload is not a SQLite database"))
+    Ok((input, declared))
 }
 
 fn check_magic(magic: &[u8]) -> Result<()> {
@@ -458,12 +486,11 @@ fn check_magic(magic: &[u8]) -> Result<()> {
     bail!("expected the magic bytes \"C1ZF\\0\", found \"{shown}\"{hint}")
 }
 
-/// Decompresses all zstd frames from `input` into `out_path`; returns the decoded size.
-fn decompress(input: &mut BufReader<File>, out_path: &Path) -> Result<u64> {
+/// Decompresses all zstd frames from `input` into `out`, at most `limit` bytes; returns the
+/// decoded size.
+fn decompress(input: &mut BufReader<File>, out: &mut impl Write, limit: u64) -> Result<u64> {
     let mut decoder = zstd::stream::read::Decoder::with_buffer(input)?;
     decoder.window_log_max(MAX_WINDOW_LOG)?;
-    let out = File::create(out_path).with_context(|| format!("creating {}", out_path.display()))?;
-    let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut buf = vec![0u8; 1 << 20];
     let mut total: u64 = 0;
     loop {
@@ -474,24 +501,20 @@ fn decompress(input: &mut BufReader<File>, out_path: &Path) -> Result<u64> {
             Err(e) => return Err(e.into()),
         };
         total += n as u64;
-        if total > MAX_DECODED_SIZE {
-            bail!("the decoded database exceeds the {MAX_DECODED_SIZE}-byte limit");
+        if total > limit {
+            bail!("the decoded database exceeds the {limit}-byte limit");
         }
         out.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", out_path.display()))?;
+            .context("writing the decoded database")?;
     }
-    out.flush()
-        .with_context(|| format!("writing {}", out_path.display()))?;
     Ok(total)
 }
 
-fn check_sqlite_header(db_path: &Path, decoded: u64) -> Result<()> {
+fn check_sqlite_header(head: &[u8], decoded: u64) -> Result<()> {
     if decoded == 0 {
         bail!("the decompressed payload is empty");
     }
-    let mut head = Vec::with_capacity(16);
-    File::open(db_path)?.take(16).read_to_end(&mut head)?;
-    if head.as_slice() != SQLITE_HEADER {
+    if head != SQLITE_HEADER {
         bail!(
             "the decompressed payload ({decoded} bytes) starts with \"{}\" instead of \"SQLite format 3\"",
             head.escape_ascii()

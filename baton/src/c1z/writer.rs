@@ -108,6 +108,16 @@ impl Default for WriterOptions {
 /// most of a large sync's time, and a sync killed in between loses this much work at most.
 const GROUP_COMMIT: Duration = Duration::from_millis(100);
 
+/// A fresh sync's database is built in memory until it holds this many bytes or has run for
+/// [`MEMORY_FOR`]; then it moves to the work directory, where a crash no longer loses it. A
+/// small sync so never writes a database file but the one it delivers, and a writer dropped
+/// before (an error, a deadline, Ctrl-C) moves its work there too: only a kill or a crash in
+/// a sync's first seconds loses what it had done.
+pub const MEMORY_LIMIT: u64 = 16 << 20;
+
+/// See [`MEMORY_LIMIT`].
+pub const MEMORY_FOR: Duration = Duration::from_secs(2);
+
 /// Baton resumes unfinished syncs younger than this.
 pub const RESUME_WITHIN: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -142,6 +152,10 @@ pub struct C1zWriter {
     resumable: bool,
     /// When the transaction that batches go into began (`None`: none is open).
     open_since: Option<std::time::Instant>,
+    /// Since when the database has been in memory (`None`: it is the work directory's file).
+    in_memory: Option<std::time::Instant>,
+    /// Who makes the sync (written beside the database when it reaches the disk).
+    identity: String,
 }
 
 impl std::fmt::Debug for C1zWriter {
@@ -159,7 +173,10 @@ impl Drop for C1zWriter {
     fn drop(&mut self) {
         // Complete batches are kept for the sync that resumes this one.
         let _ = self.flush();
-        if !self.resumable
+        if self.resumable && self.in_memory.is_some() {
+            let _ = self.move_to_disk();
+        }
+        if (!self.resumable || self.in_memory.is_some())
             && let Some(work) = self.work.take()
         {
             work.remove();
@@ -188,14 +205,16 @@ impl C1zWriter {
             Some(within) => resumable(&work, &options.identity, within),
             None => None,
         };
-        let (conn, sync_id, start) = match resumed {
-            Some((conn, sync_id, checkpoint)) => (conn, sync_id, Start::Resumed { checkpoint }),
+        let (conn, sync_id, start, in_memory) = match resumed {
+            Some((conn, sync_id, checkpoint)) => {
+                (conn, sync_id, Start::Resumed { checkpoint }, false)
+            }
             None => {
                 work.clear()?;
-                let conn = fresh_db(&work, path)?;
-                private_file(&work.path().join("owner"))?
-                    .write_all(options.identity.as_bytes())
-                    .with_context(|| format!("writing {}", work.path().display()))?;
+                let (conn, in_memory) = fresh_db(&work, path)?;
+                if !in_memory {
+                    write_owner(&work, &options.identity)?;
+                }
                 let sync_id = ksuid::new();
                 conn.execute(
                     "insert into v1_sync_runs
@@ -205,7 +224,7 @@ impl C1zWriter {
                     params![sync_id, timefmt::now_db_time(), options.sync_type],
                 )
                 .context("recording the new sync run")?;
-                (conn, sync_id, Start::Fresh)
+                (conn, sync_id, Start::Fresh, in_memory)
             }
         };
         Ok(Self {
@@ -218,7 +237,55 @@ impl C1zWriter {
             resumable: matches!(start, Start::Resumed { .. }),
             start,
             open_since: None,
+            in_memory: in_memory.then(std::time::Instant::now),
+            identity: options.identity.clone(),
         })
+    }
+
+    /// Whether the work is in the work directory's database (where a crash does not lose it).
+    pub fn on_disk(&self) -> bool {
+        self.in_memory.is_none()
+    }
+
+    /// Moves a database that is still in memory to the work directory (complete batches
+    /// only), as [`MEMORY_LIMIT`] describes.
+    pub fn move_to_disk(&mut self) -> Result<()> {
+        if self.work.is_none() || self.in_memory.is_none() {
+            return Ok(());
+        }
+        self.flush()?;
+        let work = self.work.as_ref().expect("checked above");
+        let db = work.db();
+        {
+            let image = self.conn.serialize(rusqlite::MAIN_DB)?;
+            let mut file = private_file(&db)?;
+            file.set_len(0)?;
+            file.write_all(&image)
+                .with_context(|| format!("writing {}", db.display()))?;
+        }
+        let conn = open_db(&db)?;
+        write_owner(work, &self.identity)?;
+        self.conn = conn;
+        self.in_memory = None;
+        Ok(())
+    }
+
+    /// Whether the database in memory has outgrown it (see [`MEMORY_LIMIT`]): the next batch
+    /// moves it to disk. A host moves its own scratch state beside it first.
+    pub fn due_for_disk(&self) -> Result<bool> {
+        let Some(since) = self.in_memory else {
+            return Ok(false);
+        };
+        if since.elapsed() >= MEMORY_FOR {
+            return Ok(true);
+        }
+        let bytes: i64 = self
+            .conn
+            .prepare_cached(
+                "select page_count * page_size from pragma_page_count(), pragma_page_size()",
+            )?
+            .query_row([], |r| r.get(0))?;
+        Ok(bytes as u64 > MEMORY_LIMIT)
     }
 
     /// Commits the batches written so far.
@@ -264,6 +331,9 @@ impl C1zWriter {
     /// A batch: rows and a checkpoint kept together, or not at all (a savepoint inside the
     /// transaction that [`GROUP_COMMIT`] ends).
     pub fn batch(&mut self) -> Result<Batch<'_>> {
+        if self.open_since.is_none() && self.due_for_disk()? {
+            self.move_to_disk()?;
+        }
         if self.open_since.is_none() {
             self.conn.execute_batch("begin")?;
             self.open_since = Some(std::time::Instant::now());
@@ -531,11 +601,20 @@ impl C1zWriter {
 
     /// Writes the finished database over the target (see [`C1zWriter::finish`]).
     fn package(&mut self, work: &WorkDir, compact: bool) -> Result<()> {
+        let mut conn = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        if self.in_memory.is_some() {
+            // Rows of dropped syncs leave free pages: compact first.
+            if compact {
+                conn.execute_batch("vacuum")
+                    .context("compacting the database")?;
+            }
+            let image = conn.serialize(rusqlite::MAIN_DB)?;
+            return self.write_target(&mut &image[..], image.len() as u64);
+        }
         // The file Baton reads is a rollback-journal database, whole in one file: this moves
         // the write-ahead log into the database and marks it so (a copy made by `vacuum into`
         // takes the mode too).
-        let mode: String = self
-            .conn
+        let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
             .context("moving the write-ahead log into the database")?;
         if !mode.eq_ignore_ascii_case("delete") {
@@ -545,25 +624,31 @@ impl C1zWriter {
             // Rows of dropped syncs leave free pages: copy the database compactly first.
             let packed = work.path().join("packed");
             let _ = fs::remove_file(&packed);
-            self.conn
-                .execute("vacuum into ?1", params![packed.to_string_lossy()])
+            conn.execute("vacuum into ?1", params![packed.to_string_lossy()])
                 .context("compacting the database")?;
             packed
         } else {
             work.db()
         };
-        let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
         conn.close()
             .map_err(|(_, e)| e)
             .context("closing the SQLite database")?;
+        let mut input =
+            File::open(&packed).with_context(|| format!("opening {}", packed.display()))?;
+        let len = input.metadata()?.len();
+        self.write_target(&mut input, len)
+    }
 
+    /// Writes `C1ZF\0` and the zstd stream of the database (`len` bytes read from `input`)
+    /// to a temp file beside the target, fsyncs it and renames it over the target.
+    fn write_target(&self, input: &mut impl io::Read, len: u64) -> Result<()> {
         let name = self.target.file_name().unwrap_or_default();
         let mut out = tempfile::Builder::new()
             .prefix(&dotted(name, "."))
             .suffix(".tmp")
             .tempfile_in(&self.dir)
             .with_context(|| format!("creating a temp file in {}", self.dir.display()))?;
-        write_envelope(&packed, out.as_file_mut())
+        write_envelope(input, len, out.as_file_mut())
             .with_context(|| format!("writing {}", out.path().display()))?;
         out.as_file()
             .sync_all()
@@ -789,30 +874,65 @@ fn resumable(
 }
 
 /// A new work database: the previous file's database when it reads as a v1 `.c1z` (its
-/// unfinished syncs dropped), else an empty one.
-fn fresh_db(work: &WorkDir, target: &Path) -> Result<Connection> {
-    let db = work.db();
-    private_file(&db)?;
-    if target.exists() && reader::unpack(target, &db).is_ok() {
-        if let Ok(conn) = open_db(&db)
-            && carries_over(&conn).unwrap_or(false)
-        {
-            conn.execute_batch(
-                "delete from v1_sync_runs where ended_at is null or sync_type != 'full'",
-            )?;
-            return Ok(conn);
+/// unfinished syncs dropped), else an empty one. It is in memory (`true`) unless the previous
+/// file's database is larger than [`MEMORY_LIMIT`].
+fn fresh_db(work: &WorkDir, target: &Path) -> Result<(Connection, bool)> {
+    if target.exists() {
+        match reader::unpack_small(target, MEMORY_LIMIT) {
+            Ok(Some(image)) => {
+                if let Ok(conn) = memory_db(Some(&image))
+                    && carries_over(&conn).unwrap_or(false)
+                {
+                    return Ok((carried_over(conn)?, true));
+                }
+            }
+            Ok(None) => {
+                let db = work.db();
+                private_file(&db)?;
+                if reader::unpack(target, &db).is_ok()
+                    && let Ok(conn) = open_db(&db)
+                    && carries_over(&conn).unwrap_or(false)
+                {
+                    return Ok((carried_over(conn)?, false));
+                }
+                fs::remove_file(&db)?;
+            }
+            Err(_) => {}
         }
-        fs::remove_file(&db)?;
-        private_file(&db)?;
     }
-    let conn = open_db(&db)?;
+    let conn = memory_db(None)?;
     let tx = conn.unchecked_transaction()?;
     for stmt in schema::DDL {
         tx.execute(stmt, [])
             .with_context(|| format!("running DDL: {stmt}"))?;
     }
     tx.commit()?;
+    Ok((conn, true))
+}
+
+/// The previous file's database without its unfinished syncs.
+fn carried_over(conn: Connection) -> Result<Connection> {
+    conn.execute_batch("delete from v1_sync_runs where ended_at is null or sync_type != 'full'")?;
     Ok(conn)
+}
+
+/// A database in memory: empty, or a copy of `image`.
+fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
+    let mut conn = Connection::open_in_memory()?;
+    if let Some(image) = image {
+        conn.deserialize_read_exact(rusqlite::MAIN_DB, image, image.len(), false)
+            .context("loading the previous syncs into memory")?;
+    }
+    conn.pragma_update(None, "cache_size", -32768)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Records who makes the sync, beside its database (a resume checks it).
+fn write_owner(work: &WorkDir, identity: &str) -> Result<()> {
+    private_file(&work.path().join("owner"))?
+        .write_all(identity.as_bytes())
+        .with_context(|| format!("writing {}", work.path().display()))
 }
 
 /// Whether an existing database has every table and column this writer fills.
@@ -856,6 +976,9 @@ fn open_db(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The page cache is the database's whole share of memory, whatever the workspace's size.
     conn.pragma_update(None, "cache_size", -32768)?;
+    // Copy the log into the database every 40 MiB rather than every 4: a page that many
+    // batches change (an index's) is copied once per checkpoint, not once per 4 MiB.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
@@ -883,17 +1006,14 @@ fn cleanup(tx: &Transaction<'_>, current: &str, keep: usize) -> Result<bool> {
     Ok(!doomed.is_empty())
 }
 
-fn write_envelope(db_path: &Path, out: &mut File) -> Result<()> {
-    let mut input =
-        File::open(db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    let len = input.metadata()?.len();
+fn write_envelope(input: &mut impl io::Read, len: u64, out: &mut File) -> Result<()> {
     let mut w = BufWriter::with_capacity(1 << 20, out);
     w.write_all(C1Z_V1_MAGIC)?;
     let mut enc = zstd::stream::write::Encoder::new(w, ZSTD_LEVEL)?;
     enc.include_checksum(true)?;
     enc.include_contentsize(true)?;
     enc.set_pledged_src_size(Some(len))?;
-    let copied = io::copy(&mut input, &mut enc)?;
+    let copied = io::copy(input, &mut enc)?;
     if copied != len {
         bail!("database changed size while compressing ({len} → {copied} bytes)");
     }

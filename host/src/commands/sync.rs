@@ -12,7 +12,7 @@ use crate::sync::progress::Progress;
 use crate::sync::scope::SyncScope;
 use crate::sync::store::SyncStore;
 use crate::sync::{SyncError, SyncOptions, Syncer};
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use baton::c1z::{RESUME_WITHIN, WriterOptions};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -100,10 +100,6 @@ async fn sync_with(
     run: Arc<RunContext>,
     program: Option<Arc<Program>>,
 ) -> anyhow::Result<SyncSummary> {
-    // What the connector keeps for later phases goes to disk, beside the sync's other work.
-    run.session
-        .spill_to(store.work_dir())
-        .context("opening the session store")?;
     let network = run.network.clone();
     let progress = Arc::new(Progress::default());
     let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
@@ -112,7 +108,7 @@ async fn sync_with(
         retry: network.policy.retry.clone(),
         scope: job.scope.clone(),
     };
-    let mut syncer = Syncer::new(runtime, run, options, progress, store, checkpoint);
+    let mut syncer = Syncer::new(runtime, run.clone(), options, progress, store, checkpoint);
     if let Some(program) = program {
         syncer = syncer.with_program(program);
     }
@@ -124,7 +120,17 @@ async fn sync_with(
     }
     let report = match outcome {
         Ok(Ok(report)) => report,
-        Ok(Err((e, _store))) => return Err(explain(e, &job, &network)),
+        Ok(Err((e, mut store))) => {
+            // What was done is kept for the next sync to resume from, the connector's session
+            // store with it.
+            if let Err(kept) = store
+                .keep_for_resume()
+                .and_then(|()| run.session.spill_to(store.work_dir()))
+            {
+                tracing::warn!("the failed sync's work could not be kept for resuming: {kept:#}");
+            }
+            return Err(explain(e, &job, &network));
+        }
         Err(_) => {
             return Err(anyhow!(
                 "the sync did not finish within its deadline of {}; {} is unchanged, and the \

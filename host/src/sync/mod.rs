@@ -213,6 +213,8 @@ pub struct Syncer<'r> {
     /// Where the sync stands; written with every page.
     state: Checkpoint,
     resumed: bool,
+    /// Whether the session store has followed the sync's work to disk.
+    session_on_disk: bool,
     /// Page tokens each open listing has handed out: a listing that hands one out twice would
     /// loop forever. (Dropped when the listing ends.)
     tokens: HashMap<(i64, String), HashSet<String>>,
@@ -239,6 +241,7 @@ impl<'r> Syncer<'r> {
             store,
             state: resume_from.unwrap_or_else(|| Checkpoint::at(Phase::Resources, vec![])),
             resumed,
+            session_on_disk: false,
             tokens: HashMap::new(),
         }
     }
@@ -277,6 +280,7 @@ impl<'r> Syncer<'r> {
     }
 
     async fn phases(&mut self) -> Result<usize, SyncError> {
+        self.follow_store_to_disk()?;
         self.progress.set_phase(0);
         self.once("validate", |mut i| async move {
             let r = i.validate().await;
@@ -310,6 +314,7 @@ impl<'r> Syncer<'r> {
                     token: String::new(),
                 })
                 .collect();
+            self.follow_store_to_disk()?;
             self.store
                 .set_resource_types(types, &self.state)
                 .map_err(host_error)?;
@@ -334,6 +339,7 @@ impl<'r> Syncer<'r> {
                 .await?;
             log_phase(name, started);
             self.state.advance(vec![]);
+            self.follow_store_to_disk()?;
             self.store.checkpoint(&self.state).map_err(host_error)?;
         }
 
@@ -615,6 +621,7 @@ impl<'r> Syncer<'r> {
             tracing::warn!("{warning}");
             self.state.warn(warning);
             self.finish_listing(&task);
+            self.follow_store_to_disk()?;
             return self.store.checkpoint(&self.state).map_err(host_error);
         }
         let wait = error
@@ -639,6 +646,23 @@ impl<'r> Syncer<'r> {
             delay: wait,
             ..task
         });
+        Ok(())
+    }
+
+    /// When the sync's work is on disk or about to move there, what the connector keeps for
+    /// later phases goes there first (a resumed sync finds both; the work is resumable only
+    /// once the store has moved, so never without the session).
+    fn follow_store_to_disk(&mut self) -> Result<(), SyncError> {
+        if self.session_on_disk {
+            return Ok(());
+        }
+        if self.store.on_disk() || self.store.due_for_disk().map_err(host_error)? {
+            self.run
+                .session
+                .spill_to(self.store.work_dir())
+                .map_err(|e| host_error(e.context("opening the session store")))?;
+            self.session_on_disk = true;
+        }
         Ok(())
     }
 
@@ -688,6 +712,7 @@ impl<'r> Syncer<'r> {
                 None => return Err(SyncError::Host(format!("{}: not open", task.name()))),
             }
         }
+        self.follow_store_to_disk()?;
         let stored = match answer {
             Answer::Resources(page) => {
                 let Call::Resources { resource_type, .. } = &task.call else {

@@ -98,6 +98,22 @@ impl SyncStore {
         self.writer.work_dir()
     }
 
+    /// Whether the sync's work is on disk yet (a small sync's stays in memory, see
+    /// [`baton::c1z::MEMORY_LIMIT`]).
+    pub fn on_disk(&self) -> bool {
+        self.writer.on_disk()
+    }
+
+    /// Whether the work moves to disk with the next page (see [`SyncStore::on_disk`]).
+    pub fn due_for_disk(&self) -> anyhow::Result<bool> {
+        self.writer.due_for_disk()
+    }
+
+    /// Moves the work to disk now, for a sync that stops and will resume.
+    pub fn keep_for_resume(&mut self) -> anyhow::Result<()> {
+        self.writer.move_to_disk()
+    }
+
     pub fn resource_types(&self) -> &[ResourceType] {
         &self.types
     }
