@@ -569,6 +569,13 @@ impl C1zWriter {
         }
         self.flush()?;
         let tx = self.conn.transaction()?;
+        for stmt in schema::DDL
+            .iter()
+            .filter(|s| schema::DEFERRED_INDEXES.iter().any(|i| s.contains(i)))
+        {
+            tx.execute(stmt, [])
+                .with_context(|| format!("building an index: {stmt}"))?;
+        }
         tx.execute(
             "update v1_sync_runs set started_at = ?2, ended_at = ?3, sync_token = '',
                  supports_diff = 1, grants_backfilled = 1, stats = null
@@ -902,7 +909,8 @@ fn fresh_db(work: &WorkDir, target: &Path) -> Result<(Connection, bool)> {
     }
     let conn = memory_db(None)?;
     let tx = conn.unchecked_transaction()?;
-    for stmt in schema::DDL {
+    let deferred = |stmt: &str| schema::DEFERRED_INDEXES.iter().any(|i| stmt.contains(i));
+    for stmt in schema::DDL.iter().filter(|s| !deferred(s)) {
         tx.execute(stmt, [])
             .with_context(|| format!("running DDL: {stmt}"))?;
     }
