@@ -1427,7 +1427,8 @@ fn a_sync_that_outgrows_memory_moves_to_disk_and_survives_a_kill() {
         batch.checkpoint(&format!("after {i}")).unwrap();
         batch.commit().unwrap();
     }
-    assert!(!w.on_disk() && w.due_for_disk().unwrap());
+    // (The size is looked up every few calls.)
+    assert!(!w.on_disk() && (0..16).any(|_| w.due_for_disk().unwrap()));
     // The next batch after a group commit moves the work to disk first.
     w.flush().unwrap();
     let batch = w.batch().unwrap();

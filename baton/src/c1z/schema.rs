@@ -41,12 +41,18 @@ macro_rules! synced_table {
 
 /// Indexes of the grants table that no query of a sync in progress uses: a writer builds them
 /// once, when the sync ends (a bulk build sorts once; kept up to date, they cost every grant
-/// three more B-tree insertions).
+/// three more B-tree insertions). Their columns all come before the blob, so building one
+/// reads no overflow pages.
 pub const DEFERRED_INDEXES: [&str; 3] = [
     "idx_grants_resource_type_id_resource_id_v1",
     "idx_grants_principal_id_v1",
     "idx_grants_entitlement_id_principal_id_v1",
 ];
+
+/// Whether `stmt` (of [`DDL`]) creates one of the [`DEFERRED_INDEXES`].
+pub fn is_deferred(stmt: &str) -> bool {
+    DEFERRED_INDEXES.iter().any(|i| stmt.contains(i))
+}
 
 /// The DDL run on a new database (one statement per entry).
 pub const DDL: &[&str] = &[

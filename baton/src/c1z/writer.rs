@@ -156,6 +156,14 @@ pub struct C1zWriter {
     in_memory: Option<std::time::Instant>,
     /// Who makes the sync (written beside the database when it reaches the disk).
     identity: String,
+    /// Whether the database in memory is due to move to disk, and how often it was asked.
+    memory_check: MemoryCheck,
+}
+
+#[derive(Default)]
+struct MemoryCheck {
+    due: std::cell::Cell<bool>,
+    calls: std::cell::Cell<u32>,
 }
 
 impl std::fmt::Debug for C1zWriter {
@@ -239,6 +247,7 @@ impl C1zWriter {
             open_since: None,
             in_memory: in_memory.then(std::time::Instant::now),
             identity: options.identity.clone(),
+            memory_check: MemoryCheck::default(),
         })
     }
 
@@ -271,13 +280,21 @@ impl C1zWriter {
     }
 
     /// Whether the database in memory has outgrown it (see [`MEMORY_LIMIT`]): the next batch
-    /// moves it to disk. A host moves its own scratch state beside it first.
+    /// after a group commit moves it to disk. A host moves its own scratch state beside it
+    /// first (once this says yes, it says so until the move).
     pub fn due_for_disk(&self) -> Result<bool> {
         let Some(since) = self.in_memory else {
             return Ok(false);
         };
-        if since.elapsed() >= MEMORY_FOR {
+        if self.memory_check.due.get() || since.elapsed() >= MEMORY_FOR {
+            self.memory_check.due.set(true);
             return Ok(true);
+        }
+        // The size is looked up every few calls (a batch adds far less than the headroom).
+        let calls = self.memory_check.calls.get().wrapping_add(1);
+        self.memory_check.calls.set(calls);
+        if !calls.is_multiple_of(16) {
+            return Ok(false);
         }
         let bytes: i64 = self
             .conn
@@ -285,7 +302,20 @@ impl C1zWriter {
                 "select page_count * page_size from pragma_page_count(), pragma_page_size()",
             )?
             .query_row([], |r| r.get(0))?;
-        Ok(bytes as u64 > MEMORY_LIMIT)
+        self.memory_check.due.set(bytes as u64 > MEMORY_LIMIT);
+        Ok(self.memory_check.due.get())
+    }
+
+    /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`]), if
+    /// they are missing.
+    fn build_deferred_indexes(&mut self) -> Result<()> {
+        self.flush()?;
+        for stmt in schema::DDL.iter().filter(|s| schema::is_deferred(s)) {
+            self.conn
+                .execute(stmt, [])
+                .with_context(|| format!("building an index: {stmt}"))?;
+        }
+        Ok(())
     }
 
     /// Commits the batches written so far.
@@ -568,14 +598,8 @@ impl C1zWriter {
             );
         }
         self.flush()?;
+        self.build_deferred_indexes()?;
         let tx = self.conn.transaction()?;
-        for stmt in schema::DDL
-            .iter()
-            .filter(|s| schema::DEFERRED_INDEXES.iter().any(|i| s.contains(i)))
-        {
-            tx.execute(stmt, [])
-                .with_context(|| format!("building an index: {stmt}"))?;
-        }
         tx.execute(
             "update v1_sync_runs set started_at = ?2, ended_at = ?3, sync_token = '',
                  supports_diff = 1, grants_backfilled = 1, stats = null
@@ -909,8 +933,7 @@ fn fresh_db(work: &WorkDir, target: &Path) -> Result<(Connection, bool)> {
     }
     let conn = memory_db(None)?;
     let tx = conn.unchecked_transaction()?;
-    let deferred = |stmt: &str| schema::DEFERRED_INDEXES.iter().any(|i| stmt.contains(i));
-    for stmt in schema::DDL.iter().filter(|s| !deferred(s)) {
+    for stmt in schema::DDL.iter().filter(|s| !schema::is_deferred(s)) {
         tx.execute(stmt, [])
             .with_context(|| format!("running DDL: {stmt}"))?;
     }
@@ -927,11 +950,17 @@ fn carried_over(conn: Connection) -> Result<Connection> {
 /// A database in memory: empty, or a copy of `image`.
 fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
     let mut conn = Connection::open_in_memory()?;
-    if let Some(image) = image {
-        conn.deserialize_read_exact(rusqlite::MAIN_DB, image, image.len(), false)
-            .context("loading the previous syncs into memory")?;
-    }
-    conn.pragma_update(None, "cache_size", -32768)?;
+    // An empty one keeps its pages in the page cache; a copy keeps them in its own buffer,
+    // which a large page cache would only duplicate.
+    let cache_kib = match image {
+        None => 32768,
+        Some(image) => {
+            conn.deserialize_read_exact(rusqlite::MAIN_DB, image, image.len(), false)
+                .context("loading the previous syncs into memory")?;
+            1024
+        }
+    };
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
