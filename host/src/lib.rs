@@ -26,3 +26,5 @@ pub mod serve;
 pub mod service;
 pub mod sync;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;

@@ -1051,46 +1051,23 @@ mod tests {
                 "tenant.example.com".into()
             ]))
         );
+        // The same assertion checked at another time.
+        let at = |t| verify_assertion(&jws, &pk, &id.full, "tenant.example.com", t);
         // exp = now + 120 s; leeway 10 s.
         assert_eq!(
-            verify_assertion(
-                &jws,
-                &pk,
-                &id.full,
-                "tenant.example.com",
-                now + Duration::from_secs(131)
-            ),
+            at(now + Duration::from_secs(131)),
             Err(AssertionError::Expired)
         );
         assert_eq!(
-            verify_assertion(
-                &jws,
-                &pk,
-                &id.full,
-                "tenant.example.com",
-                now + Duration::from_secs(3600)
-            ),
+            at(now + Duration::from_secs(3600)),
             Err(AssertionError::Expired)
         );
         // nbf = now − 120 s.
         assert_eq!(
-            verify_assertion(
-                &jws,
-                &pk,
-                &id.full,
-                "tenant.example.com",
-                now - Duration::from_secs(131)
-            ),
+            at(now - Duration::from_secs(131)),
             Err(AssertionError::NotYetValid)
         );
         // Clock skew within [nbf, exp) is fine, whatever `iat` says.
-        verify_assertion(
-            &jws,
-            &pk,
-            &id.full,
-            "tenant.example.com",
-            now - Duration::from_secs(60),
-        )
-        .unwrap();
+        at(now - Duration::from_secs(60)).unwrap();
     }
 }
