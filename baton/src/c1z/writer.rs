@@ -379,42 +379,39 @@ impl C1zWriter {
         })
     }
 
-    /// Upserts resource types (`external_id` = `ResourceType.id`).
-    pub fn put_resource_types(&mut self, items: &[pb::ResourceType]) -> Result<()> {
+    /// Upserts `items` in one transaction, each with `put`.
+    fn put_each<T>(
+        &mut self,
+        items: &[T],
+        put: impl Fn(&mut Batch<'_>, &T) -> Result<()>,
+    ) -> Result<()> {
         let mut b = self.batch()?;
-        for rt in items {
-            b.put_resource_type(rt)?;
+        for item in items {
+            put(&mut b, item)?;
         }
         b.commit()
+    }
+
+    /// Upserts resource types (`external_id` = `ResourceType.id`).
+    pub fn put_resource_types(&mut self, items: &[pb::ResourceType]) -> Result<()> {
+        self.put_each(items, |b, rt| b.put_resource_type(rt))
     }
 
     /// Upserts resources (`external_id` = `"<resource_type>:<resource_id>"`; the parent
     /// columns are NULL when there is no parent).
     pub fn put_resources(&mut self, items: &[pb::Resource]) -> Result<()> {
-        let mut b = self.batch()?;
-        for r in items {
-            b.put_resource(r)?;
-        }
-        b.commit()
+        self.put_each(items, |b, r| b.put_resource(r))
     }
 
     /// Upserts entitlements (`external_id` = `Entitlement.id`; resource columns from the
     /// embedded resource).
     pub fn put_entitlements(&mut self, items: &[pb::Entitlement]) -> Result<()> {
-        let mut b = self.batch()?;
-        for e in items {
-            b.put_entitlement(e)?;
-        }
-        b.commit()
+        self.put_each(items, |b, e| b.put_entitlement(e))
     }
 
     /// Upserts grants (see [`Batch::put_grant`]).
     pub fn put_grants(&mut self, items: &[pb::Grant]) -> Result<()> {
-        let mut b = self.batch()?;
-        for g in items {
-            b.put_grant(g)?;
-        }
-        b.commit()
+        self.put_each(items, |b, g| b.put_grant(g))
     }
 
     /// Upserts an asset (`external_id` = `AssetRef.id`, raw bytes in `data`).

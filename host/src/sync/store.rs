@@ -11,7 +11,7 @@ use crate::engine::contract::{
 };
 use crate::engine::to_c1z;
 use anyhow::Context as _;
-use baton::c1z::{C1zWriter, Start, WriterOptions};
+use baton::c1z::{Batch, C1zWriter, Start, WriterOptions};
 use baton::pb;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -138,12 +138,9 @@ impl SyncStore {
     ) -> anyhow::Result<()> {
         self.pb_types = types.iter().map(Into::into).collect();
         self.types = types;
-        let mut batch = self.writer.batch()?;
-        for t in &self.pb_types {
-            batch.put_resource_type(t)?;
-        }
-        batch.checkpoint(&checkpoint.encode())?;
-        batch.commit()
+        write_page(&mut self.writer, &self.pb_types, checkpoint, |b, t| {
+            b.put_resource_type(t)
+        })
     }
 
     pub fn checkpoint(&mut self, checkpoint: &Checkpoint) -> anyhow::Result<()> {
@@ -165,12 +162,9 @@ impl SyncStore {
                 .map_err(StoreError::Invalid)?;
             messages.push(pb::Resource::from(r));
         }
-        let mut batch = self.writer.batch()?;
-        for m in &messages {
-            batch.put_resource(m)?;
-        }
-        batch.checkpoint(&checkpoint.encode())?;
-        batch.commit()?;
+        write_page(&mut self.writer, &messages, checkpoint, |b, m| {
+            b.put_resource(m)
+        })?;
         for m in messages {
             if let Some(id) = &m.id {
                 let key = baton::ids::resource_key(&id.resource_type, &id.resource);
@@ -229,12 +223,9 @@ impl SyncStore {
             let declared = |id: &str| types.iter().find(|t| t.id == id).cloned();
             messages.push(to_c1z::entitlement(e, resource, declared));
         }
-        let mut batch = self.writer.batch()?;
-        for m in &messages {
-            batch.put_entitlement(m)?;
-        }
-        batch.checkpoint(&checkpoint.encode())?;
-        batch.commit()?;
+        write_page(&mut self.writer, &messages, checkpoint, |b, m| {
+            b.put_entitlement(m)
+        })?;
         for m in &messages {
             self.entitlements.remove(&m.id);
         }
@@ -262,12 +253,9 @@ impl SyncStore {
                 .unwrap_or_else(|| to_c1z::resource_stub(&g.principal));
             messages.push(to_c1z::grant(g, entitlement, principal));
         }
-        let mut batch = self.writer.batch()?;
-        for m in &messages {
-            batch.put_grant(m)?;
-        }
-        batch.checkpoint(&checkpoint.encode())?;
-        batch.commit()?;
+        write_page(&mut self.writer, &messages, checkpoint, |b, m| {
+            b.put_grant(m)
+        })?;
         Ok(())
     }
 
@@ -444,6 +432,22 @@ pub struct Counted {
     pub resources_by_type: Vec<(String, usize)>,
     pub entitlements: usize,
     pub grants: usize,
+}
+
+/// Writes a page of `records`, each with `put`, and the checkpoint after it in one
+/// transaction.
+fn write_page<T>(
+    writer: &mut C1zWriter,
+    records: &[T],
+    checkpoint: &Checkpoint,
+    put: impl Fn(&mut Batch<'_>, &T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut batch = writer.batch()?;
+    for r in records {
+        put(&mut batch, r)?;
+    }
+    batch.checkpoint(&checkpoint.encode())?;
+    batch.commit()
 }
 
 pub fn show(id: &ResourceId) -> String {
