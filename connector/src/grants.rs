@@ -91,6 +91,30 @@ fn grant_page(items: Vec<Grant>, next: Option<String>) -> GrantPage {
     }
 }
 
+/// The answer to `GET /{COLLECTION}/{id}` for one kind of principal, which carries its
+/// permissions; listing records them in the session under `SESSION_KEY` and the id.
+pub(crate) trait PrincipalData: DeserializeOwned {
+    const COLLECTION: &'static str;
+    const SESSION_KEY: &'static str;
+    fn permissions(self) -> Option<Vec<Permission>>;
+}
+
+impl PrincipalData for UserData {
+    const COLLECTION: &'static str = "users";
+    const SESSION_KEY: &'static str = keys::USER_PERMISSIONS;
+    fn permissions(self) -> Option<Vec<Permission>> {
+        self.user.permissions
+    }
+}
+
+impl PrincipalData for GroupData {
+    const COLLECTION: &'static str = "groups";
+    const SESSION_KEY: &'static str = keys::GROUP_PERMISSIONS;
+    fn permissions(self) -> Option<Vec<Permission>> {
+        self.user_group.permissions
+    }
+}
+
 impl<E: Env> Connector<'_, E> {
     pub fn list_grants(
         &self,
@@ -130,36 +154,28 @@ impl<E: Env> Connector<'_, E> {
         &self,
         user_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        let path = format!("/users/{}", path_segment(user_id));
-        self.recorded_permissions(keys::USER_PERMISSIONS, user_id, &path, |d: UserData| {
-            d.user.permissions
-        })
+        self.recorded_permissions::<UserData>(user_id)
     }
 
     pub(crate) fn group_permissions(
         &self,
         group_id: &str,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        let path = format!("/groups/{}", path_segment(group_id));
-        self.recorded_permissions(keys::GROUP_PERMISSIONS, group_id, &path, |d: GroupData| {
-            d.user_group.permissions
-        })
+        self.recorded_permissions::<GroupData>(group_id)
     }
 
-    /// A principal's permissions as listing recorded them in the session (under `prefix` and
-    /// its id), else as `GET path` answers.
-    fn recorded_permissions<D: DeserializeOwned>(
+    /// A principal's permissions as listing recorded them in the session, else as
+    /// `GET /{collection}/{id}` answers.
+    fn recorded_permissions<D: PrincipalData>(
         &self,
-        prefix: &str,
         id: &str,
-        path: &str,
-        permissions: impl FnOnce(D) -> Option<Vec<Permission>>,
     ) -> Result<Vec<Permission>, ConnectorError> {
-        if let Some(p) = self.cache_get(&format!("{prefix}{id}")) {
+        if let Some(p) = self.cache_get(&format!("{}{id}", D::SESSION_KEY)) {
             return Ok(p);
         }
-        let data: D = self.api.get(path).map_err(|e| to_connector_error(&e))?;
-        Ok(permissions(data).unwrap_or_default())
+        let path = format!("/{}/{}", D::COLLECTION, path_segment(id));
+        let data: D = self.api.get(&path).map_err(|e| to_connector_error(&e))?;
+        Ok(data.permissions().unwrap_or_default())
     }
 
     /// Page token: empty (role assignments, then the first page of user members), then a

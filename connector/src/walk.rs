@@ -11,6 +11,7 @@ use crate::bindings::ConnectorError;
 use crate::connector::{Connector, keys};
 use crate::env::Env;
 use crate::errors::to_connector_error;
+use crate::grants::PrincipalData;
 use crate::resources::{GroupsError, path_segment};
 use crate::segment::api::Cursors;
 use crate::segment::model::{GroupData, Permission, UserData};
@@ -99,10 +100,7 @@ impl<E: Env> Connector<'_, E> {
         mut each: impl FnMut(&str, &[Permission]),
     ) -> Result<(), ConnectorError> {
         for chunk in self.all_user_ids()?.chunks(CHUNK) {
-            let found =
-                self.permissions_of(chunk, keys::USER_PERMISSIONS, "users", |d: UserData| {
-                    d.user.permissions
-                })?;
+            let found = self.permissions_of::<UserData>(chunk)?;
             for (id, permissions) in &found {
                 each(id, permissions);
             }
@@ -134,10 +132,7 @@ impl<E: Env> Connector<'_, E> {
             }
         })?;
         for chunk in groups.ids.chunks(CHUNK) {
-            let found =
-                self.permissions_of(chunk, keys::GROUP_PERMISSIONS, "groups", |d: GroupData| {
-                    d.user_group.permissions
-                })?;
+            let found = self.permissions_of::<GroupData>(chunk)?;
             for (id, permissions) in &found {
                 each(id, permissions);
             }
@@ -148,13 +143,11 @@ impl<E: Env> Connector<'_, E> {
     /// The permissions of each of `ids`, from the session, or fetched (several in flight) for
     /// those it no longer holds. A principal that is gone by now (404) is left out, with a
     /// warning, as listing does.
-    fn permissions_of<D: serde::de::DeserializeOwned>(
+    fn permissions_of<D: PrincipalData>(
         &self,
         ids: &[String],
-        prefix: &str,
-        collection: &str,
-        permissions: impl Fn(D) -> Option<Vec<Permission>>,
     ) -> Result<Vec<(String, Vec<Permission>)>, ConnectorError> {
+        let (prefix, collection) = (D::SESSION_KEY, D::COLLECTION);
         let mut found: Vec<Option<Vec<Permission>>> = ids
             .iter()
             .map(|id| self.cache_get(&format!("{prefix}{id}")))
@@ -169,7 +162,7 @@ impl<E: Env> Connector<'_, E> {
         self.api.get_each::<D>(&paths, &mut |k, result| {
             let i = missing[k];
             match result {
-                Ok(data) => found[i] = Some(permissions(data).unwrap_or_default()),
+                Ok(data) => found[i] = Some(data.permissions().unwrap_or_default()),
                 Err(e) if e.is_not_found() => gone[i] = Some(e.to_string()),
                 Err(e) => {
                     failed = Some(to_connector_error(&e));
