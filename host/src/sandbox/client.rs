@@ -169,17 +169,19 @@ mod tests {
         (url, client, accepted)
     }
 
+    /// A GET of `url` with no body.
+    fn get(url: &str) -> http::Request<Full<Bytes>> {
+        http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
     /// Sends `n` GETs to `/together` at once; the versions they were answered with.
     async fn at_once(client: &PooledClient, url: &str, n: usize) -> Vec<http::Version> {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..n {
             let (client, url) = (client.clone(), format!("{url}together"));
-            set.spawn(async move {
-                let request = http::Request::get(url)
-                    .body(Full::new(Bytes::new()))
-                    .unwrap();
-                client.request(request).await.unwrap().version()
-            });
+            set.spawn(async move { client.request(get(&url)).await.unwrap().version() });
         }
         let all = tokio::time::timeout(Duration::from_secs(20), set.join_all());
         all.await.expect("the requests were at the server together")
@@ -197,10 +199,7 @@ mod tests {
 
     /// The version `url` answers a first GET with (which opens the connection).
     async fn first_version(client: &PooledClient, url: &str) -> http::Version {
-        let first = http::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        client.request(first).await.unwrap().version()
+        client.request(get(url)).await.unwrap().version()
     }
 
     #[tokio::test]
@@ -236,10 +235,7 @@ mod tests {
     async fn a_certificate_no_trusted_root_signed_is_refused_as_such() {
         let url = untrusted_tls_server().await;
         let client = pooled(Duration::from_secs(5), 1, AddressPolicy::any());
-        let request = http::Request::get(url)
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let e = client.request(request).await.unwrap_err();
+        let e = client.request(get(&url)).await.unwrap_err();
         assert!(matches!(error(e), Error::TlsCertificateError));
     }
 }

@@ -68,6 +68,15 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// The connector's `error` answering `call`.
+    fn connector(call: String, error: ConnectorError) -> Self {
+        SyncError::Connector {
+            call,
+            message: error.message(),
+            error,
+        }
+    }
+
     /// Whether the failure is a credential problem (wrong or insufficient token).
     pub fn is_auth(&self) -> bool {
         matches!(
@@ -400,18 +409,9 @@ impl<'r> Syncer<'r> {
                 _ => None,
             };
             let Some(wait) = wait else {
-                return Err(SyncError::Connector {
-                    call: name.into(),
-                    message: error.message(),
-                    error,
-                });
+                return Err(SyncError::connector(name.into(), error));
             };
-            tracing::info!(
-                "{name}: {}; retrying in {:.1} s",
-                error.message(),
-                wait.as_secs_f64()
-            );
-            self.state.retried_calls += 1;
+            self.note_retry(name, &error, wait);
             attempt += 1;
             tokio::time::sleep(wait).await;
         }
@@ -607,6 +607,16 @@ impl<'r> Syncer<'r> {
         }
     }
 
+    /// Logs and counts a retry of `call` after `error`, due in `wait`.
+    fn note_retry(&mut self, call: &str, error: &ConnectorError, wait: Duration) {
+        tracing::info!(
+            "{call}: {}; retrying in {:.1} s",
+            error.message(),
+            wait.as_secs_f64()
+        );
+        self.state.retried_calls += 1;
+    }
+
     fn retry_or_fail(
         &mut self,
         task: Task,
@@ -628,19 +638,9 @@ impl<'r> Syncer<'r> {
             .retryable()
             .and_then(|f| self.options.retry.call_wait(f, task.attempt));
         let Some(wait) = wait else {
-            return Err(SyncError::Connector {
-                call: task.name(),
-                message: error.message(),
-                error,
-            });
+            return Err(SyncError::connector(task.name(), error));
         };
-        tracing::info!(
-            "{}: {}; retrying in {:.1} s",
-            task.name(),
-            error.message(),
-            wait.as_secs_f64()
-        );
-        self.state.retried_calls += 1;
+        self.note_retry(&task.name(), &error, wait);
         queue.push_back(Task {
             attempt: task.attempt + 1,
             delay: wait,
