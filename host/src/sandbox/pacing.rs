@@ -389,6 +389,11 @@ impl LaneState {
 mod tests {
     use super::*;
 
+    /// What a response says about the limit: `remaining` requests, a reset in `reset`.
+    fn limits(remaining: Option<u64>, reset: Option<Duration>) -> LimitHeaders {
+        LimitHeaders { remaining, reset }
+    }
+
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
@@ -475,10 +480,7 @@ mod tests {
     #[tokio::test]
     async fn requests_are_spaced_at_the_learned_pace() {
         let pacer = Pacer::default();
-        let now = LimitHeaders {
-            remaining: None,
-            reset: Some(Duration::ZERO),
-        };
+        let now = limits(None, Some(Duration::ZERO));
         pacer.rejected(Lane::Read, now, Instant::now());
         // No success measured: the pace starts at one per second and grows.
         let started = Instant::now();
@@ -501,10 +503,7 @@ mod tests {
     #[tokio::test]
     async fn a_429_to_a_request_sent_after_the_first_waits_the_servers_full_time() {
         let pacer = Pacer::default();
-        let soon = LimitHeaders {
-            remaining: Some(0),
-            reset: Some(Duration::from_millis(900)),
-        };
+        let soon = limits(Some(0), Some(Duration::from_millis(900)));
         let in_flight = Instant::now();
         let first = pacer.rejected(Lane::Read, soon, in_flight);
         assert!(first <= FIRST_WAIT_CAP, "{first:?}");
@@ -513,27 +512,12 @@ mod tests {
         assert!(same_round <= FIRST_WAIT_CAP, "{same_round:?}");
         let second = pacer.rejected(Lane::Read, soon, Instant::now());
         assert_eq!(second, Duration::from_millis(900) + WHOLE_SECOND);
-        pacer.succeeded(
-            Lane::Read,
-            LimitHeaders {
-                remaining: None,
-                reset: None,
-            },
-        );
+        pacer.succeeded(Lane::Read, limits(None, None));
         let again = pacer.rejected(Lane::Read, soon, Instant::now());
         assert!(again <= FIRST_WAIT_CAP, "a success starts over: {again:?}");
         // A spent window is waited out at once.
-        let window = LimitHeaders {
-            remaining: Some(0),
-            reset: Some(Duration::from_secs(30)),
-        };
-        pacer.succeeded(
-            Lane::Read,
-            LimitHeaders {
-                remaining: None,
-                reset: None,
-            },
-        );
+        let window = limits(Some(0), Some(Duration::from_secs(30)));
+        pacer.succeeded(Lane::Read, limits(None, None));
         assert_eq!(
             pacer.rejected(Lane::Read, window, Instant::now()),
             Duration::from_secs(30) + WHOLE_SECOND
@@ -545,10 +529,7 @@ mod tests {
         let pacer = Pacer::default();
         pacer.succeeded(
             Lane::Write,
-            LimitHeaders {
-                remaining: Some(0),
-                reset: Some(Duration::from_millis(300)),
-            },
+            limits(Some(0), Some(Duration::from_millis(300))),
         );
         let started = Instant::now();
         pacer.admit(Lane::Write).await;
@@ -565,21 +546,9 @@ mod tests {
     #[tokio::test]
     async fn a_long_window_with_few_requests_left_is_spread_out() {
         let pacer = Pacer::default();
-        pacer.succeeded(
-            Lane::Read,
-            LimitHeaders {
-                remaining: Some(500),
-                reset: Some(Duration::from_secs(50)),
-            },
-        );
+        pacer.succeeded(Lane::Read, limits(Some(500), Some(Duration::from_secs(50))));
         assert_eq!(pacer.rate(Lane::Read), None, "plenty left: unpaced");
-        pacer.succeeded(
-            Lane::Read,
-            LimitHeaders {
-                remaining: Some(8),
-                reset: Some(Duration::from_secs(4)),
-            },
-        );
+        pacer.succeeded(Lane::Read, limits(Some(8), Some(Duration::from_secs(4))));
         let rate = pacer.rate(Lane::Read).unwrap();
         assert!(
             (rate - 2.0).abs() < 0.1,
