@@ -421,6 +421,11 @@ pub fn client_assertion(
         "nbf": now - skew,
         "exp": now + skew,
     });
+    sign_compact(secret, &header, &claims)
+}
+
+/// The compact JWS of `header` and `claims`, signed with `secret`.
+fn sign_compact(secret: &ClientSecret, header: &Value, claims: &Value) -> String {
     let signing_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string().as_bytes()),
@@ -927,17 +932,6 @@ mod tests {
         parts.join(".")
     }
 
-    /// Signs arbitrary header and claims with `secret` (for crafting bad-but-signed tokens).
-    fn sign_raw(secret: &ClientSecret, header: &Value, claims: &Value) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string().as_bytes()),
-            URL_SAFE_NO_PAD.encode(claims.to_string().as_bytes())
-        );
-        let sig = secret.sign(input.as_bytes());
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
-    }
-
     #[test]
     fn tampered_or_foreign_assertions_are_rejected() {
         let (id, secret, pk) = fresh();
@@ -987,27 +981,27 @@ mod tests {
         // alg "none" and a missing nonce, even when validly signed.
         let claims = json!({"iss": id.full, "sub": id.full, "aud": [aud],
             "iat": unix_seconds(now), "nbf": unix_seconds(now) - 120, "exp": unix_seconds(now) + 120});
-        let none = sign_raw(&secret, &json!({"alg": "none", "nonce": "abc"}), &claims);
+        let none = sign_compact(&secret, &json!({"alg": "none", "nonce": "abc"}), &claims);
         assert_eq!(
             verify_assertion(&none, &pk, &id.full, aud, now),
             Err(AssertionError::BadAlgorithm("none".into()))
         );
-        let no_nonce = sign_raw(&secret, &json!({"alg": "EdDSA", "typ": "JWT"}), &claims);
+        let no_nonce = sign_compact(&secret, &json!({"alg": "EdDSA", "typ": "JWT"}), &claims);
         assert_eq!(
             verify_assertion(&no_nonce, &pk, &id.full, aud, now),
             Err(AssertionError::MissingNonce)
         );
-        let ok = sign_raw(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &claims);
+        let ok = sign_compact(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &claims);
         verify_assertion(&ok, &pk, &id.full, aud, now).unwrap();
         // A string audience is accepted too.
         let mut c2 = claims.clone();
         c2["aud"] = json!(aud);
-        let s = sign_raw(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c2);
+        let s = sign_compact(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c2);
         verify_assertion(&s, &pk, &id.full, aud, now).unwrap();
         // Missing claim.
         let mut c3 = claims.clone();
         c3.as_object_mut().unwrap().remove("exp");
-        let s = sign_raw(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c3);
+        let s = sign_compact(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c3);
         assert_eq!(
             verify_assertion(&s, &pk, &id.full, aud, now),
             Err(AssertionError::MissingClaim("exp"))
@@ -1015,7 +1009,7 @@ mod tests {
         // Too long a lifetime.
         let mut c4 = claims.clone();
         c4["exp"] = json!(unix_seconds(now) + 3600);
-        let s = sign_raw(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c4);
+        let s = sign_compact(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c4);
         assert_eq!(
             verify_assertion(&s, &pk, &id.full, aud, now),
             Err(AssertionError::LifetimeTooLong)
@@ -1023,7 +1017,7 @@ mod tests {
         // iss differs from sub.
         let mut c5 = claims.clone();
         c5["sub"] = json!("someone@else/x");
-        let s = sign_raw(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c5);
+        let s = sign_compact(&secret, &json!({"alg": "EdDSA", "nonce": "abc"}), &c5);
         assert_eq!(
             verify_assertion(&s, &pk, &id.full, aud, now),
             Err(AssertionError::WrongSubject("someone@else/x".into()))
