@@ -60,8 +60,11 @@ impl SessionStore {
     }
 
     /// Moves the store into `dir/session.db` (what it holds so far included), reopening what
-    /// an interrupted run of the same sync left there.
+    /// an interrupted run of the same sync left there. A store already on disk stays as it is.
     pub fn spill_to(&self, dir: &Path) -> anyhow::Result<()> {
+        if matches!(self.lock().backend, Backend::Disk(_)) {
+            return Ok(());
+        }
         let path = dir.join("session.db");
         // Private from the start: SQLite gives its log the database file's mode.
         #[cfg(unix)]
@@ -287,6 +290,9 @@ mod tests {
         s.spill_to(dir.path()).unwrap();
         s.set("after".into(), b"2".to_vec()).unwrap();
         assert_eq!(s.get("before"), Some(b"1".to_vec()));
+        // A store already on disk stays there (a failed sync spills it again to be sure).
+        s.spill_to(dir.path()).unwrap();
+        assert_eq!(s.get("after"), Some(b"2".to_vec()));
         drop(s);
         let again = SessionStore::new(1 << 20);
         again.spill_to(dir.path()).unwrap();
