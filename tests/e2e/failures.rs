@@ -392,3 +392,42 @@ async fn a_listing_that_never_ends_is_stopped_by_the_request_budget() {
     );
     assert!(endless.requests().len() <= 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_stopped_by_its_deadline_keeps_its_work_and_the_next_one_resumes() {
+    let mut cfg = FakeConfig::demo();
+    // Each answer takes 250 ms: the sync's first pages are stored well within the deadline,
+    // and the whole sync (about ten rounds of requests) takes far longer.
+    cfg.latency = Duration::from_millis(250);
+    let fake = fake(cfg).await;
+    let dir = temp_dir();
+    let mut stopped = job(&fake, TOKEN, &out(&dir));
+    stopped.deadline = Duration::from_secs(1);
+    let err = baton_segment::commands::sync::sync_on(runtime(), stopped)
+        .await
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("deadline") && text.contains("resumes"),
+        "{text}"
+    );
+    assert!(!out(&dir).exists());
+    // The work (held in memory until then) and the connector's session store are on disk.
+    let work = dir.path().join(".sync.c1z.work");
+    for file in ["db", "owner", "session.db"] {
+        assert!(work.join(file).exists(), "{file} is missing");
+    }
+    let asked = fake.requests().len();
+    fake.clear_requests();
+
+    let summary = sync(&fake, &out(&dir)).await.unwrap();
+    assert!(summary.resumed);
+    assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
+    assert!(!work.exists());
+    // Together no more than a sync and the once-per-sync reads again.
+    assert!(
+        asked + fake.requests().len() <= 29 + 6,
+        "{asked} + {} requests",
+        fake.requests().len()
+    );
+}

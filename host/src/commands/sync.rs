@@ -108,6 +108,7 @@ async fn sync_with(
         retry: network.policy.retry.clone(),
         scope: job.scope.clone(),
     };
+    let work_dir = store.work_dir().to_path_buf();
     let mut syncer = Syncer::new(runtime, run.clone(), options, progress, store, checkpoint);
     if let Some(program) = program {
         syncer = syncer.with_program(program);
@@ -132,6 +133,15 @@ async fn sync_with(
             return Err(explain(e, &job, &network));
         }
         Err(_) => {
+            // The dropped sync's store kept its work on disk (or removed it, with nothing to
+            // resume): the connector's session store goes beside it.
+            if work_dir.is_dir()
+                && let Err(kept) = run.session.spill_to(&work_dir)
+            {
+                tracing::warn!(
+                    "the stopped sync's session could not be kept for resuming: {kept:#}"
+                );
+            }
             return Err(anyhow!(
                 "the sync did not finish within its deadline of {}; {} is unchanged, and the \
                  next sync of it resumes where this one stopped",
