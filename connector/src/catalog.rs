@@ -93,6 +93,25 @@ impl HeldRoles {
         }
     }
 
+    /// Adds what `other` holds.
+    pub fn merge(&mut self, other: HeldRoles) {
+        for (scope, roles) in other.by_scope {
+            let mine = self.by_scope.entry(scope).or_default();
+            for (id, name) in roles {
+                mine.entry(id).or_insert(name);
+            }
+        }
+    }
+
+    /// The roles `permissions` hold.
+    pub fn of<'p>(permissions: impl IntoIterator<Item = &'p [Permission]>) -> HeldRoles {
+        let mut held = HeldRoles::default();
+        for p in permissions {
+            held.add(p);
+        }
+        held
+    }
+
     fn held(&self, scope: Scope) -> impl Iterator<Item = (&String, &String)> {
         self.by_scope.get(&scope).into_iter().flatten()
     }

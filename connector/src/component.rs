@@ -4,7 +4,7 @@
 use crate::bindings::baton::connector::host;
 use crate::bindings::*;
 use crate::connector::{Connector, Settings};
-use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, TransportError};
+use crate::env::{Env, HttpRequest, HttpResponse, LogLevel, SpareEach, TransportError};
 use crate::wasi_transport::WasiTransport;
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
@@ -137,7 +137,12 @@ impl Env for WasiEnv {
         requests: &[HttpRequest],
         each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
     ) {
-        self.http.send_each(requests, each)
+        self.http
+            .send_with_spares(requests, &mut |i, result, _| each(i, result))
+    }
+
+    fn send_with_spares(&self, requests: &[HttpRequest], each: &mut SpareEach<'_>) {
+        self.http.send_with_spares(requests, each)
     }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>> {

@@ -113,9 +113,19 @@ impl<E: Env> Connector<'_, E> {
         if let Some(held) = self.cache_get::<HeldRoles>(keys::HELD_ROLES) {
             return Ok(held);
         }
-        let mut held = HeldRoles::default();
-        self.each_user_permissions(|_, permissions| held.add(permissions))?;
-        self.each_group_permissions(|_, permissions| held.add(permissions))?;
+        // From each page's record; principal by principal when a page's record lacks it.
+        let held = match (self.user_pages()?.held, self.group_pages()?.held) {
+            (Some(mut users), Some(groups)) => {
+                users.merge(groups);
+                users
+            }
+            _ => {
+                let mut held = HeldRoles::default();
+                self.each_user_permissions(|_, permissions| held.add(permissions))?;
+                self.each_group_permissions(|_, permissions| held.add(permissions))?;
+                held
+            }
+        };
         self.cache_put(keys::HELD_ROLES, &held);
         Ok(held)
     }

@@ -109,6 +109,11 @@ pub enum LogLevel {
     Warn,
 }
 
+/// What [`Env::send_with_spares`] hands each answer to: the request's index, its answer,
+/// and where to name spare requests.
+pub type SpareEach<'a> = dyn FnMut(usize, Result<HttpResponse, TransportError>, &mut Vec<HttpRequest>) -> ControlFlow<()>
+    + 'a;
+
 pub trait Env {
     /// Sends the requests, several at a time where the environment can, and returns one result
     /// per request in the same order.
@@ -128,6 +133,16 @@ pub trait Env {
                 return;
             }
         }
+    }
+
+    /// Sends `requests` like [`Env::send_each`], and `each` may name spare requests (pushed
+    /// on its last argument) as it goes: they go out only into the window's slots that
+    /// `requests` leave free before the last of them is answered (a page's last round of
+    /// requests, say), and are answered through `each` too, numbered after `requests`. So a
+    /// listing can fetch what its next page needs without leaving slots idle at the end of
+    /// this one. An environment without a window of its own sends no spare request.
+    fn send_with_spares(&self, requests: &[HttpRequest], each: &mut SpareEach<'_>) {
+        self.send_each(requests, &mut |i, result| each(i, result, &mut Vec::new()))
     }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>>;

@@ -3,6 +3,7 @@
 //! so that entitlements and grants later need no further requests.
 
 use crate::bindings::*;
+use crate::catalog::HeldRoles;
 use crate::connector::{Connector, keys};
 use crate::env::HttpRequest;
 use crate::env::{Env, LogLevel};
@@ -12,6 +13,7 @@ use crate::page_token::{PageToken, Stage};
 use crate::segment::api::{ApiError, Page, decode, encode, page_of};
 use crate::segment::model::*;
 use crate::walk::{PageRecord, page_key};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// `resourceType` values of `GET /functions`, newest last; a workspace whose API version lacks
@@ -327,11 +329,17 @@ pub(crate) fn path_segment(id: &str) -> String {
     encode(id)
 }
 
-/// A page of `GET /users` fetched ahead, as the session keeps it.
+/// Users' permissions fetched ahead of their page: (user id, permissions).
+type Fetched = Vec<(String, Vec<Permission>)>;
+
+/// A page of `GET /users` fetched ahead, as the session keeps it, with the permissions
+/// fetched ahead for some of its users (each also recorded under its user).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct PrefetchedUsers {
     users: Vec<User>,
     next: Option<String>,
+    #[serde(default)]
+    fetched: Fetched,
 }
 
 /// A page of users with their permissions filled in.
@@ -517,31 +525,46 @@ impl<E: Env> Connector<'_, E> {
         &self,
         cursor: Option<&str>,
     ) -> Result<UsersLoad, ConnectorError> {
-        let p = match self.prefetched_users(cursor) {
-            Some(p) => p,
-            None => self
-                .api
-                .page::<UsersPage>("/users", "", cursor)
-                .map_err(|e| to_connector_error(&e))?,
+        let key = |id: &str| format!("{}{id}", keys::USER_PERMISSIONS);
+        let (p, fetched) = match self.prefetched_users(cursor) {
+            Some(ahead) => ahead,
+            None => {
+                let p = self
+                    .api
+                    .page::<UsersPage>("/users", "", cursor)
+                    .map_err(|e| to_connector_error(&e))?;
+                (p, None)
+            }
         };
         let mut users = p.items;
         let mut warnings = vec![];
-        let key = |id: &str| format!("{}{id}", keys::USER_PERMISSIONS);
         for u in users.iter().filter(|u| u.permissions.is_some()) {
             self.record(&key(&u.id), &u.permissions)?;
         }
-        // Permissions this sync already fetched (before an interruption, say) are not fetched
-        // again.
-        for u in users.iter_mut().filter(|u| u.permissions.is_none()) {
-            u.permissions = self.cache_get::<Vec<Permission>>(&key(&u.id));
+        match fetched {
+            // Fetched (and recorded) by the call that fetched the page ahead.
+            Some(fetched) => {
+                let mut fetched: HashMap<String, Vec<Permission>> = fetched.into_iter().collect();
+                for u in users.iter_mut().filter(|u| u.permissions.is_none()) {
+                    u.permissions = fetched.remove(&u.id);
+                }
+            }
+            // Permissions this sync already fetched (before an interruption, say) are not
+            // fetched again.
+            None => {
+                for u in users.iter_mut().filter(|u| u.permissions.is_none()) {
+                    u.permissions = self.cache_get::<Vec<Permission>>(&key(&u.id));
+                }
+            }
         }
         let missing: Vec<usize> = (0..users.len())
             .filter(|&i| users[i].permissions.is_none())
             .collect();
         // The next page goes out with this page's permission requests, so the next call finds
         // it here instead of waiting for it alone (one round trip per page, at any
-        // concurrency). Only when there are permissions to fetch: otherwise nothing would
-        // overlap it.
+        // concurrency); its users' permission requests are spares that fill the slots this
+        // page's last round leaves free. Only when there are permissions to fetch: otherwise
+        // nothing would overlap it.
         let prefetch = p.next.as_deref().filter(|_| !missing.is_empty());
         let mut requests: Vec<HttpRequest> = prefetch
             .map(|next| HttpRequest::get(self.api.page_url("/users", "", Some(next))))
@@ -553,42 +576,69 @@ impl<E: Env> Connector<'_, E> {
                 .iter()
                 .map(|&i| HttpRequest::get(format!("/users/{}", path_segment(&users[i].id)))),
         );
+        let first_spare = requests.len();
+        // The next page, and the users of it whose permissions were asked for as spares.
+        let mut ahead: Option<(Page<User>, Fetched)> = None;
+        let mut spare_users: Vec<String> = vec![];
         // Each recorded as it arrives (an interrupted sync loses none of them), with the
         // window of requests in flight kept full to the end of the page.
         let mut gone = vec![];
         let mut failed = None;
-        self.env.send_each(&requests, &mut |k, response| {
-            let Some(k) = k.checked_sub(first_user) else {
-                if let Some(next) = prefetch {
-                    self.keep_prefetched_users(
-                        next,
-                        page_of::<UsersPage>(&requests[0], response, Some(next)),
-                    );
+        self.env
+            .send_with_spares(&requests, &mut |k, response, spares| {
+                if k >= first_spare {
+                    // Best effort: a spare that failed is asked again with its page.
+                    let id = &spare_users[k - first_spare];
+                    let request = HttpRequest::get(format!("/users/{}", path_segment(id)));
+                    if let (Ok(d), Some((_, fetched))) =
+                        (decode::<UserData>(&request, response), ahead.as_mut())
+                    {
+                        let permissions = d.user.permissions.unwrap_or_default();
+                        if self.record(&key(id), &permissions).is_ok() {
+                            fetched.push((id.clone(), permissions));
+                        }
+                    }
+                    return ControlFlow::Continue(());
                 }
-                return ControlFlow::Continue(());
-            };
-            let i = missing[k];
-            let outcome = match decode::<UserData>(&requests[first_user + k], response) {
-                Ok(d) => {
-                    let permissions = d.user.permissions.unwrap_or_default();
-                    let recorded = self.record(&key(&users[i].id), &permissions);
-                    users[i].permissions = Some(permissions);
-                    recorded
+                let Some(k) = k.checked_sub(first_user) else {
+                    if let Some(Ok(page)) = prefetch
+                        .map(|next| page_of::<UsersPage>(&requests[0], response, Some(next)))
+                    {
+                        for u in page.items.iter().filter(|u| u.permissions.is_none()) {
+                            spares
+                                .push(HttpRequest::get(format!("/users/{}", path_segment(&u.id))));
+                            spare_users.push(u.id.clone());
+                        }
+                        ahead = Some((page, vec![]));
+                    }
+                    return ControlFlow::Continue(());
+                };
+                let i = missing[k];
+                let outcome = match decode::<UserData>(&requests[first_user + k], response) {
+                    Ok(d) => {
+                        let permissions = d.user.permissions.unwrap_or_default();
+                        let recorded = self.record(&key(&users[i].id), &permissions);
+                        users[i].permissions = Some(permissions);
+                        recorded
+                    }
+                    Err(e) if e.is_not_found() => {
+                        gone.push((i, e.to_string()));
+                        Ok(())
+                    }
+                    Err(e) => Err(to_connector_error(&e)),
+                };
+                match outcome {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => {
+                        failed = Some(e);
+                        ControlFlow::Break(())
+                    }
                 }
-                Err(e) if e.is_not_found() => {
-                    gone.push((i, e.to_string()));
-                    Ok(())
-                }
-                Err(e) => Err(to_connector_error(&e)),
-            };
-            match outcome {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    failed = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        });
+            });
+        // Kept even when this page failed: its retry finds the next page here.
+        if let (Some(next), Some((page, fetched))) = (prefetch, ahead) {
+            self.keep_prefetched_users(next, page, fetched);
+        }
         if let Some(e) = failed {
             return Err(e);
         }
@@ -607,6 +657,9 @@ impl<E: Env> Connector<'_, E> {
             ids: users.iter().map(|u| u.id.clone()).collect(),
             next: p.next.clone(),
             missing: None,
+            held: Some(HeldRoles::of(
+                users.iter().filter_map(|u| u.permissions.as_deref()),
+            )),
         };
         self.record(&page_key("users", cursor), &record)?;
         Ok(UsersLoad {
@@ -616,32 +669,34 @@ impl<E: Env> Connector<'_, E> {
         })
     }
 
-    /// A page of `GET /users` an earlier call fetched ahead (see `load_users_page`), taken
-    /// out of the session.
-    fn prefetched_users(&self, cursor: Option<&str>) -> Option<Page<User>> {
+    /// A page of `GET /users` an earlier call fetched ahead (see `load_users_page`), with the
+    /// permissions it fetched ahead, taken out of the session.
+    fn prefetched_users(&self, cursor: Option<&str>) -> Option<(Page<User>, Option<Fetched>)> {
         let key = format!("{}{}", keys::PREFETCHED_USERS, cursor?);
         let page: PrefetchedUsers = self.cache_get(&key)?;
         // Best effort: an empty value is no page, and frees the space.
         let _ = self.env.session_set(&key, b"");
-        Some(Page {
-            items: page.users,
-            next: page.next,
-        })
+        Some((
+            Page {
+                items: page.users,
+                next: page.next,
+            },
+            Some(page.fetched),
+        ))
     }
 
-    /// Keeps a page fetched ahead for the call that reads `cursor`; a failed one is fetched
-    /// again by that call.
-    fn keep_prefetched_users(&self, cursor: &str, page: Result<Page<User>, ApiError>) {
-        if let Ok(page) = page {
-            let key = format!("{}{cursor}", keys::PREFETCHED_USERS);
-            self.cache_put(
-                &key,
-                &PrefetchedUsers {
-                    users: page.items,
-                    next: page.next,
-                },
-            );
-        }
+    /// Keeps a page fetched ahead for the call that reads `cursor`, with the permissions
+    /// fetched ahead for its users.
+    fn keep_prefetched_users(&self, cursor: &str, page: Page<User>, fetched: Fetched) {
+        let key = format!("{}{cursor}", keys::PREFETCHED_USERS);
+        self.cache_put(
+            &key,
+            &PrefetchedUsers {
+                users: page.items,
+                next: page.next,
+                fetched,
+            },
+        );
     }
 
     /// One page of `GET /groups` (whose items carry their permissions), recorded in the session.
@@ -659,6 +714,7 @@ impl<E: Env> Connector<'_, E> {
                 );
                 let record = PageRecord {
                     missing: Some(warning.clone()),
+                    held: Some(HeldRoles::default()),
                     ..PageRecord::default()
                 };
                 self.record(&page_key("groups", cursor), &record)
@@ -686,6 +742,9 @@ impl<E: Env> Connector<'_, E> {
             ids: p.items.iter().map(|g| g.id.clone()).collect(),
             next: p.next.clone(),
             missing: None,
+            held: Some(HeldRoles::of(
+                p.items.iter().filter_map(|g| g.permissions.as_deref()),
+            )),
         };
         self.record(&page_key("groups", cursor), &record)
             .map_err(GroupsError::Failed)?;
@@ -806,6 +865,85 @@ mod tests {
                 .is_none(),
             "a page fetched ahead is dropped once used"
         );
+    }
+
+    #[test]
+    fn permissions_fetched_as_spares_serve_the_next_page_without_asking_again() {
+        let env = FakeEnv::new();
+        env.sends_spares.set(true);
+        let page = "GET /users?pagination%5Bcount%5D=200";
+        let user = |u: &str| format!(r#"{{"id":"{u}","name":"N","email":"{u}@x.io"}}"#);
+        env.route(
+            page,
+            200,
+            &format!(
+                r#"{{"data":{{"users":[{},{}],"pagination":{{"current":"MA==","next":"MQ=="}}}}}}"#,
+                user("u1"),
+                user("u2")
+            ),
+        );
+        env.route(
+            &format!("{page}&pagination%5Bcursor%5D=MQ%3D%3D"),
+            200,
+            &format!(
+                r#"{{"data":{{"users":[{},{}],"pagination":{{"current":"MQ=="}}}}}}"#,
+                user("u3"),
+                user("u4")
+            ),
+        );
+        for u in ["u1", "u2", "u3", "u4"] {
+            env.route(&format!("GET /users/{u}"), 200, &format!(r#"{{"data":{{"user":{{"id":"{u}","name":"N","email":"{u}@x.io","permissions":[{{"roleId":"r-{u}","roleName":"Source Admin","resources":[{{"id":"s1","type":"SOURCE","labels":[]}}]}}]}}}}}}"#));
+        }
+        let ws = rid(WORKSPACE, "w");
+        let c = Connector::new(&env, &Default::default());
+        let first = c.list_resources(USER, Some(&ws), "").unwrap();
+        let asked = env.request_lines().len();
+        let second = c
+            .list_resources(USER, Some(&ws), &first.next_page_token)
+            .unwrap();
+        let ids = |p: &ResourcePage| -> Vec<String> {
+            p.items.iter().map(|r| r.id.resource.clone()).collect()
+        };
+        assert_eq!(
+            (ids(&first), ids(&second)),
+            (
+                vec!["u1".into(), "u2".into()],
+                vec!["u3".into(), "u4".into()]
+            )
+        );
+        let lines = env.request_lines();
+        // The first page's two users leave one slot for a spare: u3's permissions.
+        assert!(lines.contains(&"GET /users/u3".to_string()), "{lines:?}");
+        assert!(
+            lines[..asked].contains(&"GET /users/u3".to_string()),
+            "asked with page one: {lines:?}"
+        );
+        for u in ["u1", "u2", "u3", "u4"] {
+            let n = lines
+                .iter()
+                .filter(|l| **l == format!("GET /users/{u}"))
+                .count();
+            assert_eq!(n, 1, "{u} asked once: {lines:?}");
+        }
+        // What a spare fetched is recorded for the grants and for the roles the workspace holds.
+        assert_eq!(c.user_permissions("u3").unwrap()[0].role_id, "r-u3");
+        let held = c.held_roles().unwrap();
+        let after = env.request_lines();
+        assert!(
+            !after[lines.len()..].iter().any(|l| l.contains("/users")),
+            "held roles come from the page records: {after:?}"
+        );
+        let all = HeldRoles::of(
+            [
+                c.user_permissions("u1").unwrap(),
+                c.user_permissions("u2").unwrap(),
+                c.user_permissions("u3").unwrap(),
+                c.user_permissions("u4").unwrap(),
+            ]
+            .iter()
+            .map(|p| p.as_slice()),
+        );
+        assert_eq!(held, all);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! and a session map.
 
 use crate::env::{
-    Env, HttpRequest, HttpResponse, LogLevel, Method, TransportError, entries_with_prefix,
+    Env, HttpRequest, HttpResponse, LogLevel, Method, SpareEach, TransportError,
+    entries_with_prefix,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,6 +21,9 @@ pub struct FakeEnv {
     /// host that treats the store as a cache, as the contract allows).
     pub session_keep: std::cell::Cell<Option<usize>>,
     inserted: RefCell<VecDeque<String>>,
+    /// Sends spare requests (see [`Env::send_with_spares`]) as a window would: one in the slot
+    /// each answer frees while requests of the batch are still out. Off: none is sent.
+    pub sends_spares: std::cell::Cell<bool>,
 }
 
 impl FakeEnv {
@@ -83,6 +87,31 @@ impl Env for FakeEnv {
                 }
             })
             .collect()
+    }
+
+    fn send_with_spares(&self, requests: &[HttpRequest], each: &mut SpareEach<'_>) {
+        let mut spares: VecDeque<HttpRequest> = VecDeque::new();
+        let mut spare_index = requests.len();
+        for (i, request) in requests.iter().enumerate() {
+            let mut named = vec![];
+            let answer = self.send_all(std::slice::from_ref(request)).remove(0);
+            if each(i, answer, &mut named).is_break() {
+                return;
+            }
+            if !self.sends_spares.get() {
+                continue;
+            }
+            spares.extend(named);
+            if i + 1 < requests.len()
+                && let Some(spare) = spares.pop_front()
+            {
+                let answer = self.send_all(std::slice::from_ref(&spare)).remove(0);
+                if each(spare_index, answer, &mut vec![]).is_break() {
+                    return;
+                }
+                spare_index += 1;
+            }
+        }
     }
 
     fn session_get(&self, key: &str) -> Option<Vec<u8>> {

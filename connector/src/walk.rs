@@ -8,6 +8,7 @@
 //! skipped because the store forgot it.
 
 use crate::bindings::ConnectorError;
+use crate::catalog::HeldRoles;
 use crate::connector::{Connector, keys};
 use crate::env::Env;
 use crate::errors::to_connector_error;
@@ -29,6 +30,10 @@ pub(crate) struct PageRecord {
     /// The workspace lacks the feature (groups on a lower plan): the warning said so.
     #[serde(default)]
     pub missing: Option<String>,
+    /// The roles the page's principals hold, so that what the whole workspace holds is
+    /// read from a record per page, not one per principal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldRoles>,
 }
 
 /// The session key of the page of `listing` at `cursor` (`None`: the first page).
@@ -45,7 +50,10 @@ impl<E: Env> Connector<'_, E> {
         path: &str,
         load: impl Fn(Option<&str>) -> Result<PageRecord, ConnectorError>,
     ) -> Result<PageRecord, ConnectorError> {
-        let mut all = PageRecord::default();
+        let mut all = PageRecord {
+            held: Some(HeldRoles::default()),
+            ..PageRecord::default()
+        };
         let mut cursor: Option<String> = None;
         let mut walk = Cursors::default();
         loop {
@@ -54,6 +62,11 @@ impl<E: Env> Connector<'_, E> {
                 None => load(cursor.as_deref())?,
             };
             all.ids.extend(page.ids);
+            // Known for the whole listing only when every page's record has it.
+            match (all.held.as_mut(), page.held) {
+                (Some(all), Some(held)) => all.merge(held),
+                _ => all.held = None,
+            }
             if page.missing.is_some() {
                 all.missing = page.missing;
             }
@@ -71,15 +84,22 @@ impl<E: Env> Connector<'_, E> {
 
     /// Every user id.
     pub(crate) fn all_user_ids(&self) -> Result<Vec<String>, ConnectorError> {
-        let users = self.walk_ids("users", "/users", |cursor| {
+        Ok(self.user_pages()?.ids)
+    }
+
+    /// Every page of users, as one record.
+    pub(crate) fn user_pages(&self) -> Result<PageRecord, ConnectorError> {
+        self.walk_ids("users", "/users", |cursor| {
             let load = self.load_users_page(cursor)?;
             Ok(PageRecord {
+                held: Some(HeldRoles::of(
+                    load.users.iter().filter_map(|u| u.permissions.as_deref()),
+                )),
                 ids: load.users.into_iter().map(|u| u.id).collect(),
                 next: load.next,
                 missing: None,
             })
-        })?;
-        Ok(users.ids)
+        })
     }
 
     /// (user id, permissions) for every user in the workspace.
@@ -114,9 +134,23 @@ impl<E: Env> Connector<'_, E> {
         &self,
         mut each: impl FnMut(&str, &[Permission]),
     ) -> Result<(), ConnectorError> {
-        let groups = self.walk_ids("groups", "/groups", |cursor| {
+        for chunk in self.group_pages()?.ids.chunks(CHUNK) {
+            let found = self.permissions_of::<GroupData>(chunk)?;
+            for (id, permissions) in &found {
+                each(id, permissions);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every page of groups, as one record (none, with the warning, on a plan without them).
+    pub(crate) fn group_pages(&self) -> Result<PageRecord, ConnectorError> {
+        self.walk_ids("groups", "/groups", |cursor| {
             match self.load_groups_page(cursor) {
                 Ok(p) => Ok(PageRecord {
+                    held: Some(HeldRoles::of(
+                        p.items.iter().filter_map(|g| g.permissions.as_deref()),
+                    )),
                     ids: p.items.into_iter().map(|g| g.id).collect(),
                     next: p.next,
                     missing: None,
@@ -125,19 +159,13 @@ impl<E: Env> Connector<'_, E> {
                     self.warn(&warning);
                     Ok(PageRecord {
                         missing: Some(warning),
+                        held: Some(HeldRoles::default()),
                         ..PageRecord::default()
                     })
                 }
                 Err(GroupsError::Failed(e)) => Err(e),
             }
-        })?;
-        for chunk in groups.ids.chunks(CHUNK) {
-            let found = self.permissions_of::<GroupData>(chunk)?;
-            for (id, permissions) in &found {
-                each(id, permissions);
-            }
-        }
-        Ok(())
+        })
     }
 
     /// The permissions of each of `ids`, from the session, or fetched (several in flight) for

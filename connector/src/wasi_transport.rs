@@ -2,7 +2,8 @@
 //! over `wasi:http/outgoing-handler`, several in flight at once. The host adds the token and
 //! enforces its limits; this side builds requests and reads answers.
 
-use crate::env::{HttpRequest, HttpResponse, Method, TransportError};
+use crate::env::{HttpRequest, HttpResponse, Method, SpareEach, TransportError};
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
@@ -121,22 +122,6 @@ impl WasiTransport {
         Ok(future)
     }
 
-    fn finish(future: FutureIncomingResponse) -> Result<HttpResponse, TransportError> {
-        let response = loop {
-            match future.get() {
-                Some(Ok(Ok(response))) => break response,
-                Some(Ok(Err(code))) => return Err(transport_error(code)),
-                Some(Err(())) => {
-                    return Err(TransportError::Failed(
-                        "the response was already taken".into(),
-                    ));
-                }
-                None => future.subscribe().block(),
-            }
-        };
-        read_response(response)
-    }
-
     /// Sends the requests, up to `max-in-flight` at once, and returns one result per request
     /// in the same order.
     pub(crate) fn send_all(
@@ -145,7 +130,7 @@ impl WasiTransport {
     ) -> Vec<Result<HttpResponse, TransportError>> {
         let mut results: Vec<Option<Result<HttpResponse, TransportError>>> =
             requests.iter().map(|_| None).collect();
-        self.send_each(requests, &mut |i, result| {
+        self.send_with_spares(requests, &mut |i, result, _| {
             results[i] = Some(result);
             ControlFlow::Continue(())
         });
@@ -158,60 +143,80 @@ impl WasiTransport {
     }
 
     /// Up to `max-in-flight` requests at once; a slot freed by an answer is filled before the
-    /// answer is worked on, so the host always has as many as it allows.
-    pub(crate) fn send_each(
-        &self,
-        requests: &[HttpRequest],
-        each: &mut dyn FnMut(usize, Result<HttpResponse, TransportError>) -> ControlFlow<()>,
-    ) {
+    /// answer is worked on, so the host always has as many as it allows. Between two answers
+    /// worked on, the ones that came meanwhile are read and their slots filled too: a burst of
+    /// answers does not leave slots empty while the first of them is worked on. Spare
+    /// requests (see [`Env::send_with_spares`](crate::env::Env::send_with_spares)) fill slots
+    /// only while a request of `requests` is unanswered.
+    pub(crate) fn send_with_spares(&self, requests: &[HttpRequest], each: &mut SpareEach<'_>) {
         let mut in_flight: Vec<(usize, FutureIncomingResponse)> = Vec::new();
-        let mut next = 0;
-        // Starts requests until the window is full; a request that cannot start is answered.
-        let mut fill = |in_flight: &mut Vec<(usize, FutureIncomingResponse)>,
-                        each: &mut dyn FnMut(
-            usize,
-            Result<HttpResponse, TransportError>,
-        ) -> ControlFlow<()>| {
-            while next < requests.len() && in_flight.len() < self.max_in_flight {
-                match self.start(&requests[next]) {
-                    Ok(future) => in_flight.push((next, future)),
-                    Err(e) => each(next, Err(e))?,
+        let mut answered: VecDeque<(usize, Result<HttpResponse, TransportError>)> = VecDeque::new();
+        let mut spares: Vec<HttpRequest> = Vec::new();
+        let (mut next, mut next_spare) = (0, 0);
+        // Requests of `requests` not answered yet (spares go out only while there are some).
+        let mut unanswered = requests.len();
+        loop {
+            // Read what came (which frees the host's slots), without waiting.
+            let mut i = 0;
+            while i < in_flight.len() {
+                match take_if_ready(&in_flight[i].1) {
+                    Some(result) => {
+                        let (index, _) = in_flight.swap_remove(i);
+                        unanswered -= usize::from(index < requests.len());
+                        answered.push_back((index, result));
+                    }
+                    None => i += 1,
                 }
-                next += 1;
             }
-            ControlFlow::Continue(())
-        };
-        if fill(&mut in_flight, each).is_break() {
-            return;
-        }
-        while !in_flight.is_empty() {
-            // Wait for any response.
-            let ready: Vec<u32> = {
-                let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
-                let refs: Vec<_> = pollables.iter().collect();
-                wasip2::io::poll::poll(&refs)
-            };
-            let mut ready: Vec<usize> = ready.into_iter().map(|i| i as usize).collect();
-            ready.sort_unstable_by(|a, b| b.cmp(a));
-            // Read what came (which frees the host's slots), send the next requests, and only
-            // then work on the answers: the window refills without waiting for that work.
-            let answered: Vec<_> = ready
-                .into_iter()
-                .map(|i| {
-                    let (index, future) = in_flight.swap_remove(i);
-                    (index, WasiTransport::finish(future))
-                })
-                .collect();
-            if fill(&mut in_flight, each).is_break() {
-                return;
+            // Send the next requests; a request that cannot start is answered at once.
+            while in_flight.len() < self.max_in_flight {
+                let (index, request) = if next < requests.len() {
+                    next += 1;
+                    (next - 1, &requests[next - 1])
+                } else if unanswered > 0 && next_spare < spares.len() {
+                    next_spare += 1;
+                    (requests.len() + next_spare - 1, &spares[next_spare - 1])
+                } else {
+                    break;
+                };
+                match self.start(request) {
+                    Ok(future) => in_flight.push((index, future)),
+                    Err(e) => {
+                        unanswered -= usize::from(index < requests.len());
+                        answered.push_back((index, Err(e)));
+                    }
+                }
             }
-            for (index, result) in answered {
-                if each(index, result).is_break() {
+            // Then work on one answer, or wait for one.
+            if let Some((index, result)) = answered.pop_front() {
+                let mut named = Vec::new();
+                if each(index, result, &mut named).is_break() {
                     return;
                 }
+                spares.extend(named);
+            } else if in_flight.is_empty() {
+                return;
+            } else {
+                let pollables: Vec<_> = in_flight.iter().map(|(_, f)| f.subscribe()).collect();
+                let refs: Vec<_> = pollables.iter().collect();
+                wasip2::io::poll::poll(&refs);
             }
         }
     }
+}
+
+/// The answer of `future` with its body, if it has come; `None` without waiting if not.
+fn take_if_ready(future: &FutureIncomingResponse) -> Option<Result<HttpResponse, TransportError>> {
+    let response = match future.get()? {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => return Some(Err(transport_error(code))),
+        Err(()) => {
+            return Some(Err(TransportError::Failed(
+                "the response was already taken".into(),
+            )));
+        }
+    };
+    Some(read_response(response))
 }
 
 /// The most a body buffer is sized for up front from `Content-Length` (it grows past that if

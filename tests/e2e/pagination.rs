@@ -54,6 +54,15 @@ async fn every_page_of_a_large_workspace_is_read_once() {
         3,
         "no cursor repeated: {cursors:?}"
     );
+    // Each user's permissions are asked for once, whether with its own page or ahead of it
+    // (to fill the slots a page's last round leaves free).
+    let per_user: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.path.starts_with("/users/"))
+        .map(|r| r.path.as_str())
+        .collect();
+    assert_eq!(per_user.len(), 450);
+    assert_eq!(per_user.iter().collect::<HashSet<_>>().len(), 450);
 
     let c1z = Synced::open(&out(&dir));
     let grants = c1z.grant_ids();

@@ -13,7 +13,8 @@ pub mod writer;
 
 pub use reader::{C1zReader, Schema, Stats, StoredGrant, SyncRun};
 pub use writer::{
-    Batch, C1zWriter, Counts, MEMORY_FOR, MEMORY_LIMIT, RESUME_WITHIN, Start, WriterOptions,
+    Batch, C1zWriter, Counts, EncodedEntitlement, EncodedGrant, MEMORY_FOR, MEMORY_LIMIT,
+    RESUME_WITHIN, Start, WriterOptions,
 };
 
 /// The 5 magic bytes that start a v1 `.c1z` file.

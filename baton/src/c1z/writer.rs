@@ -456,15 +456,35 @@ impl C1zWriter {
         )
     }
 
-    /// Up to `limit` resources of this sync stored after row `after`, with their row ids, in
-    /// row order: how a sync walks its resources without holding them all.
-    pub fn resources_after(&self, after: i64, limit: usize) -> Result<Vec<(i64, pb::Resource)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "select id, data from v1_resources where sync_id = ?1 and id > ?2 order by id limit ?3",
-        )?;
-        let rows = stmt.query_map(params![self.sync_id, after, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?;
+    /// Up to `limit` resources of this sync (of type `of_type`, when given) stored after row
+    /// `after`, with their row ids, in row order: how a sync walks its resources without
+    /// holding them all.
+    pub fn resources_after(
+        &self,
+        after: i64,
+        limit: usize,
+        of_type: Option<&str>,
+    ) -> Result<Vec<(i64, pb::Resource)>> {
+        let mut stmt = match of_type {
+            None => self.conn.prepare_cached(
+                "select id, data from v1_resources where sync_id = ?1 and id > ?2 \
+                 order by id limit ?3",
+            )?,
+            // The type index holds the row ids in order: no sort.
+            Some(_) => self.conn.prepare_cached(
+                "select id, data from v1_resources where sync_id = ?1 and id > ?2 \
+                 and resource_type_id = ?4 order by id limit ?3",
+            )?,
+        };
+        let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?));
+        let rows: Vec<_> = match of_type {
+            None => stmt
+                .query_map(params![self.sync_id, after, limit as i64], row)?
+                .collect(),
+            Some(t) => stmt
+                .query_map(params![self.sync_id, after, limit as i64, t], row)?
+                .collect(),
+        };
         let mut out = Vec::new();
         for row in rows {
             let (id, data) = row?;
@@ -789,6 +809,30 @@ impl Batch<'_> {
     /// non-blank entitlement id. A re-put of an existing grant without a `GrantExpandable`
     /// replaces everything but keeps the row's `expansion`/`needs_expansion`.
     pub fn put_grant(&mut self, g: &pb::Grant) -> Result<()> {
+        let entitlement = g
+            .entitlement
+            .as_ref()
+            .ok_or_else(|| anyhow!("invalid grant {:?}: grant has no entitlement", g.id))?;
+        let principal = g
+            .principal
+            .as_ref()
+            .ok_or_else(|| anyhow!("invalid grant {:?}: grant has no principal", g.id))?;
+        let principal_id = resource_id_of(principal)
+            .with_context(|| format!("invalid grant {:?}: grant's principal", g.id))?;
+        self.put_encoded_grant(&EncodedGrant {
+            id: &g.id,
+            entitlement: &EncodedEntitlement::of(entitlement)?,
+            principal: (&principal_id.resource_type, &principal_id.resource),
+            principal_data: &principal.encode_to_vec(),
+            annotations: &g.annotations,
+            sources: g.sources.as_ref(),
+        })
+    }
+
+    /// Upserts a grant whose entitlement and principal come encoded: a sync embeds each of them
+    /// in many grants, and encodes them once. The blob is the grant's encoding, as
+    /// [`Batch::put_grant`] writes it.
+    pub fn put_encoded_grant(&mut self, g: &EncodedGrant<'_>) -> Result<()> {
         let row = grant_row(g).with_context(|| format!("invalid grant {:?}", g.id))?;
         self.conn
             .prepare_cached(UPSERT_GRANT)?
@@ -1080,52 +1124,176 @@ struct GrantRow<'a> {
     data: Vec<u8>,
 }
 
-fn grant_row(g: &pb::Grant) -> Result<GrantRow<'_>> {
+/// An entitlement as grants embed it: encoded, with what a grant's row says of it.
+#[derive(Debug, Clone)]
+pub struct EncodedEntitlement {
+    pub id: String,
+    /// The resource it is on: (type, id).
+    pub resource: (String, String),
+    pub data: Vec<u8>,
+}
+
+impl EncodedEntitlement {
+    pub fn of(e: &pb::Entitlement) -> Result<EncodedEntitlement> {
+        if e.id.is_empty() {
+            bail!("grant's entitlement has an empty id");
+        }
+        let r = e
+            .resource
+            .as_ref()
+            .ok_or_else(|| anyhow!("grant's entitlement {:?} has no resource", e.id))
+            .and_then(|r| resource_id_of(r).context("grant's entitlement resource"))?;
+        Ok(EncodedEntitlement {
+            id: e.id.clone(),
+            resource: (r.resource_type.clone(), r.resource.clone()),
+            data: e.encode_to_vec(),
+        })
+    }
+}
+
+/// A grant to store, its entitlement and principal already encoded.
+pub struct EncodedGrant<'a> {
+    pub id: &'a str,
+    pub entitlement: &'a EncodedEntitlement,
+    /// The principal's (type, id), and its encoding.
+    pub principal: (&'a str, &'a str),
+    pub principal_data: &'a [u8],
+    pub annotations: &'a [prost_types::Any],
+    pub sources: Option<&'a pb::GrantSources>,
+}
+
+fn grant_row<'a>(g: &EncodedGrant<'a>) -> Result<GrantRow<'a>> {
     if g.id.is_empty() {
         bail!("grant has an empty id");
     }
-    let ent = g
-        .entitlement
-        .as_ref()
-        .ok_or_else(|| anyhow!("grant has no entitlement"))?;
-    if ent.id.is_empty() {
-        bail!("grant's entitlement has an empty id");
+    if g.principal.0.is_empty() || g.principal.1.is_empty() {
+        bail!(
+            "grant's principal: resource id has an empty part (resource_type {:?}, resource {:?})",
+            g.principal.0,
+            g.principal.1
+        );
     }
-    let ent_res = ent
-        .resource
-        .as_ref()
-        .ok_or_else(|| anyhow!("grant's entitlement {:?} has no resource", ent.id))
-        .and_then(|r| resource_id_of(r).context("grant's entitlement resource"))?;
-    let principal = g
-        .principal
-        .as_ref()
-        .ok_or_else(|| anyhow!("grant has no principal"))
-        .and_then(|p| resource_id_of(p).context("grant's principal"))?;
-
+    // Baton keeps the expansion annotation in its own column, not in the blob.
     let (expansion, needs_expansion, data) =
-        if annotations::contains::<pb::GrantExpandable>(&g.annotations) {
-            let mut stripped = g.clone();
-            let ge = annotations::remove::<pb::GrantExpandable>(&mut stripped.annotations)
-                .unwrap_or_default();
+        if annotations::contains::<pb::GrantExpandable>(g.annotations) {
+            let mut kept = g.annotations.to_vec();
+            let ge = annotations::remove::<pb::GrantExpandable>(&mut kept).unwrap_or_default();
             let needs = ge.entitlement_ids.iter().any(|id| !id.trim().is_empty());
             (
                 Some(ge.encode_to_vec()),
                 i64::from(needs),
-                stripped.encode_to_vec(),
+                grant_blob(g, &kept),
             )
         } else {
-            (None, 0, g.encode_to_vec())
+            (None, 0, grant_blob(g, g.annotations))
         };
-
     Ok(GrantRow {
-        resource_type_id: &ent_res.resource_type,
-        resource_id: &ent_res.resource,
-        entitlement_id: &ent.id,
-        principal_type: &principal.resource_type,
-        principal_id: &principal.resource,
-        external_id: &g.id,
+        resource_type_id: &g.entitlement.resource.0,
+        resource_id: &g.entitlement.resource.1,
+        entitlement_id: &g.entitlement.id,
+        principal_type: g.principal.0,
+        principal_id: g.principal.1,
+        external_id: g.id,
         expansion,
         needs_expansion,
         data,
     })
+}
+
+/// The encoding of `pb::Grant` (fields in tag order, as prost writes them) from its parts.
+fn grant_blob(g: &EncodedGrant<'_>, annotations: &[prost_types::Any]) -> Vec<u8> {
+    use prost::encoding::{self, WireType};
+    let embedded = |tag: u32, bytes: &[u8], out: &mut Vec<u8>| {
+        encoding::encode_key(tag, WireType::LengthDelimited, out);
+        encoding::encode_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    };
+    let mut out =
+        Vec::with_capacity(g.entitlement.data.len() + g.principal_data.len() + g.id.len() + 32);
+    embedded(1, &g.entitlement.data, &mut out);
+    embedded(2, g.principal_data, &mut out);
+    embedded(3, g.id.as_bytes(), &mut out);
+    for a in annotations {
+        encoding::message::encode(4, a, &mut out);
+    }
+    if let Some(sources) = g.sources {
+        encoding::message::encode(5, sources, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(kind: &str, id: &str) -> pb::Resource {
+        pb::Resource {
+            id: Some(pb::ResourceId {
+                resource_type: kind.into(),
+                resource: id.into(),
+                ..Default::default()
+            }),
+            display_name: format!("{kind} {id}"),
+            ..Default::default()
+        }
+    }
+
+    /// The blob built from encoded parts is byte for byte prost's encoding of the message.
+    #[test]
+    fn a_grant_from_encoded_parts_is_encoded_as_the_message_is() {
+        let entitlement = pb::Entitlement {
+            id: "group:g1:member".into(),
+            resource: Some(resource("group", "g1")),
+            display_name: "G1 Member".into(),
+            slug: "member".into(),
+            ..Default::default()
+        };
+        let principal = resource("user", "u1");
+        let other = pb::GrantExpandable {
+            entitlement_ids: vec!["group:g2:member".into()],
+            shallow: true,
+            resource_type_ids: vec!["user".into()],
+        };
+        let cases = [
+            (vec![], None),
+            (
+                vec![annotations::pack(&pb::ExternalLink {
+                    url: "https://x".into(),
+                })],
+                Some(pb::GrantSources::default()),
+            ),
+        ];
+        for (annotations, sources) in cases {
+            let grant = pb::Grant {
+                entitlement: Some(entitlement.clone()),
+                principal: Some(principal.clone()),
+                id: "group:g1:member:user:u1".into(),
+                annotations,
+                sources,
+            };
+            let encoded = EncodedEntitlement::of(&entitlement).unwrap();
+            let parts = EncodedGrant {
+                id: &grant.id,
+                entitlement: &encoded,
+                principal: ("user", "u1"),
+                principal_data: &principal.encode_to_vec(),
+                annotations: &grant.annotations,
+                sources: grant.sources.as_ref(),
+            };
+            let row = grant_row(&parts).unwrap();
+            assert_eq!(row.data, grant.encode_to_vec());
+            assert_eq!(row.expansion, None);
+            // The expansion annotation goes to its column, the rest stays in the blob.
+            let mut with = grant.annotations.clone();
+            with.insert(0, annotations::pack(&other));
+            let expanding = EncodedGrant {
+                annotations: &with,
+                ..parts
+            };
+            let row = grant_row(&expanding).unwrap();
+            assert_eq!(row.data, grant.encode_to_vec());
+            assert_eq!(row.expansion, Some(other.encode_to_vec()));
+            assert_eq!(row.needs_expansion, 1);
+        }
+    }
 }

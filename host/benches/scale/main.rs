@@ -14,7 +14,7 @@
 //! `--binary LABEL=PATH` (repeatable) measures other builds of `baton-segment`, each scenario
 //! with each build in turn (before/after figures from one run); `--by-endpoint` prints where
 //! the requests went; `--timeline` how many requests were at the server, on average, in each
-//! quarter second; `--latency-ms MS` changes the latency (default 20); `--time-limit SECS`
+//! quarter second (`--timeline-ms MS`: in bins of MS); `--latency-ms MS` changes the latency (default 20); `--time-limit SECS`
 //! (default 3600) stops a sync that runs away.
 
 mod child;
@@ -31,7 +31,7 @@ struct Options {
     /// Builds of the host to measure, with their labels.
     binaries: Vec<(String, PathBuf)>,
     by_endpoint: bool,
-    timeline: bool,
+    timeline: Option<Duration>,
     time_limit: Duration,
     latency: Duration,
 }
@@ -41,7 +41,7 @@ fn options() -> Options {
         names: vec![],
         binaries: vec![],
         by_endpoint: false,
-        timeline: false,
+        timeline: None,
         time_limit: Duration::from_secs(3600),
         latency: LATENCY,
     };
@@ -54,7 +54,11 @@ fn options() -> Options {
                 o.binaries.push((label.to_string(), PathBuf::from(path)));
             }
             "--by-endpoint" => o.by_endpoint = true,
-            "--timeline" => o.timeline = true,
+            "--timeline" => o.timeline = Some(Duration::from_millis(250)),
+            "--timeline-ms" => {
+                let ms = args.next().and_then(|s| s.parse().ok());
+                o.timeline = Some(Duration::from_millis(ms.expect("--timeline-ms MS")));
+            }
             "--latency-ms" => {
                 let ms = args.next().and_then(|s| s.parse().ok());
                 o.latency = Duration::from_millis(ms.expect("--latency-ms MS"));
@@ -272,12 +276,16 @@ async fn run(o: &Options, s: &Scenario, (label, binary): (&str, &Path), cache: &
             busy_cpu.as_secs_f64() * 1e6 / total.max(1) as f64
         );
     }
-    if o.timeline {
-        let line: Vec<String> = timeline(&timings, Duration::from_millis(250))
+    if let Some(bin) = o.timeline {
+        let line: Vec<String> = timeline(&timings, bin)
             .iter()
             .map(|n| format!("{n:.1}"))
             .collect();
-        println!("    in flight per 0.25 s: {}", line.join(" "));
+        println!(
+            "    in flight per {} ms: {}",
+            bin.as_millis(),
+            line.join(" ")
+        );
     }
     if o.by_endpoint {
         let mut by: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -346,7 +354,11 @@ fn timeline(timings: &[(Duration, Option<Duration>)], bin: Duration) -> Vec<f64>
         // Spread the request's time over the bins it overlaps.
         let (mut t, b) = (a.as_secs_f64(), b.as_secs_f64());
         while t < b {
-            let i = (t / bin.as_secs_f64()) as usize;
+            let mut i = (t / bin.as_secs_f64()) as usize;
+            // Rounding can put t on its bin's end: that bin is done.
+            if (i + 1) as f64 * bin.as_secs_f64() <= t {
+                i += 1;
+            }
             let bin_end = (i + 1) as f64 * bin.as_secs_f64();
             let upto = b.min(bin_end);
             if let Some(x) = busy.get_mut(i) {

@@ -70,19 +70,26 @@ pub async fn sync(job: SyncJob) -> anyhow::Result<SyncSummary> {
     // The output is opened before the (slower) compile: a path that cannot be written fails
     // at once.
     let opened = SyncStore::open(&job.output, &job.writer_options())?;
-    let runtime = segment_runtime(job.connection.concurrency as u32 + 2)?;
+    let runtime = segment_runtime(job.connection.concurrency as u32 + SPARE_INSTANCES as u32)?;
     let run = job.connection.run_context(job.connection.policy());
-    sync_with(&runtime, job, opened, run, None).await
+    sync_with(&runtime, job, opened, run, None, SPARE_INSTANCES).await
 }
+
+/// Instances a sync with a runtime of its own (or a service-mode task, whose pool has them)
+/// uses beyond its concurrency, for calls that need no request (see
+/// [`SyncOptions::spare_instances`]).
+pub const SPARE_INSTANCES: usize = 2;
 
 /// Runs a sync on an existing runtime (tests and the multi-tenant host share one).
 pub async fn sync_on(runtime: &Runtime, job: SyncJob) -> anyhow::Result<SyncSummary> {
     let run = job.connection.run_context(job.connection.policy());
-    sync_in(runtime, job, run, None).await
+    let opened = SyncStore::open(&job.output, &job.writer_options())?;
+    sync_with(runtime, job, opened, run, None, SPARE_INSTANCES).await
 }
 
 /// A sync in a prepared run (its own limits and network) of `program`, or of the runtime's
-/// component when `None`: how the multi-tenant host runs each tenant.
+/// component when `None`: how the multi-tenant host runs each tenant (within its share of the
+/// pool: no spare instances).
 pub async fn sync_in(
     runtime: &Runtime,
     job: SyncJob,
@@ -90,7 +97,7 @@ pub async fn sync_in(
     program: Option<Arc<Program>>,
 ) -> anyhow::Result<SyncSummary> {
     let opened = SyncStore::open(&job.output, &job.writer_options())?;
-    sync_with(runtime, job, opened, run, program).await
+    sync_with(runtime, job, opened, run, program, 0).await
 }
 
 async fn sync_with(
@@ -99,12 +106,14 @@ async fn sync_with(
     (store, checkpoint): (SyncStore, Option<Checkpoint>),
     run: Arc<RunContext>,
     program: Option<Arc<Program>>,
+    spare_instances: usize,
 ) -> anyhow::Result<SyncSummary> {
     let network = run.network.clone();
     let progress = Arc::new(Progress::default());
     let reporter = spawn_reporter(progress.clone(), network.clone(), job.show_progress);
     let options = SyncOptions {
         concurrency: job.connection.concurrency.max(1),
+        spare_instances,
         retry: network.policy.retry.clone(),
         scope: job.scope.clone(),
     };

@@ -211,6 +211,15 @@ pub fn entitlement(
     }
 }
 
+/// A grant's annotations as Baton stores them (the sync stores grants from their parts with
+/// these; see [`grant`] for the whole message).
+pub fn grant_annotations(g: &super::contract::GrantRecord) -> Vec<prost_types::Any> {
+    g.expandable
+        .iter()
+        .map(|e| pack(&pb::GrantExpandable::from(e)))
+        .collect()
+}
+
 /// A grant as Baton stores it: it embeds its entitlement and its principal (as listed, or a
 /// stub with the id when the principal was not listed), and keeps its expandable annotation.
 pub fn grant(
@@ -222,11 +231,7 @@ pub fn grant(
         entitlement: Some(entitlement),
         principal: Some(principal),
         id: g.id.clone(),
-        annotations: g
-            .expandable
-            .iter()
-            .map(|e| pack(&pb::GrantExpandable::from(e)))
-            .collect(),
+        annotations: grant_annotations(g),
         sources: None,
     }
 }

@@ -340,7 +340,9 @@ async fn start_and_serve(
     let runtime = match opts.runtime.clone() {
         Some(r) => r,
         None => {
-            let instances = (task_concurrency * (opts.connection.concurrency + 2) + 2) as u32;
+            // Each task's sync has its spare instances (`sync_on`).
+            let per_task = opts.connection.concurrency + crate::commands::sync::SPARE_INSTANCES;
+            let instances = (task_concurrency * per_task + 2) as u32;
             let compiled = tokio::task::spawn_blocking(move || segment_runtime(instances));
             Arc::new(
                 compiled

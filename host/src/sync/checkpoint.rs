@@ -1,9 +1,11 @@
 //! Where a sync stands, as it records it with every page it stores (Baton's
-//! `v1_sync_runs.sync_token`): the phase, how far the phase has walked the stored resources,
-//! and the listings it has started and not finished, each with the page token it continues
-//! from. A sync that resumes from a checkpoint requests no page it had already stored.
+//! `v1_sync_runs.sync_token`): the phase, how far the phase has walked the stored resources
+//! (in row order, or each resource type on its own), and the listings it has started and not
+//! finished, each with the page token it continues from. A sync that resumes from a
+//! checkpoint requests no page it had already stored.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// This format's version (written in every checkpoint; others are not resumed).
 pub const VERSION: u32 = 1;
@@ -59,8 +61,14 @@ pub struct Checkpoint {
     /// Names what made it, so another host's token is never mistaken for ours.
     pub by: String,
     pub phase: Phase,
-    /// The last stored resource row whose listings this phase has started.
+    /// The last stored resource row whose listings this phase has started (the resources
+    /// phase, which walks the rows in order).
     pub cursor: i64,
+    /// The entitlements and grants phases walk each resource type on its own: per type, the
+    /// last row of that type whose listing has started. (A checkpoint without them, from
+    /// before, walked every type up to `cursor`.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cursors: BTreeMap<String, i64>,
     pub open: Vec<OpenListing>,
     /// Warnings so far (the first few; `warning_count` counts them all).
     #[serde(default)]
@@ -85,6 +93,7 @@ impl Checkpoint {
             by: BY.into(),
             phase,
             cursor: 0,
+            cursors: BTreeMap::new(),
             open,
             warnings: vec![],
             warning_count: 0,
@@ -96,7 +105,17 @@ impl Checkpoint {
     pub fn advance(&mut self, open: Vec<OpenListing>) {
         self.phase = self.phase.next();
         self.cursor = 0;
+        self.cursors.clear();
         self.open = open;
+    }
+
+    /// The last row of `kind` whose listing this phase has started.
+    pub fn cursor_of(&self, kind: &str) -> i64 {
+        self.cursors
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+            .max(self.cursor)
     }
 
     pub fn warn(&mut self, warning: String) {
@@ -154,6 +173,11 @@ mod tests {
         c.advance(vec![]);
         assert_eq!(c.phase, Phase::Entitlements);
         assert_eq!((c.cursor, c.open.len(), c.warning_count), (0, 0, 1));
+        c.cursors.insert("user".into(), 9);
+        assert_eq!(Checkpoint::decode(&c.encode()), Some(c.clone()));
+        assert_eq!((c.cursor_of("user"), c.cursor_of("group")), (9, 0));
+        c.advance(vec![]);
+        assert!(c.cursors.is_empty());
         assert_eq!(Checkpoint::decode(""), None);
         assert_eq!(
             Checkpoint::decode(r#"{"actions_map":{}}"#),
@@ -162,5 +186,13 @@ mod tests {
         );
         let other = c.encode().replace("\"version\":1", "\"version\":9");
         assert_eq!(Checkpoint::decode(&other), None);
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_per_type_walks_resumes_every_type_from_its_cursor() {
+        let before = r#"{"version":1,"by":"baton-segment","phase":"grants","cursor":120,"open":[{"row":118}]}"#;
+        let c = Checkpoint::decode(before).expect("still resumed");
+        assert_eq!((c.cursor_of("user"), c.cursor_of("group")), (120, 120));
+        assert_eq!(c.open[0].row, 118);
     }
 }

@@ -4,10 +4,11 @@
 //! limited or unavailable, waiting as long as it says.
 //!
 //! Every page goes to the `.c1z`'s database as it arrives ([`store`]), with a checkpoint
-//! ([`checkpoint`]) in the same transaction. A phase walks the stored resources in row order
-//! and keeps only the listings in flight in memory, so memory does not grow with the
-//! workspace, and a sync that was interrupted resumes from its checkpoint without requesting
-//! a stored page again.
+//! ([`checkpoint`]) in the same transaction. A phase walks the stored resources (in row order
+//! in the resources phase; each resource type in a lane of its own in the entitlements and
+//! grants phases, see [`Lanes`]) and keeps only the listings in flight in memory, so memory
+//! does not grow with the workspace, and a sync that was interrupted resumes from its
+//! checkpoint without requesting a stored page again.
 
 pub mod checkpoint;
 pub mod progress;
@@ -33,8 +34,13 @@ use tracing::Instrument as _;
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Component instances working at once.
+    /// Component instances working at once (and the most of one resource type's listings).
     pub concurrency: usize,
+    /// Instances beyond `concurrency` for another resource type's listings while one type's
+    /// hold `concurrency` (waiting on the network, say): calls the connector answers from
+    /// what it recorded then use the CPU meanwhile. Requests in flight stay within the
+    /// network's own limit.
+    pub spare_instances: usize,
     /// What is retried, and how long to wait.
     pub retry: RetryPolicy,
     /// What the sync covers (everything by default).
@@ -45,6 +51,7 @@ impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
             concurrency: 4,
+            spare_instances: 0,
             retry: RetryPolicy::default(),
             scope: SyncScope::default(),
         }
@@ -123,6 +130,15 @@ enum Call {
 }
 
 impl Task {
+    /// The resource type whose listings this one is walked with (entitlements and grants
+    /// phases).
+    fn resource_type(&self) -> &str {
+        match &self.call {
+            Call::Resources { resource_type, .. } => resource_type,
+            Call::Entitlements(r) | Call::Grants(r) => &r.id.resource_type,
+        }
+    }
+
     fn name(&self) -> String {
         let page = if self.token.is_empty() {
             ""
@@ -417,10 +433,23 @@ impl<'r> Syncer<'r> {
         }
     }
 
-    /// The listings of the current phase that are open (started, or resumed from the
-    /// checkpoint), as tasks.
-    fn open_tasks(&self) -> Result<VecDeque<Task>, SyncError> {
-        let mut tasks = VecDeque::new();
+    /// The lanes of the current phase, holding its open listings (started, or resumed from
+    /// the checkpoint) as tasks.
+    fn lanes(&self) -> Result<Lanes, SyncError> {
+        let mut lanes = Lanes::default();
+        let skip = match self.state.phase {
+            Phase::Entitlements => Some(SyncHints::SKIP_ENTITLEMENTS),
+            Phase::Grants => Some(SyncHints::SKIP_GRANTS),
+            _ => None,
+        };
+        if let Some(skip) = skip {
+            // A type that skips the phase as a whole is not walked.
+            for t in self.store.resource_types() {
+                if !t.hints.contains(skip) {
+                    lanes.index(&t.id);
+                }
+            }
+        }
         for listing in &self.state.open {
             let mut task = if listing.row == 0 {
                 let parent = listing.under.clone().map(|(t, r)| ResourceId {
@@ -433,9 +462,9 @@ impl<'r> Syncer<'r> {
                 self.task(listing.row, &listing.kind, Some(resource))
             };
             task.token = listing.token.clone();
-            tasks.push_back(task);
+            lanes.push_back(self.state.phase, task);
         }
-        Ok(tasks)
+        Ok(lanes)
     }
 
     /// A top-level listing of `kind` (under `parent` when a targeted sync names it).
@@ -474,18 +503,29 @@ impl<'r> Syncer<'r> {
     }
 
     /// The listings the next stored resources start in this phase (marked open and the
-    /// cursor moved past them); empty when the phase has walked every stored resource.
-    fn next_rows(&mut self) -> Result<VecDeque<Task>, SyncError> {
+    /// cursor moved past them): of any type in the resources phase, else of type `kind`;
+    /// empty when the phase has walked every such stored resource.
+    fn next_rows(&mut self, kind: &str) -> Result<VecDeque<Task>, SyncError> {
         let mut tasks = VecDeque::new();
+        let by_type = self.state.phase != Phase::Resources;
         while tasks.is_empty() {
+            let (after, of_type) = if by_type {
+                (self.state.cursor_of(kind), Some(kind))
+            } else {
+                (self.state.cursor, None)
+            };
             let rows = self
                 .store
-                .resources_after(self.state.cursor, ROWS_AT_ONCE)
+                .resources_after(after, ROWS_AT_ONCE, of_type)
                 .map_err(host_error)?;
             let Some((last, _)) = rows.last() else {
                 break;
             };
-            self.state.cursor = *last;
+            if by_type {
+                self.state.cursors.insert(kind.to_string(), *last);
+            } else {
+                self.state.cursor = *last;
+            }
             let scope = &self.options.scope;
             for (row, resource) in rows {
                 let kinds: Vec<String> = match self.state.phase {
@@ -526,85 +566,101 @@ impl<'r> Syncer<'r> {
     /// Runs the current phase's listings (and the pages and child listings they lead to)
     /// until none is left.
     async fn phase(&mut self) -> Result<(), SyncError> {
-        let mut queue = self.open_tasks()?;
-        let mut walked = false;
+        let mut lanes = self.lanes()?;
         let mut running: JoinSet<Done> = JoinSet::new();
+        let outcome = self.run_lanes(&mut lanes, &mut running).await;
+        if outcome.is_err() {
+            running.abort_all();
+        }
+        outcome
+    }
+
+    async fn run_lanes(
+        &mut self,
+        lanes: &mut Lanes,
+        running: &mut JoinSet<Done>,
+    ) -> Result<(), SyncError> {
         loop {
-            while running.len() < self.options.concurrency.max(1) {
-                if queue.is_empty() && !walked {
-                    queue = self.next_rows()?;
-                    walked = queue.is_empty();
-                }
-                let Some(task) = queue.pop_front() else { break };
-                // With instances of its own at work, a run does not wait for a pool slot (other
-                // runs may be waiting for this run's); it waits for one of its own to finish.
-                let instance = match self.idle.pop() {
-                    Some(i) => Some(Ok(i)),
-                    None if running.is_empty() => Some(self.instance().await),
-                    None => self
-                        .runtime
-                        .try_instantiate(&self.program, self.run.clone())
-                        .await
-                        .map_err(host_error)
-                        .transpose(),
-                };
-                let mut instance = match instance {
-                    Some(Ok(i)) => i,
-                    Some(Err(e)) => {
-                        running.abort_all();
-                        return Err(e);
-                    }
-                    None => {
-                        queue.push_front(task);
-                        break;
-                    }
-                };
-                // The call's requests are traced inside the phase that made them.
-                running.spawn(
-                    async move {
-                        let outcome = execute(&mut instance, &task).await;
-                        (instance, task, outcome)
-                    }
-                    .in_current_span(),
-                );
-            }
+            self.start_tasks(lanes, running).await?;
             let Some(joined) = running.join_next().await else {
-                if queue.is_empty() && walked {
+                if lanes.done() {
                     return Ok(());
                 }
                 // Rows stored by the answers just handled may start more listings.
-                walked = false;
+                lanes.walk_again();
                 continue;
             };
-            let (instance, task, outcome) = match joined {
-                Ok(done) => done,
-                Err(e) => {
-                    running.abort_all();
-                    return Err(SyncError::Host(format!("a sync task failed: {e}")));
-                }
-            };
+            let (instance, task, outcome) =
+                joined.map_err(|e| SyncError::Host(format!("a sync task failed: {e}")))?;
+            lanes.finished(self.state.phase, &task);
             // A failed instance is dropped with its store; the next call gets a fresh one.
             if !instance.is_broken() {
                 self.idle.push(instance);
             }
             Progress::add(&self.progress.calls, 1);
-            let result = match outcome {
-                Ok(Ok(answer)) => self.accept(&task, answer, &mut queue),
-                Ok(Err(error)) => self.retry_or_fail(task, error, &mut queue),
-                Err(error) => Err(SyncError::Component {
-                    call: task.name(),
-                    error,
-                }),
-            };
-            if let Err(e) = result {
-                running.abort_all();
-                return Err(e);
+            match outcome {
+                Ok(Ok(answer)) => {
+                    // The listing's next page goes out before this one is stored: the store's
+                    // work overlaps the call instead of delaying it.
+                    if let Some(next) = self.next_page(&task, &answer)? {
+                        lanes.push_front(self.state.phase, next);
+                        self.start_tasks(lanes, running).await?;
+                    }
+                    self.store_page(&task, answer)?;
+                }
+                Ok(Err(error)) => self.retry_or_fail(task, error, lanes)?,
+                Err(error) => {
+                    return Err(SyncError::Component {
+                        call: task.name(),
+                        error,
+                    });
+                }
             }
             // A stored page may have added resources: the walk goes on from the cursor.
             if self.state.phase == Phase::Resources {
-                walked = false;
+                lanes.walk_again();
             }
         }
+    }
+
+    /// Starts waiting listings (walking on for more) while the limits allow: `concurrency`
+    /// per lane, and the spare instances beyond it for the other lanes.
+    async fn start_tasks(
+        &mut self,
+        lanes: &mut Lanes,
+        running: &mut JoinSet<Done>,
+    ) -> Result<(), SyncError> {
+        let per_lane = self.options.concurrency.max(1);
+        let total = per_lane + self.options.spare_instances;
+        while running.len() < total {
+            let Some(lane) = lanes.pick(per_lane, |kind| self.next_rows(kind))? else {
+                break;
+            };
+            // With instances of its own at work, a run does not wait for a pool slot (other
+            // runs may be waiting for this run's); it waits for one of its own to finish.
+            let instance = match self.idle.pop() {
+                Some(i) => Some(i),
+                None if running.is_empty() => Some(self.instance().await?),
+                None => self
+                    .runtime
+                    .try_instantiate(&self.program, self.run.clone())
+                    .await
+                    .map_err(host_error)?,
+            };
+            let Some(mut instance) = instance else {
+                break;
+            };
+            let task = lanes.start(lane);
+            // The call's requests are traced inside the phase that made them.
+            running.spawn(
+                async move {
+                    let outcome = execute(&mut instance, &task).await;
+                    (instance, task, outcome)
+                }
+                .in_current_span(),
+            );
+        }
+        Ok(())
     }
 
     /// Logs and counts a retry of `call` after `error`, due in `wait`.
@@ -621,7 +677,7 @@ impl<'r> Syncer<'r> {
         &mut self,
         task: Task,
         error: ConnectorError,
-        queue: &mut VecDeque<Task>,
+        lanes: &mut Lanes,
     ) -> Result<(), SyncError> {
         // As Baton does: something that vanished while listing is a warning, not a failure.
         if let ConnectorError::NotFound(m) = &error
@@ -641,11 +697,14 @@ impl<'r> Syncer<'r> {
             return Err(SyncError::connector(task.name(), error));
         };
         self.note_retry(&task.name(), &error, wait);
-        queue.push_back(Task {
-            attempt: task.attempt + 1,
-            delay: wait,
-            ..task
-        });
+        lanes.push_back(
+            self.state.phase,
+            Task {
+                attempt: task.attempt + 1,
+                delay: wait,
+                ..task
+            },
+        );
         Ok(())
     }
 
@@ -671,46 +730,53 @@ impl<'r> Syncer<'r> {
         self.tokens.remove(&(task.row, task.kind.clone()));
     }
 
-    /// Stores a page (with the checkpoint that records it) and queues the listing's next page.
-    fn accept(
-        &mut self,
-        task: &Task,
-        answer: Answer,
-        queue: &mut VecDeque<Task>,
-    ) -> Result<(), SyncError> {
+    /// Records where the listing goes on (or that it ended) and returns the task for its next
+    /// page, if any: refused when the listing hands out a token it already had, or pages
+    /// without end.
+    fn next_page(&mut self, task: &Task, answer: &Answer) -> Result<Option<Task>, SyncError> {
+        let next = answer.next_token();
+        if next.is_empty() {
+            self.finish_listing(task);
+            return Ok(None);
+        }
         let invalid = |message: String| SyncError::InvalidOutput {
             call: task.name(),
             message,
         };
+        // Baton's rule, a page may not hand back the token it was asked with, extended to
+        // every token of the listing: a cycle of pages would never end either.
+        let seen = self
+            .tokens
+            .entry((task.row, task.kind.clone()))
+            .or_default();
+        if !seen.insert(next.to_string()) || next == task.token {
+            return Err(invalid(format!(
+                "it returned the page token {next:?} a second time; stopping to avoid an endless loop"
+            )));
+        }
+        if seen.len() >= MAX_PAGES_PER_LISTING {
+            return Err(invalid(format!(
+                "it handed out more than {MAX_PAGES_PER_LISTING} pages for one listing; \
+                 stopping (a server that never ends a listing would keep the sync going forever)"
+            )));
+        }
+        match self.state.listing(task.row, &task.kind) {
+            Some(open) => open.token = next.to_string(),
+            None => return Err(SyncError::Host(format!("{}: not open", task.name()))),
+        }
+        Ok(Some(Task {
+            token: next.to_string(),
+            attempt: 0,
+            delay: Duration::ZERO,
+            ..task.clone()
+        }))
+    }
+
+    /// Stores a page with the checkpoint that records it.
+    fn store_page(&mut self, task: &Task, answer: Answer) -> Result<(), SyncError> {
         for w in answer.warnings() {
             tracing::warn!("{w}");
             self.state.warn(w.clone());
-        }
-        let next = answer.next_token().to_string();
-        if next.is_empty() {
-            self.finish_listing(task);
-        } else {
-            // Baton's rule, a page may not hand back the token it was asked with, extended to
-            // every token of the listing: a cycle of pages would never end either.
-            let seen = self
-                .tokens
-                .entry((task.row, task.kind.clone()))
-                .or_default();
-            if !seen.insert(next.clone()) || next == task.token {
-                return Err(invalid(format!(
-                    "it returned the page token {next:?} a second time; stopping to avoid an endless loop"
-                )));
-            }
-            if seen.len() >= MAX_PAGES_PER_LISTING {
-                return Err(invalid(format!(
-                    "it handed out more than {MAX_PAGES_PER_LISTING} pages for one listing; \
-                     stopping (a server that never ends a listing would keep the sync going forever)"
-                )));
-            }
-            match self.state.listing(task.row, &task.kind) {
-                Some(open) => open.token = next.clone(),
-                None => return Err(SyncError::Host(format!("{}: not open", task.name()))),
-            }
         }
         self.follow_store_to_disk()?;
         let stored = match answer {
@@ -732,19 +798,119 @@ impl<'r> Syncer<'r> {
             }
         };
         match stored {
-            Ok(()) => {}
-            Err(StoreError::Invalid(message)) => return Err(invalid(message)),
-            Err(StoreError::Io(e)) => return Err(host_error(e)),
+            Ok(()) => Ok(()),
+            Err(StoreError::Invalid(message)) => Err(SyncError::InvalidOutput {
+                call: task.name(),
+                message,
+            }),
+            Err(StoreError::Io(e)) => Err(host_error(e)),
         }
-        if !next.is_empty() {
-            queue.push_back(Task {
-                token: next,
-                attempt: 0,
-                delay: Duration::ZERO,
-                ..task.clone()
-            });
+    }
+}
+
+/// The listings waiting to start, in lanes: one in the resources phase (which walks the
+/// stored rows in order, finding child listings as it goes); one per resource type in the
+/// entitlements and grants phases, so that one type's listings waiting on the network (a
+/// group's members, say) do not keep another type's from starting (a user's grants, which
+/// the connector answers from what it recorded).
+#[derive(Default)]
+struct Lanes {
+    lanes: Vec<Lane>,
+    /// Where the next pick starts (round robin).
+    next: usize,
+}
+
+#[derive(Default)]
+struct Lane {
+    /// The resource type walked ("" for the resources phase's one lane).
+    kind: String,
+    waiting: VecDeque<Task>,
+    running: usize,
+    /// Whether the walk found no more stored rows for the lane (until rows are added).
+    walked: bool,
+}
+
+impl Lanes {
+    fn index(&mut self, kind: &str) -> usize {
+        match self.lanes.iter().position(|l| l.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.lanes.push(Lane {
+                    kind: kind.to_string(),
+                    ..Lane::default()
+                });
+                self.lanes.len() - 1
+            }
         }
-        Ok(())
+    }
+
+    fn lane_of(&mut self, phase: Phase, task: &Task) -> usize {
+        match phase {
+            Phase::Resources => self.index(""),
+            _ => self.index(task.resource_type()),
+        }
+    }
+
+    fn push_back(&mut self, phase: Phase, task: Task) {
+        let i = self.lane_of(phase, &task);
+        self.lanes[i].waiting.push_back(task);
+    }
+
+    fn push_front(&mut self, phase: Phase, task: Task) {
+        let i = self.lane_of(phase, &task);
+        self.lanes[i].waiting.push_front(task);
+    }
+
+    fn finished(&mut self, phase: Phase, task: &Task) {
+        let i = self.lane_of(phase, task);
+        self.lanes[i].running -= 1;
+    }
+
+    /// The next lane (round robin) with fewer than `per_lane` running and a task waiting,
+    /// walking on with `walk` for a lane that has none waiting.
+    fn pick(
+        &mut self,
+        per_lane: usize,
+        mut walk: impl FnMut(&str) -> Result<VecDeque<Task>, SyncError>,
+    ) -> Result<Option<usize>, SyncError> {
+        if self.lanes.is_empty() {
+            self.index("");
+        }
+        let n = self.lanes.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let lane = &mut self.lanes[i];
+            if lane.running >= per_lane {
+                continue;
+            }
+            if lane.waiting.is_empty() && !lane.walked {
+                lane.waiting = walk(&lane.kind)?;
+                lane.walked = lane.waiting.is_empty();
+            }
+            if !lane.waiting.is_empty() {
+                self.next = i + 1;
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes lane `i`'s next task to run.
+    fn start(&mut self, i: usize) -> Task {
+        let lane = &mut self.lanes[i];
+        lane.running += 1;
+        lane.waiting.pop_front().expect("picked lanes have a task")
+    }
+
+    /// Whether every lane has walked all its rows and has nothing waiting.
+    fn done(&self) -> bool {
+        self.lanes.iter().all(|l| l.walked && l.waiting.is_empty())
+    }
+
+    fn walk_again(&mut self) {
+        for l in &mut self.lanes {
+            l.walked = false;
+        }
     }
 }
 

@@ -11,10 +11,12 @@ use crate::engine::contract::{
 };
 use crate::engine::to_c1z;
 use anyhow::Context as _;
-use baton::c1z::{Batch, C1zWriter, Start, WriterOptions};
+use baton::c1z::{Batch, C1zWriter, EncodedEntitlement, EncodedGrant, Start, WriterOptions};
 use baton::pb;
+use prost::Message as _;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why a page was not stored.
 #[derive(Debug)]
@@ -35,12 +37,18 @@ impl From<anyhow::Error> for StoreError {
 /// bounded, so memory does not grow with the workspace.
 const CACHE_ENTRIES: usize = 4096;
 
+/// Encoded grant principals kept (a few hundred bytes each: about 10 MiB at most). A
+/// workspace's users are each the principal of grants on many groups and roles.
+const PRINCIPAL_ENTRIES: usize = 16_384;
+
 pub struct SyncStore {
     writer: C1zWriter,
     types: Vec<ResourceType>,
     pb_types: Vec<pb::ResourceType>,
     resources: HashMap<String, pb::Resource>,
-    entitlements: HashMap<String, pb::Entitlement>,
+    /// Entitlements and principals as grants embed them, encoded once.
+    entitlements: HashMap<String, Arc<EncodedEntitlement>>,
+    principals: HashMap<String, Arc<[u8]>>,
     /// Grants naming an entitlement that was never listed (left out): how many, and a few ids.
     dangling: (usize, Vec<String>),
 }
@@ -64,6 +72,7 @@ impl SyncStore {
             pb_types: vec![],
             resources: HashMap::new(),
             entitlements: HashMap::new(),
+            principals: HashMap::new(),
             dangling: (0, vec![]),
         };
         if checkpoint.is_some() {
@@ -239,7 +248,7 @@ impl SyncStore {
         items: Vec<GrantRecord>,
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
-        let mut messages = Vec::with_capacity(items.len());
+        let mut rows = Vec::with_capacity(items.len());
         for g in &items {
             let Some(entitlement) = self.entitlement(&g.entitlement_id)? else {
                 self.dangling.0 += 1;
@@ -248,25 +257,32 @@ impl SyncStore {
                 }
                 continue;
             };
-            let principal = self
-                .resource(&g.principal)?
-                .unwrap_or_else(|| to_c1z::resource_stub(&g.principal));
-            messages.push(to_c1z::grant(g, entitlement, principal));
+            let principal = self.principal(&g.principal)?;
+            rows.push((g, entitlement, principal, to_c1z::grant_annotations(g)));
         }
-        write_page(&mut self.writer, &messages, checkpoint, |b, m| {
-            b.put_grant(m)
+        write_page(&mut self.writer, &rows, checkpoint, |b, (g, e, p, a)| {
+            b.put_encoded_grant(&EncodedGrant {
+                id: &g.id,
+                entitlement: e,
+                principal: (&g.principal.resource_type, &g.principal.resource),
+                principal_data: p,
+                annotations: a,
+                sources: None,
+            })
         })?;
         Ok(())
     }
 
-    /// Up to `limit` stored resources after row `after`, with their rows.
+    /// Up to `limit` stored resources (of type `of_type`, when given) after row `after`, with
+    /// their rows.
     pub fn resources_after(
         &self,
         after: i64,
         limit: usize,
+        of_type: Option<&str>,
     ) -> anyhow::Result<Vec<(i64, Resource)>> {
         self.writer
-            .resources_after(after, limit)?
+            .resources_after(after, limit, of_type)?
             .into_iter()
             .map(|(row, r)| {
                 Resource::try_from(&r)
@@ -300,18 +316,37 @@ impl SyncStore {
         Ok(found)
     }
 
-    fn entitlement(&mut self, id: &str) -> anyhow::Result<Option<pb::Entitlement>> {
+    /// A stored entitlement as grants embed it.
+    fn entitlement(&mut self, id: &str) -> anyhow::Result<Option<Arc<EncodedEntitlement>>> {
         if let Some(e) = self.entitlements.get(id) {
             return Ok(Some(e.clone()));
         }
-        let found = self.writer.entitlement(id)?;
-        if let Some(e) = &found {
-            if self.entitlements.len() >= CACHE_ENTRIES {
-                self.entitlements.clear();
-            }
-            self.entitlements.insert(id.to_string(), e.clone());
+        let Some(found) = self.writer.entitlement(id)? else {
+            return Ok(None);
+        };
+        let encoded = Arc::new(EncodedEntitlement::of(&found)?);
+        if self.entitlements.len() >= CACHE_ENTRIES {
+            self.entitlements.clear();
         }
-        Ok(found)
+        self.entitlements.insert(id.to_string(), encoded.clone());
+        Ok(Some(encoded))
+    }
+
+    /// A grant's principal as grants embed it: the stored resource, or a stub of its id.
+    fn principal(&mut self, id: &ResourceId) -> anyhow::Result<Arc<[u8]>> {
+        let key = baton::ids::resource_key(&id.resource_type, &id.resource);
+        if let Some(p) = self.principals.get(&key) {
+            return Ok(p.clone());
+        }
+        let Some(found) = self.writer.resource(&id.resource_type, &id.resource)? else {
+            return Ok(to_c1z::resource_stub(id).encode_to_vec().into());
+        };
+        let encoded: Arc<[u8]> = found.encode_to_vec().into();
+        if self.principals.len() >= PRINCIPAL_ENTRIES {
+            self.principals.clear();
+        }
+        self.principals.insert(key, encoded.clone());
+        Ok(encoded)
     }
 
     /// The grants that named an unlisted entitlement, as a warning (none if there were none).
@@ -335,7 +370,7 @@ impl SyncStore {
         let mut doomed = vec![];
         let mut after = 0;
         loop {
-            let rows = self.resources_after(after, 512)?;
+            let rows = self.resources_after(after, 512, None)?;
             let Some((last, _)) = rows.last() else { break };
             after = *last;
             doomed.extend(
@@ -392,7 +427,7 @@ impl SyncStore {
     pub fn first_of_type(&self, resource_type: &str) -> anyhow::Result<Option<Resource>> {
         let mut after = 0;
         loop {
-            let rows = self.resources_after(after, 256)?;
+            let rows = self.resources_after(after, 256, None)?;
             let Some((last, _)) = rows.last() else {
                 return Ok(None);
             };
