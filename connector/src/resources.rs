@@ -526,6 +526,7 @@ impl<E: Env> Connector<'_, E> {
         cursor: Option<&str>,
     ) -> Result<UsersLoad, ConnectorError> {
         let key = |id: &str| format!("{}{id}", keys::USER_PERMISSIONS);
+        let user_request = |id: &str| HttpRequest::get(format!("/users/{}", path_segment(id)));
         let (p, fetched) = match self.prefetched_users(cursor) {
             Some(ahead) => ahead,
             None => {
@@ -571,11 +572,7 @@ impl<E: Env> Connector<'_, E> {
             .into_iter()
             .collect();
         let first_user = requests.len();
-        requests.extend(
-            missing
-                .iter()
-                .map(|&i| HttpRequest::get(format!("/users/{}", path_segment(&users[i].id)))),
-        );
+        requests.extend(missing.iter().map(|&i| user_request(&users[i].id)));
         let first_spare = requests.len();
         // The next page, and the users of it whose permissions were asked for as spares.
         let mut ahead: Option<(Page<User>, Fetched)> = None;
@@ -589,10 +586,10 @@ impl<E: Env> Connector<'_, E> {
                 if k >= first_spare {
                     // Best effort: a spare that failed is asked again with its page.
                     let id = &spare_users[k - first_spare];
-                    let request = HttpRequest::get(format!("/users/{}", path_segment(id)));
-                    if let (Ok(d), Some((_, fetched))) =
-                        (decode::<UserData>(&request, response), ahead.as_mut())
-                    {
+                    if let (Ok(d), Some((_, fetched))) = (
+                        decode::<UserData>(&user_request(id), response),
+                        ahead.as_mut(),
+                    ) {
                         let permissions = d.user.permissions.unwrap_or_default();
                         if self.record(&key(id), &permissions).is_ok() {
                             fetched.push((id.clone(), permissions));
@@ -605,8 +602,7 @@ impl<E: Env> Connector<'_, E> {
                         .map(|next| page_of::<UsersPage>(&requests[0], response, Some(next)))
                     {
                         for u in page.items.iter().filter(|u| u.permissions.is_none()) {
-                            spares
-                                .push(HttpRequest::get(format!("/users/{}", path_segment(&u.id))));
+                            spares.push(user_request(&u.id));
                             spare_users.push(u.id.clone());
                         }
                         ahead = Some((page, vec![]));
