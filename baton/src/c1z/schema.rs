@@ -39,6 +39,27 @@ macro_rules! synced_table {
     };
 }
 
+/// The `create index` of one index: `unique` or not, its name, its table and columns (and a
+/// `where` for a partial index).
+macro_rules! index {
+    (unique $name:literal on $table_columns:literal) => {
+        concat!(
+            "create unique index if not exists ",
+            $name,
+            "\n        on ",
+            $table_columns
+        )
+    };
+    ($name:literal on $table_columns:literal) => {
+        concat!(
+            "create index if not exists ",
+            $name,
+            "\n        on ",
+            $table_columns
+        )
+    };
+}
+
 /// Indexes of the grants table that no query of a sync in progress uses: a writer builds them
 /// once, when the sync ends (a bulk build sorts once; kept up to date, they cost every grant
 /// three more B-tree insertions). Their columns all come before the blob, so building one
@@ -58,8 +79,8 @@ pub fn is_deferred(stmt: &str) -> bool {
 pub const DDL: &[&str] = &[
     // v1_resource_types
     synced_table!("v1_resource_types", "external_id text not null"),
-    "create unique index if not exists idx_resource_types_external_sync_v1
-        on v1_resource_types (external_id, sync_id)",
+    index!(unique "idx_resource_types_external_sync_v1"
+        on "v1_resource_types (external_id, sync_id)"),
     // v1_resources
     synced_table!(
         "v1_resources",
@@ -68,13 +89,11 @@ pub const DDL: &[&str] = &[
         "parent_resource_type_id text",
         "parent_resource_id text"
     ),
-    "create index if not exists idx_resources_resource_type_id_v1
-        on v1_resources (resource_type_id)",
+    index!("idx_resources_resource_type_id_v1" on "v1_resources (resource_type_id)"),
     // The next two names are swapped relative to their columns, exactly as in the Go DDL.
-    "create index if not exists idx_resources_external_sync_v1
-        on v1_resources (parent_resource_type_id, parent_resource_id)",
-    "create unique index if not exists idx_resources_parent_resource_id_v1
-        on v1_resources (external_id, sync_id)",
+    index!("idx_resources_external_sync_v1"
+        on "v1_resources (parent_resource_type_id, parent_resource_id)"),
+    index!(unique "idx_resources_parent_resource_id_v1" on "v1_resources (external_id, sync_id)"),
     // v1_entitlements
     synced_table!(
         "v1_entitlements",
@@ -82,10 +101,8 @@ pub const DDL: &[&str] = &[
         "resource_id text not null",
         "external_id text not null"
     ),
-    "create index if not exists idx_entitlements_resource_id_v1
-        on v1_entitlements (resource_type_id, resource_id)",
-    "create unique index if not exists idx_entitlements_external_sync_v1
-        on v1_entitlements (external_id, sync_id)",
+    index!("idx_entitlements_resource_id_v1" on "v1_entitlements (resource_type_id, resource_id)"),
+    index!(unique "idx_entitlements_external_sync_v1" on "v1_entitlements (external_id, sync_id)"),
     // v1_grants
     synced_table!(
         "v1_grants",
@@ -98,20 +115,16 @@ pub const DDL: &[&str] = &[
         "expansion blob",
         "needs_expansion integer not null default 0"
     ),
-    "create index if not exists idx_grants_resource_type_id_resource_id_v1
-        on v1_grants (resource_type_id, resource_id)",
-    "create index if not exists idx_grants_principal_id_v1
-        on v1_grants (principal_resource_type_id, principal_resource_id)",
-    "create index if not exists idx_grants_entitlement_id_principal_id_v1
-        on v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id)",
-    "create unique index if not exists idx_grants_external_sync_v1
-        on v1_grants (external_id, sync_id)",
-    "create index if not exists idx_grants_entitlement_sync_grant_v1
-        on v1_grants (entitlement_id, sync_id, id)",
-    "create index if not exists idx_grants_sync_expansion_v1
-        on v1_grants (sync_id) where expansion is not null",
-    "create index if not exists idx_grants_sync_needs_expansion_v1
-        on v1_grants (sync_id) where needs_expansion = 1",
+    index!("idx_grants_resource_type_id_resource_id_v1"
+        on "v1_grants (resource_type_id, resource_id)"),
+    index!("idx_grants_principal_id_v1"
+        on "v1_grants (principal_resource_type_id, principal_resource_id)"),
+    index!("idx_grants_entitlement_id_principal_id_v1"
+        on "v1_grants (entitlement_id, principal_resource_type_id, principal_resource_id)"),
+    index!(unique "idx_grants_external_sync_v1" on "v1_grants (external_id, sync_id)"),
+    index!("idx_grants_entitlement_sync_grant_v1" on "v1_grants (entitlement_id, sync_id, id)"),
+    index!("idx_grants_sync_expansion_v1" on "v1_grants (sync_id) where expansion is not null"),
+    index!("idx_grants_sync_needs_expansion_v1" on "v1_grants (sync_id) where needs_expansion = 1"),
     // v1_sync_runs
     "create table if not exists v1_sync_runs (
         id integer primary key,
@@ -129,16 +142,14 @@ pub const DDL: &[&str] = &[
         ingest_invariant_coverage text not null default '',
         ingest_invariant_mode text not null default ''
     )",
-    "create unique index if not exists idx_sync_runs_sync_id_v1
-        on v1_sync_runs (sync_id)",
+    index!(unique "idx_sync_runs_sync_id_v1" on "v1_sync_runs (sync_id)"),
     // v1_assets
     synced_table!(
         "v1_assets",
         "external_id text not null",
         "content_type text not null"
     ),
-    "create unique index if not exists idx_assets_external_sync_v1
-        on v1_assets (external_id, sync_id)",
+    index!(unique "idx_assets_external_sync_v1" on "v1_assets (external_id, sync_id)"),
     // v1_connector_sessions
     "create table if not exists v1_connector_sessions (
         id integer primary key,
@@ -146,6 +157,5 @@ pub const DDL: &[&str] = &[
         key text not null,
         value blob not null
     )",
-    "create unique index if not exists idx_session_store_sync_key_v1
-        on v1_connector_sessions (sync_id, key)",
+    index!(unique "idx_session_store_sync_key_v1" on "v1_connector_sessions (sync_id, key)"),
 ];

@@ -2,7 +2,7 @@
 //! Go layout `2006-01-02 15:04:05.999999999` of **local** wall-clock time, no zone suffix,
 //! fraction with trailing zeros trimmed and dropped entirely when zero.
 
-use chrono::{DateTime, Local, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, Local, TimeZone, Timelike};
 use std::fmt::Display;
 
 /// Formats `t` in its own time zone as `YYYY-MM-DD HH:MM:SS[.fraction]`.
@@ -10,7 +10,18 @@ pub fn format_db_time<Tz: TimeZone>(t: &DateTime<Tz>) -> String
 where
     Tz::Offset: Display,
 {
-    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    // Written field by field: a format string is parsed again at every call, and every
+    // batch of rows a sync writes carries the time.
+    let local = t.naive_local();
+    let mut s = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        local.year(),
+        local.month(),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second()
+    );
     // chrono represents a leap second as nanosecond >= 1e9; Go has no leap seconds.
     let nanos = t.nanosecond().min(999_999_999);
     if nanos != 0 {

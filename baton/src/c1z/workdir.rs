@@ -39,7 +39,7 @@ impl WorkDir {
                 })?,
             Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
         }
-        let lock = private_file(&path.join("lock"))?;
+        let lock = lock_handle(&path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => bail!(
@@ -84,6 +84,20 @@ impl WorkDir {
     /// Removes the directory (the sync finished, or left nothing worth resuming).
     pub fn remove(self) {
         let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// What is locked to hold the work directory: the directory itself where it can be (one
+/// file fewer to create per sync: creating files was a small sync's largest cost after
+/// SQLite), else a `lock` file in it.
+fn lock_handle(path: &Path) -> anyhow::Result<File> {
+    #[cfg(unix)]
+    {
+        File::open(path).with_context(|| format!("opening {}", path.display()))
+    }
+    #[cfg(not(unix))]
+    {
+        private_file(&path.join("lock"))
     }
 }
 

@@ -12,10 +12,13 @@ use crate::{Result, annotations, ids, pb};
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Local};
 use prost::Message;
+use rusqlite::backup::Backup;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// zstd level used for the payload. Its window (2 MiB at level 3) is far below the readers'
@@ -150,6 +153,10 @@ pub struct C1zWriter {
     start: Start,
     /// Whether a checkpoint was recorded: then a dropped writer leaves its work to resume.
     resumable: bool,
+    /// The last checkpoint, while the database is in memory: written with it when it moves to
+    /// disk (until then nothing can resume from it, and an update per page cost a small sync
+    /// more than the page's rows).
+    pending_checkpoint: Option<String>,
     /// When the transaction that batches go into began (`None`: none is open).
     open_since: Option<std::time::Instant>,
     /// Since when the database has been in memory (`None`: it is the work directory's file).
@@ -243,6 +250,7 @@ impl C1zWriter {
             sync_id,
             keep_syncs: options.keep_syncs.max(1),
             resumable: matches!(start, Start::Resumed { .. }),
+            pending_checkpoint: None,
             start,
             open_since: None,
             in_memory: in_memory.then(std::time::Instant::now),
@@ -263,6 +271,11 @@ impl C1zWriter {
             return Ok(());
         }
         self.flush()?;
+        if let Some(token) = self.pending_checkpoint.take() {
+            self.conn
+                .execute(CHECKPOINT, params![token, self.sync_id])
+                .context("recording the sync's checkpoint")?;
+        }
         let work = self.work.as_ref().expect("checked above");
         let db = work.db();
         {
@@ -321,9 +334,7 @@ impl C1zWriter {
     /// Commits the batches written so far.
     pub fn flush(&mut self) -> Result<()> {
         if self.open_since.take().is_some() {
-            self.conn
-                .execute_batch("commit")
-                .context("committing batches of rows")?;
+            run(&self.conn, "commit").context("committing batches of rows")?;
         }
         Ok(())
     }
@@ -365,15 +376,20 @@ impl C1zWriter {
             self.move_to_disk()?;
         }
         if self.open_since.is_none() {
-            self.conn.execute_batch("begin")?;
+            run(&self.conn, "begin")?;
             self.open_since = Some(std::time::Instant::now());
         }
-        self.conn.execute_batch("savepoint batch")?;
+        run(&self.conn, "savepoint batch")?;
         Ok(Batch {
             conn: &self.conn,
             sync_id: &self.sync_id,
-            now: timefmt::now_db_time(),
+            now: std::cell::OnceCell::new(),
             checkpointed: &mut self.resumable,
+            checkpoint: None,
+            pending_checkpoint: self
+                .in_memory
+                .is_some()
+                .then_some(&mut self.pending_checkpoint),
             open_since: &mut self.open_since,
             done: false,
         })
@@ -465,17 +481,10 @@ impl C1zWriter {
         limit: usize,
         of_type: Option<&str>,
     ) -> Result<Vec<(i64, pb::Resource)>> {
-        let mut stmt = match of_type {
-            None => self.conn.prepare_cached(
-                "select id, data from v1_resources where sync_id = ?1 and id > ?2 \
-                 order by id limit ?3",
-            )?,
-            // The type index holds the row ids in order: no sort.
-            Some(_) => self.conn.prepare_cached(
-                "select id, data from v1_resources where sync_id = ?1 and id > ?2 \
-                 and resource_type_id = ?4 order by id limit ?3",
-            )?,
-        };
+        let mut stmt = self.conn.prepare_cached(match of_type {
+            None => RESOURCES_AFTER,
+            Some(_) => RESOURCES_OF_TYPE_AFTER,
+        })?;
         let row = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?));
         let rows: Vec<_> = match of_type {
             None => stmt
@@ -725,8 +734,12 @@ pub struct Counts {
 pub struct Batch<'w> {
     conn: &'w Connection,
     sync_id: &'w str,
-    now: String,
+    /// When the batch's rows were found (formatted once, at its first row).
+    now: std::cell::OnceCell<String>,
     checkpointed: &'w mut bool,
+    /// The batch's checkpoint, kept for the writer's `pending_checkpoint` (in memory only).
+    checkpoint: Option<String>,
+    pending_checkpoint: Option<&'w mut Option<String>>,
     open_since: &'w mut Option<std::time::Instant>,
     /// Released into the open transaction (else rolled back when dropped).
     done: bool,
@@ -735,12 +748,17 @@ pub struct Batch<'w> {
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.conn.execute_batch("rollback to batch; release batch");
+            let _ =
+                run(self.conn, "rollback to batch").and_then(|_| run(self.conn, "release batch"));
         }
     }
 }
 
 impl Batch<'_> {
+    fn now(&self) -> &str {
+        self.now.get_or_init(timefmt::now_db_time)
+    }
+
     pub fn put_resource_type(&mut self, rt: &pb::ResourceType) -> Result<()> {
         if rt.id.is_empty() {
             bail!(
@@ -750,7 +768,7 @@ impl Batch<'_> {
         }
         self.conn
             .prepare_cached(UPSERT_RESOURCE_TYPE)?
-            .execute(params![rt.id, rt.encode_to_vec(), self.sync_id, self.now])
+            .execute(params![rt.id, rt.encode_to_vec(), self.sync_id, self.now()])
             .with_context(|| format!("writing resource type {:?}", rt.id))?;
         Ok(())
     }
@@ -772,7 +790,7 @@ impl Batch<'_> {
                 parent.map(|p| p.resource.as_str()),
                 r.encode_to_vec(),
                 self.sync_id,
-                self.now
+                self.now()
             ])
             .with_context(|| format!("writing resource {key:?}"))?;
         Ok(())
@@ -798,7 +816,7 @@ impl Batch<'_> {
                 e.id,
                 e.encode_to_vec(),
                 self.sync_id,
-                self.now
+                self.now()
             ])
             .with_context(|| format!("writing entitlement {:?}", e.id))?;
         Ok(())
@@ -847,7 +865,7 @@ impl Batch<'_> {
                 row.needs_expansion,
                 row.data,
                 self.sync_id,
-                self.now
+                self.now()
             ])
             .with_context(|| format!("writing grant {:?}", row.external_id))?;
         Ok(())
@@ -856,28 +874,52 @@ impl Batch<'_> {
     /// Records where the sync stands (Baton's `sync_token`): a sync interrupted after this
     /// batch commits resumes from here.
     pub fn checkpoint(&mut self, token: &str) -> Result<()> {
-        self.conn
-            .prepare_cached("update v1_sync_runs set sync_token = ?1 where sync_id = ?2")?
-            .execute(params![token, self.sync_id])
-            .context("recording the sync's checkpoint")?;
+        if self.pending_checkpoint.is_some() {
+            self.checkpoint = Some(token.to_string());
+        } else {
+            self.conn
+                .prepare_cached(CHECKPOINT)?
+                .execute(params![token, self.sync_id])
+                .context("recording the sync's checkpoint")?;
+        }
         *self.checkpointed = true;
         Ok(())
     }
 
     /// Keeps the batch; it reaches the disk with the next group commit.
     pub fn commit(mut self) -> Result<()> {
-        self.conn
-            .execute_batch("release batch")
-            .context("committing a batch of rows")?;
+        run(self.conn, "release batch").context("committing a batch of rows")?;
         self.done = true;
+        if let (Some(pending), Some(token)) =
+            (self.pending_checkpoint.as_mut(), self.checkpoint.take())
+        {
+            **pending = Some(token);
+        }
         if self.open_since.is_some_and(|t| t.elapsed() >= GROUP_COMMIT) {
             *self.open_since = None;
-            self.conn
-                .execute_batch("commit")
-                .context("committing batches of rows")?;
+            run(self.conn, "commit").context("committing batches of rows")?;
         }
         Ok(())
     }
+}
+
+/// Records a sync's checkpoint (Baton's `sync_token`).
+const CHECKPOINT: &str = "update v1_sync_runs set sync_token = ?1 where sync_id = ?2";
+
+/// The stored resources of a sync after a row, in row order.
+const RESOURCES_AFTER: &str =
+    "select id, data from v1_resources where sync_id = ?1 and id > ?2 order by id limit ?3";
+
+/// The same, of one type (the type index holds the row ids in order: no sort).
+const RESOURCES_OF_TYPE_AFTER: &str = "select id, data from v1_resources \
+     where sync_id = ?1 and id > ?2 and resource_type_id = ?4 order by id limit ?3";
+
+/// Runs one of the statements every batch runs (`begin`, `savepoint`, ...), prepared once per
+/// connection: parsing them again for each page cost more than the page's own rows in a small
+/// sync.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// The directory `path` goes in, checked to exist and `path` not to be a directory.
@@ -972,14 +1014,7 @@ fn fresh_db(work: &WorkDir, target: &Path) -> Result<(Connection, bool)> {
             Err(_) => {}
         }
     }
-    let conn = memory_db(None)?;
-    let tx = conn.unchecked_transaction()?;
-    for stmt in schema::DDL.iter().filter(|s| !schema::is_deferred(s)) {
-        tx.execute(stmt, [])
-            .with_context(|| format!("running DDL: {stmt}"))?;
-    }
-    tx.commit()?;
-    Ok((conn, true))
+    Ok((memory_db(None)?, true))
 }
 
 /// The previous file's database without its unfinished syncs.
@@ -988,13 +1023,16 @@ fn carried_over(conn: Connection) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A database in memory: empty, or a copy of `image`.
+/// A database in memory: a copy of `image` (a previous file's), or a new one with the schema.
 fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
     let mut conn = Connection::open_in_memory()?;
-    // An empty one keeps its pages in the page cache; a copy keeps them in its own buffer,
+    // A new one keeps its pages in the page cache; a copy keeps them in its own buffer,
     // which a large page cache would only duplicate.
     let cache_kib = match image {
-        None => 32768,
+        None => {
+            copy_schema_into(&mut conn).context("creating the sync's database")?;
+            32768
+        }
         Some(image) => {
             conn.deserialize_read_exact(rusqlite::MAIN_DB, image, image.len(), false)
                 .context("loading the previous syncs into memory")?;
@@ -1002,8 +1040,38 @@ fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
         }
     };
     conn.pragma_update(None, "cache_size", -cache_kib)?;
-    conn.set_prepared_statement_cache_capacity(32);
+    cache_statements(&conn)?;
     Ok(conn)
+}
+
+/// Gives an empty database the schema (but the deferred indexes, built at the end), copied
+/// from a database made once per process: running the DDL cost each sync three times as
+/// much (a demo-sized sync's largest database cost).
+fn copy_schema_into(conn: &mut Connection) -> Result<()> {
+    static TEMPLATE: OnceLock<Vec<u8>> = OnceLock::new();
+    let image = match TEMPLATE.get() {
+        Some(image) => image,
+        None => {
+            let made = schema_image()?;
+            TEMPLATE.get_or_init(|| made)
+        }
+    };
+    let mut template = Connection::open_in_memory()?;
+    template.deserialize_read_exact(rusqlite::MAIN_DB, &image[..], image.len(), true)?;
+    Backup::new(&template, conn)?.run_to_completion(i32::MAX, Duration::ZERO, None)?;
+    Ok(())
+}
+
+/// A new database with the schema but the deferred indexes, as an image.
+fn schema_image() -> Result<Vec<u8>> {
+    let mut conn = Connection::open_in_memory()?;
+    let tx = conn.unchecked_transaction()?;
+    for stmt in schema::DDL.iter().filter(|s| !schema::is_deferred(s)) {
+        tx.execute(stmt, [])
+            .with_context(|| format!("running DDL: {stmt}"))?;
+    }
+    tx.commit()?;
+    Ok(conn.serialize(rusqlite::MAIN_DB)?.to_vec())
 }
 
 /// Records who makes the sync, beside its database (a resume checks it).
@@ -1057,8 +1125,20 @@ fn open_db(path: &Path) -> Result<Connection> {
     // Copy the log into the database every 40 MiB rather than every 4: a page that many
     // batches change (an index's) is copied once per checkpoint, not once per 4 MiB.
     conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
-    conn.set_prepared_statement_cache_capacity(32);
+    cache_statements(&conn)?;
     Ok(conn)
+}
+
+/// Keeps the writer's statements prepared between uses. The statement cache clears a
+/// statement's bindings when it takes it back, and SQLite (built with STAT4) then prepares
+/// again any statement whose plan looked at a bound value (`id > ?`, `limit ?`): the walks'
+/// and the expansion's queries were parsed and planned anew at every use, which cost twice
+/// the query itself. With the query planner stability guarantee a statement keeps the plan
+/// it was prepared with (the same plans: nothing here runs ANALYZE).
+fn cache_statements(conn: &Connection) -> Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(())
 }
 
 /// Keeps the newest `keep` finished full syncs (this one among them) and deletes the rows of
@@ -1235,6 +1315,32 @@ mod tests {
             }),
             display_name: format!("{kind} {id}"),
             ..Default::default()
+        }
+    }
+
+    /// A walk's query stays prepared from page to page: it is not parsed and planned again
+    /// each time the statement cache hands it out with new bindings.
+    #[test]
+    fn a_walk_reuses_its_prepared_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = C1zWriter::create(&dir.path().join("out.c1z")).unwrap();
+        let mut after = 0;
+        for page in 0..10 {
+            let rows: Vec<_> = (0..3)
+                .map(|i| resource("user", &format!("u{page}-{i}")))
+                .collect();
+            w.put_resources(&rows).unwrap();
+            let (found, of_type) = (
+                w.resources_after(after, 64, None).unwrap(),
+                w.resources_after(after, 64, Some("user")).unwrap(),
+            );
+            assert_eq!((found.len(), of_type.len()), (3, 3));
+            after = found.last().unwrap().0;
+        }
+        for sql in [RESOURCES_AFTER, RESOURCES_OF_TYPE_AFTER] {
+            let stmt = w.conn.prepare_cached(sql).unwrap();
+            let again = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+            assert!(again <= 1, "prepared again {again} times in 10 uses: {sql}");
         }
     }
 

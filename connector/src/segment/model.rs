@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pagination {
-    #[serde(default)]
     pub current: Option<String>,
-    #[serde(default)]
     pub next: Option<String>,
 }
 
@@ -28,8 +26,18 @@ pub struct Workspace {
 pub struct Label {
     pub key: String,
     pub value: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+}
+
+/// A role of the workspace (`GET /roles`), which permissions name by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 /// One resource a permission applies to. `type` is WORKSPACE, SOURCE, WAREHOUSE, FUNCTION or SPACE.
@@ -38,7 +46,7 @@ pub struct PermissionResource {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<Label>>,
 }
 
@@ -51,7 +59,7 @@ pub struct Permission {
     pub role_name: String,
     #[serde(default)]
     pub resources: Vec<PermissionResource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<Label>>,
 }
 
@@ -63,7 +71,7 @@ pub struct User {
     #[serde(default)]
     pub email: String,
     /// Present on `GET /users/{id}`; optional (and usually absent) on `GET /users`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<Permission>>,
 }
 
@@ -73,19 +81,9 @@ pub struct Group {
     pub id: String,
     #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub member_count: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<Permission>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Role {
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,7 +118,6 @@ pub struct Warehouse {
     pub workspace_id: String,
     #[serde(default)]
     pub enabled: bool,
-    #[serde(default)]
     pub metadata: Option<WarehouseMetadata>,
 }
 
@@ -128,15 +125,10 @@ pub struct Warehouse {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Function {
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default)]
     pub workspace_id: Option<String>,
-    #[serde(default)]
     pub display_name: Option<String>,
-    #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
     pub resource_type: Option<String>,
 }
 
@@ -213,10 +205,7 @@ pub struct ErrorEnvelope {
 pub struct ApiErrorItem {
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub field: Option<String>,
-    #[serde(default)]
     pub data: Option<serde_json::Value>,
 }

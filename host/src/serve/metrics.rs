@@ -97,111 +97,62 @@ struct Family {
     value: fn(&TenantTotals) -> Option<f64>,
 }
 
-const fn counter(
-    name: &'static str,
-    help: &'static str,
-    value: fn(&TenantTotals) -> Option<f64>,
-) -> Family {
-    Family {
-        name,
-        kind: "counter",
-        help,
-        value,
-    }
+/// The families, one an entry: `counter` or `gauge`, name, help text, the tenant's value.
+macro_rules! families {
+    ($($kind:ident $name:literal $help:literal $value:expr;)+) => {
+        &[$(Family { name: $name, kind: stringify!($kind), help: $help, value: $value }),+]
+    };
 }
 
-const fn gauge(
-    name: &'static str,
-    help: &'static str,
-    value: fn(&TenantTotals) -> Option<f64>,
-) -> Family {
-    Family {
-        name,
-        kind: "gauge",
-        help,
-        value,
-    }
+/// The last run, whether it succeeded or not.
+fn last(t: &TenantTotals) -> Option<&RunReport> {
+    t.last.as_ref()
 }
 
-/// What of the last run, if it succeeded.
+/// The last run, if it succeeded.
 fn last_success(t: &TenantTotals) -> Option<&RunReport> {
-    t.last.as_ref().filter(|r| r.success)
+    last(t).filter(|r| r.success)
 }
 
-const FAMILIES: &[Family] = &[
-    counter(
-        "tenant_runs_succeeded_total",
-        "Syncs that completed.",
-        |t| Some(t.runs_ok as f64),
-    ),
-    counter("tenant_runs_failed_total", "Syncs that failed.", |t| {
-        Some(t.runs_failed as f64)
-    }),
-    counter(
-        "tenant_requests_total",
-        "Requests the tenant's connector made to Segment.",
-        |t| Some(t.requests as f64),
-    ),
-    counter(
-        "tenant_retries_total",
-        "Requests the host sent again (429, 5xx, lost connections).",
-        |t| Some(t.retries as f64),
-    ),
-    counter(
-        "tenant_rate_limited_total",
-        "Answers of 429 Too Many Requests.",
-        |t| Some(t.rate_limited as f64),
-    ),
-    counter(
-        "tenant_denied_requests_total",
-        "Requests the sandbox refused (origin, budget).",
-        |t| Some(t.denied as f64),
-    ),
-    counter(
-        "tenant_response_bytes_total",
-        "Response bytes received for the tenant.",
-        |t| Some(t.bytes as f64),
-    ),
-    gauge(
-        "tenant_last_run_success",
-        "1 if the last sync completed, 0 if it failed.",
-        |t| t.last.as_ref().map(|r| if r.success { 1.0 } else { 0.0 }),
-    ),
-    gauge(
-        "tenant_last_run_wall_seconds",
-        "Duration of the last sync.",
-        |t| t.last.as_ref().map(|r| r.wall.as_secs_f64()),
-    ),
-    gauge(
-        "tenant_last_run_cpu_seconds",
-        "Guest CPU time of the last sync.",
-        |t| t.last.as_ref().map(|r| r.cpu.as_secs_f64()),
-    ),
-    gauge(
-        "tenant_last_run_peak_memory_bytes",
-        "Largest linear memory of one instance in the last sync.",
-        |t| t.last.as_ref().map(|r| r.peak_memory_bytes as f64),
-    ),
-    gauge(
-        "tenant_last_run_grants",
-        "Grants written by the last sync.",
-        |t| last_success(t).map(|r| r.grants as f64),
-    ),
-    gauge(
-        "tenant_last_run_resources",
-        "Resources written by the last sync.",
-        |t| last_success(t).map(|r| r.resources as f64),
-    ),
-    gauge(
-        "tenant_last_success_timestamp_seconds",
-        "When the last successful sync ended (Unix time).",
-        |t| {
-            t.last_success
-                .and_then(|s| s.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64())
-        },
-    ),
-];
+/// When the last successful sync ended, in Unix time.
+fn last_success_unix_seconds(t: &TenantTotals) -> Option<f64> {
+    let ended = t
+        .last_success?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    Some(ended.as_secs_f64())
+}
+
+const FAMILIES: &[Family] = families! {
+    counter "tenant_runs_succeeded_total" "Syncs that completed." |t| Some(t.runs_ok as f64);
+    counter "tenant_runs_failed_total" "Syncs that failed." |t| Some(t.runs_failed as f64);
+    counter "tenant_requests_total" "Requests the tenant's connector made to Segment."
+        |t| Some(t.requests as f64);
+    counter "tenant_retries_total" "Requests the host sent again (429, 5xx, lost connections)."
+        |t| Some(t.retries as f64);
+    counter "tenant_rate_limited_total" "Answers of 429 Too Many Requests."
+        |t| Some(t.rate_limited as f64);
+    counter "tenant_denied_requests_total" "Requests the sandbox refused (origin, budget)."
+        |t| Some(t.denied as f64);
+    counter "tenant_response_bytes_total" "Response bytes received for the tenant."
+        |t| Some(t.bytes as f64);
+    gauge "tenant_last_run_success" "1 if the last sync completed, 0 if it failed."
+        |t| last(t).map(|r| if r.success { 1.0 } else { 0.0 });
+    gauge "tenant_last_run_wall_seconds" "Duration of the last sync."
+        |t| last(t).map(|r| r.wall.as_secs_f64());
+    gauge "tenant_last_run_cpu_seconds" "Guest CPU time of the last sync."
+        |t| last(t).map(|r| r.cpu.as_secs_f64());
+    gauge "tenant_last_run_peak_memory_bytes"
+        "Largest linear memory of one instance in the last sync."
+        |t| last(t).map(|r| r.peak_memory_bytes as f64);
+    gauge "tenant_last_run_grants" "Grants written by the last sync."
+        |t| last_success(t).map(|r| r.grants as f64);
+    gauge "tenant_last_run_resources" "Resources written by the last sync."
+        |t| last_success(t).map(|r| r.resources as f64);
+    gauge "tenant_last_success_timestamp_seconds"
+        "When the last successful sync ended (Unix time)."
+        last_success_unix_seconds;
+};
 
 fn escape(label: &str) -> String {
     label

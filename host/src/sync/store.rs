@@ -425,20 +425,8 @@ impl SyncStore {
 
     /// The first stored resource of `resource_type` (the workspace, for a summary).
     pub fn first_of_type(&self, resource_type: &str) -> anyhow::Result<Option<Resource>> {
-        let mut after = 0;
-        loop {
-            let rows = self.resources_after(after, 256, None)?;
-            let Some((last, _)) = rows.last() else {
-                return Ok(None);
-            };
-            after = *last;
-            if let Some((_, r)) = rows
-                .into_iter()
-                .find(|(_, r)| r.id.resource_type == resource_type)
-            {
-                return Ok(Some(r));
-            }
-        }
+        let first = self.resources_after(0, 1, Some(resource_type))?;
+        Ok(first.into_iter().next().map(|(_, r)| r))
     }
 
     /// Ends the sync and writes the `.c1z` (see [`C1zWriter::finish`]).
