@@ -232,16 +232,10 @@ async fn sync(cli: Cli) -> anyhow::Result<String> {
         deadline: cli.sync.sync_deadline,
         ..SyncJob::with(connection, cli.file)
     };
-    // Ctrl-C or SIGTERM drops the sync: its work stays (private) for the next sync of the file
-    // to resume; the output is replaced only by a finished sync.
-    let summary = tokio::select! {
-        summary = app::sync(job) => summary?,
-        _ = baton_segment::service::shutdown_signal() => anyhow::bail!(
-            "interrupted before the sync finished; {} was left as it was, and the next sync \
-             of it resumes where this one stopped",
-            file.display()
-        ),
-    };
+    // Ctrl-C or SIGTERM stops the sync: its work and the connector's session store stay
+    // (private) for the next sync of the file to resume; the output is replaced only by a
+    // finished sync.
+    let summary = app::sync_until(job, baton_segment::service::shutdown_signal()).await?;
     if let Some(server) = demo {
         server.shutdown().await;
     }

@@ -342,7 +342,7 @@ fn an_interrupted_sync_leaves_the_previous_file_and_no_temporary_files() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("interrupted before the sync finished; sync.c1z was left as it was"),
+        stderr.contains("interrupted before the sync finished; sync.c1z is unchanged"),
         "{stderr}"
     );
     assert_eq!(

@@ -394,6 +394,46 @@ async fn a_listing_that_never_ends_is_stopped_by_the_request_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_sync_keeps_its_work_and_session_and_the_next_one_resumes() {
+    let mut cfg = FakeConfig::demo();
+    // As above: the first pages are stored well before the interruption, the sync takes longer.
+    cfg.latency = Duration::from_millis(250);
+    let fake = fake(cfg).await;
+    let dir = temp_dir();
+    // What Ctrl-C or SIGTERM does to the command line's sync.
+    let interrupt = tokio::time::sleep(Duration::from_secs(1));
+    let err = baton_segment::commands::sync::sync_on_until(
+        runtime(),
+        job(&fake, TOKEN, &out(&dir)),
+        interrupt,
+    )
+    .await
+    .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("interrupted") && text.contains("resumes"),
+        "{text}"
+    );
+    assert!(!out(&dir).exists());
+    let work = dir.path().join(".sync.c1z.work");
+    for file in ["db", "owner", "session.db"] {
+        assert!(work.join(file).exists(), "{file} is missing");
+    }
+    let asked = fake.requests().len();
+    fake.clear_requests();
+
+    let summary = sync(&fake, &out(&dir)).await.unwrap();
+    assert!(summary.resumed);
+    assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
+    assert!(!work.exists());
+    assert!(
+        asked + fake.requests().len() <= 29 + 6,
+        "{asked} + {} requests",
+        fake.requests().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_stopped_by_its_deadline_keeps_its_work_and_the_next_one_resumes() {
     let mut cfg = FakeConfig::demo();
     // Each answer takes 250 ms: the sync's first pages are stored well within the deadline,

@@ -67,12 +67,21 @@ impl SyncJob {
 
 /// Runs a whole sync with a runtime of its own.
 pub async fn sync(job: SyncJob) -> anyhow::Result<SyncSummary> {
+    sync_until(job, std::future::pending()).await
+}
+
+/// [`sync`], stopped when `stop` completes (Ctrl-C, SIGTERM): the work done and the
+/// connector's session store are kept for the next sync of the file to resume.
+pub async fn sync_until(
+    job: SyncJob,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<SyncSummary> {
     // The output is opened before the (slower) compile: a path that cannot be written fails
     // at once.
     let opened = SyncStore::open(&job.output, &job.writer_options())?;
     let runtime = segment_runtime(job.connection.concurrency as u32 + SPARE_INSTANCES as u32)?;
     let run = job.connection.run_context(job.connection.policy());
-    sync_with(&runtime, job, opened, run, None, SPARE_INSTANCES).await
+    sync_with(&runtime, job, opened, run, None, SPARE_INSTANCES, stop).await
 }
 
 /// Instances a sync with a runtime of its own (or a service-mode task, whose pool has them)
@@ -82,9 +91,18 @@ pub const SPARE_INSTANCES: usize = 2;
 
 /// Runs a sync on an existing runtime (tests and the multi-tenant host share one).
 pub async fn sync_on(runtime: &Runtime, job: SyncJob) -> anyhow::Result<SyncSummary> {
+    sync_on_until(runtime, job, std::future::pending()).await
+}
+
+/// [`sync_on`], stopped when `stop` completes (see [`sync_until`]).
+pub async fn sync_on_until(
+    runtime: &Runtime,
+    job: SyncJob,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<SyncSummary> {
     let run = job.connection.run_context(job.connection.policy());
     let opened = SyncStore::open(&job.output, &job.writer_options())?;
-    sync_with(runtime, job, opened, run, None, SPARE_INSTANCES).await
+    sync_with(runtime, job, opened, run, None, SPARE_INSTANCES, stop).await
 }
 
 /// A sync in a prepared run (its own limits and network) of `program`, or of the runtime's
@@ -97,7 +115,16 @@ pub async fn sync_in(
     program: Option<Arc<Program>>,
 ) -> anyhow::Result<SyncSummary> {
     let opened = SyncStore::open(&job.output, &job.writer_options())?;
-    sync_with(runtime, job, opened, run, program, 0).await
+    sync_with(
+        runtime,
+        job,
+        opened,
+        run,
+        program,
+        0,
+        std::future::pending(),
+    )
+    .await
 }
 
 async fn sync_with(
@@ -107,6 +134,7 @@ async fn sync_with(
     run: Arc<RunContext>,
     program: Option<Arc<Program>>,
     spare_instances: usize,
+    stop: impl Future<Output = ()>,
 ) -> anyhow::Result<SyncSummary> {
     let network = run.network.clone();
     let progress = Arc::new(Progress::default());
@@ -122,7 +150,11 @@ async fn sync_with(
     if let Some(program) = program {
         syncer = syncer.with_program(program);
     }
-    let outcome = tokio::time::timeout(job.deadline, syncer.run()).await;
+    // A sync past its deadline or told to stop is dropped (its store keeps its work on disk).
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(job.deadline, syncer.run()) => outcome.map_err(|_| Stopped::Deadline),
+        () = stop => Err(Stopped::Interrupted),
+    };
     reporter.abort();
     let _ = reporter.await;
     if job.show_progress && std::io::stderr().is_terminal() {
@@ -141,7 +173,7 @@ async fn sync_with(
             }
             return Err(explain(e, &job, &network));
         }
-        Err(_) => {
+        Err(stopped) => {
             // The dropped sync's store kept its work on disk (or removed it, with nothing to
             // resume): the connector's session store goes beside it.
             if work_dir.is_dir()
@@ -151,10 +183,15 @@ async fn sync_with(
                     "the stopped sync's session could not be kept for resuming: {kept:#}"
                 );
             }
+            let why = match stopped {
+                Stopped::Deadline => format!(
+                    "the sync did not finish within its deadline of {}",
+                    humantime::format_duration(job.deadline)
+                ),
+                Stopped::Interrupted => "interrupted before the sync finished".to_string(),
+            };
             return Err(anyhow!(
-                "the sync did not finish within its deadline of {}; {} is unchanged, and the \
-                 next sync of it resumes where this one stopped",
-                humantime::format_duration(job.deadline),
+                "{why}; {} is unchanged, and the next sync of it resumes where this one stopped",
                 job.output.display()
             ));
         }
@@ -189,6 +226,12 @@ async fn sync_with(
         elapsed: report.elapsed,
         resumed: report.resumed,
     })
+}
+
+/// Why a sync was dropped before it ended.
+enum Stopped {
+    Deadline,
+    Interrupted,
 }
 
 fn explain(e: SyncError, job: &SyncJob, network: &RunNetwork) -> anyhow::Error {
