@@ -394,63 +394,41 @@ async fn a_listing_that_never_ends_is_stopped_by_the_request_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_sync_keeps_its_work_and_session_and_the_next_one_resumes() {
-    let mut cfg = FakeConfig::demo();
-    // As above: the first pages are stored well before the interruption, the sync takes longer.
-    cfg.latency = Duration::from_millis(250);
-    let fake = fake(cfg).await;
-    let dir = temp_dir();
-    // What Ctrl-C or SIGTERM does to the command line's sync.
-    let interrupt = tokio::time::sleep(Duration::from_secs(1));
-    let err = baton_segment::commands::sync::sync_on_until(
-        runtime(),
-        job(&fake, TOKEN, &out(&dir)),
-        interrupt,
-    )
-    .await
-    .unwrap_err();
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("interrupted") && text.contains("resumes"),
-        "{text}"
-    );
-    assert!(!out(&dir).exists());
-    let work = dir.path().join(".sync.c1z.work");
-    for file in ["db", "owner", "session.db"] {
-        assert!(work.join(file).exists(), "{file} is missing");
-    }
-    let asked = fake.requests().len();
-    fake.clear_requests();
-
-    let summary = sync(&fake, &out(&dir)).await.unwrap();
-    assert!(summary.resumed);
-    assert_eq!(Synced::open(&out(&dir)).resource_keys().len(), 40);
-    assert!(!work.exists());
-    assert!(
-        asked + fake.requests().len() <= 29 + 6,
-        "{asked} + {} requests",
-        fake.requests().len()
-    );
+async fn a_sync_stopped_by_its_deadline_keeps_its_work_and_the_next_one_resumes() {
+    stopped_sync_resumes("deadline", |mut job| async move {
+        job.deadline = Duration::from_secs(1);
+        baton_segment::commands::sync::sync_on(runtime(), job).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_stopped_by_its_deadline_keeps_its_work_and_the_next_one_resumes() {
+async fn an_interrupted_sync_keeps_its_work_and_session_and_the_next_one_resumes() {
+    // What Ctrl-C or SIGTERM does to the command line's sync.
+    stopped_sync_resumes("interrupted", |job| {
+        let interrupt = tokio::time::sleep(Duration::from_secs(1));
+        baton_segment::commands::sync::sync_on_until(runtime(), job, interrupt)
+    })
+    .await;
+}
+
+/// A sync that `stopped` ends after its first pages (its error says `why`) leaves the output
+/// alone and keeps its work and the connector's session store; the next sync resumes from them.
+async fn stopped_sync_resumes<F, Fut>(why: &str, stopped: F)
+where
+    F: FnOnce(baton_segment::commands::sync::SyncJob) -> Fut,
+    Fut:
+        std::future::Future<Output = anyhow::Result<baton_segment::commands::summary::SyncSummary>>,
+{
     let mut cfg = FakeConfig::demo();
-    // Each answer takes 250 ms: the sync's first pages are stored well within the deadline,
-    // and the whole sync (about ten rounds of requests) takes far longer.
+    // Each answer takes 250 ms: the sync's first pages are stored well within a second, and
+    // the whole sync (about ten rounds of requests) takes far longer.
     cfg.latency = Duration::from_millis(250);
     let fake = fake(cfg).await;
     let dir = temp_dir();
-    let mut stopped = job(&fake, TOKEN, &out(&dir));
-    stopped.deadline = Duration::from_secs(1);
-    let err = baton_segment::commands::sync::sync_on(runtime(), stopped)
-        .await
-        .unwrap_err();
+    let err = stopped(job(&fake, TOKEN, &out(&dir))).await.unwrap_err();
     let text = format!("{err:#}");
-    assert!(
-        text.contains("deadline") && text.contains("resumes"),
-        "{text}"
-    );
+    assert!(text.contains(why) && text.contains("resumes"), "{text}");
     assert!(!out(&dir).exists());
     // The work (held in memory until then) and the connector's session store are on disk.
     let work = dir.path().join(".sync.c1z.work");
