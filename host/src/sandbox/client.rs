@@ -22,7 +22,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// refused as `HttpResponseHeaderSectionSize` (hyper's own default is about 400 KiB). hyper
 /// checks its read buffer only while the head is incomplete, and one read adds up to the
 /// buffer's size, so the buffer is half of this: heads under 32 KiB always pass, heads over
-/// 64 KiB never do.
+/// 64 KiB never do. Over HTTP/2 the host measures the header list itself ([`accept_head`]).
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// A run's client, connecting only where `addresses` allows.
@@ -40,11 +40,36 @@ pub fn pooled(
 fn pooled_with(https: super::connect::SegmentConnector, max_idle: usize) -> PooledClient {
     Client::builder(TokioExecutor::new())
         .http1_max_buf_size(MAX_RESPONSE_HEAD / 2)
-        // The same bound over HTTP/2, where the header list size is announced to the server.
-        .http2_max_header_list_size(MAX_RESPONSE_HEAD as u32)
+        // Over HTTP/2 the header list size is announced to the server. A list over it is
+        // refused by the protocol layer with an error that says nothing of its size, so the
+        // announced bound is twice ours and [`accept_head`] applies ours.
+        .http2_max_header_list_size(2 * MAX_RESPONSE_HEAD as u32)
         .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_max_idle_per_host(max_idle)
         .build(https)
+}
+
+/// A response whose head is within [`MAX_RESPONSE_HEAD`] (counted as HTTP/2 counts a header
+/// list: name, value and 32 bytes a field); over HTTP/1.1 hyper's buffer limit has already
+/// seen to it.
+pub fn accept_head<B>(response: http::Response<B>) -> Result<http::Response<B>, Error> {
+    if response.version() != http::Version::HTTP_2 {
+        return Ok(response);
+    }
+    let size: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    if size > MAX_RESPONSE_HEAD {
+        return Err(head_too_large());
+    }
+    Ok(response)
+}
+
+fn head_too_large() -> Error {
+    tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
+    Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32))
 }
 
 /// The hyper error somewhere in `e`'s chain.
@@ -62,8 +87,17 @@ pub fn error(e: hyper_util::client::legacy::Error) -> Error {
         return Error::DestinationIpProhibited;
     }
     if hyper_cause(&e).is_some_and(|h| h.is_parse_too_large()) {
-        tracing::warn!(target: "sandbox", "the server's response head is larger than {} KiB; refused", MAX_RESPONSE_HEAD >> 10);
-        return Error::HttpResponseHeaderSectionSize(Some(MAX_RESPONSE_HEAD as u32));
+        return head_too_large();
+    }
+    // HTTP/2: the client itself reset the stream for a malformed response (or a header list
+    // over the announced bound). Sending it again would get the same.
+    if let Some(h2) = crate::net::cause::<h2::Error>(&e)
+        && h2.is_reset()
+        && h2.is_library()
+        && h2.reason() == Some(h2::Reason::PROTOCOL_ERROR)
+    {
+        tracing::warn!(target: "sandbox", "the server's HTTP/2 response was malformed (or its head larger than {} KiB); refused", (2 * MAX_RESPONSE_HEAD) >> 10);
+        return Error::HttpProtocolError;
     }
     if let Some(tls) = crate::net::cause::<rustls::Error>(&e) {
         tracing::warn!(target: "sandbox", "TLS failure: {tls}");
@@ -147,9 +181,17 @@ mod tests {
                             if req.uri().path() == "/together" {
                                 barrier.wait().await;
                             }
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                Bytes::from_static(b"ok"),
-                            )))
+                            let mut answer =
+                                http::Response::new(Full::new(Bytes::from_static(b"ok")));
+                            // `/head/N`: a response head of N headers of 1 KiB.
+                            let n = req.uri().path().strip_prefix("/head/");
+                            let value = http::HeaderValue::from_bytes(&[b'v'; 1024]).unwrap();
+                            for i in 0..n.and_then(|n| n.parse().ok()).unwrap_or(0) {
+                                let name = format!("x-filler-{i}");
+                                let name = http::HeaderName::try_from(name).unwrap();
+                                answer.headers_mut().insert(name, value.clone());
+                            }
+                            Ok::<_, std::convert::Infallible>(answer)
                         }
                     });
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -215,6 +257,43 @@ mod tests {
             "{versions:?}"
         );
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection");
+    }
+
+    /// The outcome of a GET of `path` (relative) on `url`, as the guest would get it.
+    async fn outcome(client: &PooledClient, url: &str, path: &str) -> Result<http::Version, Error> {
+        let answer = client.request(get(&format!("{url}{path}"))).await;
+        answer
+            .map_err(error)
+            .and_then(accept_head)
+            .map(|r| r.version())
+    }
+
+    /// An oversized response head is reported as such over HTTP/2 as over HTTP/1.1 (not as a
+    /// dropped connection, which would be sent again); one past what HTTP/2 was told to accept
+    /// is a protocol error, not sent again either.
+    #[tokio::test]
+    async fn an_oversized_response_head_is_refused_as_such_over_either_version() {
+        let over = MAX_RESPONSE_HEAD / 1024 + 8;
+        for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+            let (url, tls, _) = tls_server(&[alpn], 1).await;
+            let client = trusting(tls, 1);
+            let fine = outcome(&client, &url, "head/16").await;
+            assert!(fine.is_ok(), "{fine:?}");
+            let refused = outcome(&client, &url, &format!("head/{over}")).await;
+            assert!(
+                matches!(refused, Err(Error::HttpResponseHeaderSectionSize(Some(n))) if n as usize == MAX_RESPONSE_HEAD),
+                "{}: {refused:?}",
+                String::from_utf8_lossy(alpn)
+            );
+        }
+        let (url, tls, _) = tls_server(&[b"h2"], 1).await;
+        let client = trusting(tls, 1);
+        let far_over = 2 * MAX_RESPONSE_HEAD / 1024 + 8;
+        let refused = outcome(&client, &url, &format!("head/{far_over}")).await;
+        assert!(
+            matches!(refused, Err(Error::HttpProtocolError)),
+            "{refused:?}"
+        );
     }
 
     #[tokio::test]

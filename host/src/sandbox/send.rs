@@ -179,7 +179,7 @@ async fn attempt_once(
     )
     .await
     {
-        Ok(Ok(response)) => Ok(response),
+        Ok(Ok(response)) => client::accept_head(response),
         Ok(Err(e)) => Err(client::error(e)),
         Err(_) => Err(Error::ConnectionReadTimeout),
     }
