@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 pub struct WorkDir {
     path: PathBuf,
+    /// Whether this writer created the directory (then there is nothing in it to clear).
+    created: bool,
     /// Held (locked) for the writer's life.
     _lock: File,
 }
@@ -23,22 +25,27 @@ impl WorkDir {
         let name = target.file_name().unwrap_or_default();
         remove_stale(dir, name);
         let path = dir.join(dotted(name, ".work"));
-        match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => restrict(&path, 0o700)?,
+        let created = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                restrict(&path, 0o700)?;
+                false
+            }
             Ok(_) => bail!(
                 "{} is in the way of the sync's work directory; remove it",
                 path.display()
             ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => create_private_dir(&path)
-                .with_context(|| {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_private_dir(&path).with_context(|| {
                     format!(
                         "cannot write .c1z {}: directory {} is not writable",
                         target.display(),
                         dir.display()
                     )
-                })?,
+                })?;
+                true
+            }
             Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
-        }
+        };
         let lock = lock_handle(&path)?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -51,7 +58,11 @@ impl WorkDir {
                 return Err(e).with_context(|| format!("locking {}", path.display()));
             }
         }
-        Ok(WorkDir { path, _lock: lock })
+        Ok(WorkDir {
+            path,
+            created,
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -65,6 +76,9 @@ impl WorkDir {
 
     /// Removes everything but the lock, for a fresh start.
     pub fn clear(&self) -> anyhow::Result<()> {
+        if self.created {
+            return Ok(());
+        }
         for entry in fs::read_dir(&self.path)? {
             let entry = entry?;
             if entry.file_name() == "lock" {
