@@ -60,14 +60,19 @@ macro_rules! index {
     };
 }
 
-/// Indexes of the grants table that no query of a sync in progress uses: a writer builds them
-/// once, when the sync ends (a bulk build sorts once; kept up to date, they cost every grant
-/// three more B-tree insertions). Their columns all come before the blob, so building one
-/// reads no overflow pages.
-pub const DEFERRED_INDEXES: [&str; 3] = [
+/// Indexes that no query of a sync in progress uses: a writer builds them once, before grant
+/// expansion (which uses two of them) and before the file. A bulk build sorts once, where an
+/// index kept up to date costs every row one more B-tree insertion; and a new database in
+/// memory starts a page smaller for each (a many-tenant host holds one per tenant syncing).
+pub const DEFERRED_INDEXES: [&str; 8] = [
+    "idx_resources_external_sync_v1",
+    "idx_entitlements_resource_id_v1",
     "idx_grants_resource_type_id_resource_id_v1",
     "idx_grants_principal_id_v1",
     "idx_grants_entitlement_id_principal_id_v1",
+    "idx_grants_entitlement_sync_grant_v1",
+    "idx_grants_sync_expansion_v1",
+    "idx_grants_sync_needs_expansion_v1",
 ];
 
 /// Whether `stmt` (of [`DDL`]) creates one of the [`DEFERRED_INDEXES`].

@@ -278,17 +278,12 @@ impl C1zWriter {
         }
         let work = self.work.as_ref().expect("checked above");
         let db = work.db();
-        let page_size = {
+        {
             let image = self.conn.serialize(rusqlite::MAIN_DB)?;
             let mut file = private_file(&db)?;
             file.set_len(0)?;
             file.write_all(&image)
                 .with_context(|| format!("writing {}", db.display()))?;
-            self.conn
-                .pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))?
-        };
-        if page_size != DISK_PAGE_SIZE {
-            resize_pages(&db, DISK_PAGE_SIZE)?;
         }
         let conn = open_db(&db)?;
         write_owner(work, &self.identity)?;
@@ -326,7 +321,7 @@ impl C1zWriter {
 
     /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`]), if
     /// they are missing.
-    fn build_deferred_indexes(&mut self) -> Result<()> {
+    pub(super) fn build_deferred_indexes(&mut self) -> Result<()> {
         self.flush()?;
         for stmt in schema::DDL.iter().filter(|s| schema::is_deferred(s)) {
             self.conn
@@ -1035,7 +1030,7 @@ fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
     // which a large page cache would only duplicate.
     let cache_kib = match image {
         None => {
-            small_footprint(&conn)?;
+            small_lookaside(&conn)?;
             copy_schema_into(&mut conn).context("creating the sync's database")?;
             32768
         }
@@ -1050,25 +1045,13 @@ fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Pages of a new database while it is in memory. Most syncs that end there are small, and
-/// a many-tenant host holds one such database per tenant syncing for the whole sync: half
-/// SQLite's default page halves what its empty tables and indexes hold (23 pages). The work
-/// database on disk gets [`DISK_PAGE_SIZE`] when it moves there.
-const MEMORY_PAGE_SIZE: i64 = 2048;
-
-/// Pages of the work database on disk (SQLite's default): fewer page reads and writes for a
-/// large sync.
-const DISK_PAGE_SIZE: i64 = 4096;
-
 /// Lookaside of a new database in memory (SQLite's fast allocator for its small objects):
 /// 8 KiB instead of SQLite's 48 KiB per connection. The writer's statements stay prepared
 /// (see [`cache_statements`]), so what SQLite allocates per row is few and small.
 const MEMORY_LOOKASIDE: (i32, i32) = (256, 32);
 
-/// Sets the page size and lookaside of a new database in memory (see [`MEMORY_PAGE_SIZE`],
-/// [`MEMORY_LOOKASIDE`]).
-fn small_footprint(conn: &Connection) -> Result<()> {
-    conn.pragma_update(None, "page_size", MEMORY_PAGE_SIZE)?;
+/// Gives a new database in memory a small lookaside (see [`MEMORY_LOOKASIDE`]).
+fn small_lookaside(conn: &Connection) -> Result<()> {
     let (size, count) = MEMORY_LOOKASIDE;
     // SAFETY: the handle is this open connection's, no statement of it is running (it was
     // just opened), and with a null buffer SQLite allocates the lookaside itself.
@@ -1104,7 +1087,6 @@ fn copy_schema_into(conn: &mut Connection) -> Result<()> {
 /// A new database with the schema but the deferred indexes.
 fn schema_template() -> Result<Connection> {
     let conn = Connection::open_in_memory()?;
-    conn.pragma_update(None, "page_size", MEMORY_PAGE_SIZE)?;
     let tx = conn.unchecked_transaction()?;
     for stmt in schema::DDL.iter().filter(|s| !schema::is_deferred(s)) {
         tx.execute(stmt, [])
@@ -1137,24 +1119,6 @@ fn carries_over(conn: &Connection) -> Result<bool> {
         && has(&grants, "needs_expansion")
         && has(&runs, "grants_backfilled")
         && has(&runs, "ingest_invariant_mode"))
-}
-
-/// Rewrites the database file at `path` with pages of `size` bytes (before it is opened in
-/// write-ahead mode, which cannot change them).
-fn resize_pages(path: &Path, size: i64) -> Result<()> {
-    let conn = Connection::open(path)
-        .with_context(|| format!("opening SQLite database {}", path.display()))?;
-    // Scratch until packaged, as in `open_db`: no fsyncs, no journal (a crash meanwhile
-    // loses only what a crash before the move would have), the copy built in memory.
-    conn.pragma_update(None, "synchronous", "OFF")?;
-    conn.pragma_update(None, "journal_mode", "OFF")?;
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.pragma_update(None, "page_size", size)?;
-    conn.execute_batch("vacuum")
-        .with_context(|| format!("rewriting {} with {size}-byte pages", path.display()))?;
-    conn.close()
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("closing {}", path.display()))
 }
 
 fn open_db(path: &Path) -> Result<Connection> {
@@ -1402,50 +1366,41 @@ mod tests {
         }
     }
 
-    /// A new sync's database holds small pages and a small lookaside while it is in memory
-    /// (a many-tenant host holds one per tenant), and gets SQLite's default pages when it
-    /// moves to disk, with every row.
+    /// A new sync's database in memory has a small lookaside (a many-tenant host holds one
+    /// such database per tenant syncing): with SQLite's default one (47 KiB), this sync
+    /// uses 57 slots at most, more than the small one has.
     #[test]
-    fn a_database_in_memory_is_small_and_moves_to_disk_with_default_pages() {
+    fn a_database_in_memory_has_a_small_lookaside() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = C1zWriter::create(&dir.path().join("out.c1z")).unwrap();
-        let page_size = |w: &C1zWriter| -> i64 {
-            w.conn
-                .pragma_query_value(None, "page_size", |r| r.get(0))
-                .unwrap()
+        for page in 0..10 {
+            let rows: Vec<_> = (0..20)
+                .map(|i| resource("user", &format!("u{page}-{i}")))
+                .collect();
+            w.put_resources(&rows).unwrap();
+            w.resources_after(0, 64, Some("user")).unwrap();
+        }
+        let (mut now, mut most) = (0, 0);
+        // SAFETY: a status query on this writer's open connection.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                w.conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_LOOKASIDE_USED,
+                &mut now,
+                &mut most,
+                0,
+            )
         };
-        let used = |w: &C1zWriter| {
-            let (mut now, mut high) = (0, 0);
-            // SAFETY: a status query on this writer's open connection.
-            let rc = unsafe {
-                rusqlite::ffi::sqlite3_db_status(
-                    w.conn.handle(),
-                    rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
-                    &mut now,
-                    &mut high,
-                    0,
-                )
-            };
-            assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
-            now
-        };
-        assert!(!w.on_disk());
-        assert_eq!(page_size(&w), MEMORY_PAGE_SIZE);
-        // The empty schema: 23 pages at 2 KiB (about 100 KiB at SQLite's default 4 KiB).
-        assert!(used(&w) < 64 << 10, "empty database: {} bytes", used(&w));
-        let rows: Vec<_> = (0..500)
-            .map(|i| resource("user", &format!("u{i}")))
-            .collect();
-        w.put_resources(&rows).unwrap();
-        w.move_to_disk().unwrap();
-        assert!(w.on_disk());
-        assert_eq!(page_size(&w), DISK_PAGE_SIZE);
-        assert_eq!(w.resources_after(0, 1000, Some("user")).unwrap().len(), 500);
-        let now = Local::now();
-        let out = w.finish(now, now).unwrap();
-        let r = crate::c1z::C1zReader::open(&out).unwrap();
-        let sync = r.latest_sync().unwrap();
-        assert_eq!(r.resources(&sync.sync_id).unwrap().len(), 500);
+        assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
+        let (size, count) = MEMORY_LOOKASIDE;
+        // SQLite carves the space into slots of `size` and of 128 bytes (3 small per big).
+        let big = size * count / (3 * 128 + size);
+        let slots = big + (size * count - size * big) / 128;
+        assert!(
+            most <= slots,
+            "{most} lookaside slots in use at most, of {slots}"
+        );
+        assert!(most > 0, "the lookaside was never used");
     }
 
     /// The blob built from encoded parts is byte for byte prost's encoding of the message.
