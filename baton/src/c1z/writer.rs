@@ -165,6 +165,8 @@ pub struct C1zWriter {
     identity: String,
     /// Whether the database in memory is due to move to disk, and how often it was asked.
     memory_check: MemoryCheck,
+    /// Whether this writer built the deferred indexes (grant expansion, then the end).
+    indexed: bool,
 }
 
 #[derive(Default)]
@@ -256,6 +258,7 @@ impl C1zWriter {
             in_memory: in_memory.then(std::time::Instant::now),
             identity: options.identity.clone(),
             memory_check: MemoryCheck::default(),
+            indexed: false,
         })
     }
 
@@ -322,12 +325,16 @@ impl C1zWriter {
     /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`]), if
     /// they are missing.
     pub(super) fn build_deferred_indexes(&mut self) -> Result<()> {
+        if self.indexed {
+            return Ok(());
+        }
         self.flush()?;
         for stmt in schema::DDL.iter().filter(|s| schema::is_deferred(s)) {
             self.conn
                 .execute(stmt, [])
                 .with_context(|| format!("building an index: {stmt}"))?;
         }
+        self.indexed = true;
         Ok(())
     }
 
@@ -1046,7 +1053,7 @@ fn memory_db(image: Option<&[u8]>) -> Result<Connection> {
 }
 
 /// Lookaside of a new database in memory (SQLite's fast allocator for its small objects):
-/// 8 KiB instead of SQLite's 48 KiB per connection. The writer's statements stay prepared
+/// 8 KiB instead of SQLite's 47 KiB per connection. The writer's statements stay prepared
 /// (see [`cache_statements`]), so what SQLite allocates per row is few and small.
 const MEMORY_LOOKASIDE: (i32, i32) = (256, 32);
 
