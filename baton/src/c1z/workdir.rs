@@ -4,10 +4,12 @@
 //! where the next sync of the same file finds it and resumes.
 
 use anyhow::{Context, bail};
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub struct WorkDir {
     path: PathBuf,
@@ -23,7 +25,9 @@ impl WorkDir {
     /// are removed first: they hold nothing that can be resumed.
     pub fn open(dir: &Path, target: &Path) -> anyhow::Result<WorkDir> {
         let name = target.file_name().unwrap_or_default();
-        remove_stale(dir, name);
+        if first_open(&dir.join(name)) {
+            remove_stale(dir, name);
+        }
         let path = dir.join(dotted(name, ".work"));
         let created = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {
@@ -162,6 +166,17 @@ fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether this process opens `target`'s work directory for the first time. Leftovers are
+/// looked for then only: the look reads the whole directory, which a many-tenant host shares
+/// among all its tenants' files, and this process leaves none behind but by crashing.
+fn first_open(target: &Path) -> bool {
+    static OPENED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target.to_path_buf())
+}
+
 /// Removes `.<name>.*.work` directories and `.<name>.*.tmp` files left by interrupted runs of
 /// older versions or of the final packaging step (never the fixed `.<name>.work`).
 fn remove_stale(dir: &Path, name: &std::ffi::OsStr) {
@@ -183,5 +198,36 @@ fn remove_stale(dir: &Path, name: &std::ffi::OsStr) {
         } else if stale_tmp {
             let _ = fs::remove_file(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What interrupted runs left beside a file (an older version's work directory, the temp
+    /// file of a write cut short) goes when its work directory is first opened; other files'
+    /// leftovers and unrelated files stay.
+    #[test]
+    fn leftovers_of_interrupted_runs_go_at_the_first_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for stale in [".sync.c1z.x1y2z3.work", ".other.c1z.a1b2c3.work"] {
+            fs::create_dir(d.join(stale)).unwrap();
+        }
+        for file in [".sync.c1z.k9j8.tmp", "notes.txt"] {
+            fs::write(d.join(file), b"x").unwrap();
+        }
+        let work = WorkDir::open(d, &d.join("sync.c1z")).unwrap();
+        let mut left: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".other.c1z.a1b2c3.work", ".sync.c1z.work", "notes.txt"]
+        );
+        drop(work);
     }
 }
