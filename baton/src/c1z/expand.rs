@@ -35,7 +35,7 @@ impl C1zWriter {
     /// `max_depth` rounds: a chain of expansions settles in its depth); returns how many grants
     /// it created.
     pub fn expand_grants(&mut self, max_depth: usize) -> Result<usize> {
-        self.build_deferred_indexes()?;
+        self.build_indexes_left_out_in_memory()?;
         let edges = self.edges()?;
         // Holders of a source change only when some edge grants that source: without such a
         // chain, one round is all there is to do.

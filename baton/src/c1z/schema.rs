@@ -60,16 +60,24 @@ macro_rules! index {
     };
 }
 
-/// Indexes that no query of a sync in progress uses: a writer builds them once, before grant
-/// expansion (which uses two of them) and before the file. A bulk build sorts once, where an
-/// index kept up to date costs every row one more B-tree insertion; and a new database in
-/// memory starts a page smaller for each (a many-tenant host holds one per tenant syncing).
-pub const DEFERRED_INDEXES: [&str; 8] = [
-    "idx_resources_external_sync_v1",
-    "idx_entitlements_resource_id_v1",
+/// Indexes of the grants table that no query of a sync in progress uses: a writer builds them
+/// once, when the sync ends (a bulk build sorts once; kept up to date, they cost every grant
+/// three more B-tree insertions). Their columns all come before the blob, so building one
+/// reads no overflow pages.
+pub const DEFERRED_INDEXES: [&str; 3] = [
     "idx_grants_resource_type_id_resource_id_v1",
     "idx_grants_principal_id_v1",
     "idx_grants_entitlement_id_principal_id_v1",
+];
+
+/// Indexes no query of a sync in progress uses either, left out of a new database only while
+/// it is in memory: a many-tenant host holds one such database per tenant syncing, each a page
+/// larger per index. They are built when the database moves to disk (small then, so the build
+/// is quick; a large workspace's grants table read again at the end cost more than keeping
+/// them up to date), before grant expansion (which uses the last two) and at the end.
+pub const DEFERRED_IN_MEMORY: [&str; 5] = [
+    "idx_resources_external_sync_v1",
+    "idx_entitlements_resource_id_v1",
     "idx_grants_entitlement_sync_grant_v1",
     "idx_grants_sync_expansion_v1",
     "idx_grants_sync_needs_expansion_v1",
@@ -78,6 +86,11 @@ pub const DEFERRED_INDEXES: [&str; 8] = [
 /// Whether `stmt` (of [`DDL`]) creates one of the [`DEFERRED_INDEXES`].
 pub fn is_deferred(stmt: &str) -> bool {
     DEFERRED_INDEXES.iter().any(|i| stmt.contains(i))
+}
+
+/// Whether `stmt` (of [`DDL`]) creates one of the [`DEFERRED_IN_MEMORY`] indexes.
+pub fn is_deferred_in_memory(stmt: &str) -> bool {
+    DEFERRED_IN_MEMORY.iter().any(|i| stmt.contains(i))
 }
 
 /// The DDL run on a new database (one statement per entry).

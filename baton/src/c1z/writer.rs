@@ -165,8 +165,6 @@ pub struct C1zWriter {
     identity: String,
     /// Whether the database in memory is due to move to disk, and how often it was asked.
     memory_check: MemoryCheck,
-    /// Whether this writer built the deferred indexes (grant expansion, then the end).
-    indexed: bool,
 }
 
 #[derive(Default)]
@@ -258,7 +256,6 @@ impl C1zWriter {
             in_memory: in_memory.then(std::time::Instant::now),
             identity: options.identity.clone(),
             memory_check: MemoryCheck::default(),
-            indexed: false,
         })
     }
 
@@ -273,7 +270,9 @@ impl C1zWriter {
         if self.work.is_none() || self.in_memory.is_none() {
             return Ok(());
         }
-        self.flush()?;
+        // Commits the open batches too. Built now, while the database is small: on disk they
+        // are kept up to date (see `schema::DEFERRED_IN_MEMORY`).
+        self.build_indexes_left_out_in_memory()?;
         if let Some(token) = self.pending_checkpoint.take() {
             self.conn
                 .execute(CHECKPOINT, params![token, self.sync_id])
@@ -322,19 +321,25 @@ impl C1zWriter {
         Ok(self.memory_check.due.get())
     }
 
-    /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`]), if
-    /// they are missing.
-    pub(super) fn build_deferred_indexes(&mut self) -> Result<()> {
-        if self.indexed {
-            return Ok(());
-        }
+    /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`] and
+    /// [`schema::DEFERRED_IN_MEMORY`]), if they are missing.
+    fn build_deferred_indexes(&mut self) -> Result<()> {
+        self.build_indexes(|s| schema::is_deferred(s) || schema::is_deferred_in_memory(s))
+    }
+
+    /// Builds the indexes a database in memory does without ([`schema::DEFERRED_IN_MEMORY`]),
+    /// if they are missing: before it moves to disk, and before grant expansion.
+    pub(super) fn build_indexes_left_out_in_memory(&mut self) -> Result<()> {
+        self.build_indexes(schema::is_deferred_in_memory)
+    }
+
+    fn build_indexes(&mut self, which: impl Fn(&str) -> bool) -> Result<()> {
         self.flush()?;
-        for stmt in schema::DDL.iter().filter(|s| schema::is_deferred(s)) {
+        for stmt in schema::DDL.iter().filter(|s| which(s)) {
             self.conn
                 .execute(stmt, [])
                 .with_context(|| format!("building an index: {stmt}"))?;
         }
-        self.indexed = true;
         Ok(())
     }
 
@@ -1077,7 +1082,7 @@ fn small_lookaside(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Gives an empty database the schema (but the deferred indexes, built at the end), copied
+/// Gives an empty database the schema (but the indexes built later), copied
 /// from a database made once per process: running the DDL cost each sync three times as
 /// much (a demo-sized sync's largest database cost).
 fn copy_schema_into(conn: &mut Connection) -> Result<()> {
@@ -1091,11 +1096,13 @@ fn copy_schema_into(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// A new database with the schema but the deferred indexes.
+/// A new database with the schema but the indexes built later (see
+/// [`C1zWriter::build_deferred_indexes`]).
 fn schema_template() -> Result<Connection> {
     let conn = Connection::open_in_memory()?;
     let tx = conn.unchecked_transaction()?;
-    for stmt in schema::DDL.iter().filter(|s| !schema::is_deferred(s)) {
+    let left_out = |s: &str| schema::is_deferred(s) || schema::is_deferred_in_memory(s);
+    for stmt in schema::DDL.iter().filter(|s| !left_out(s)) {
         tx.execute(stmt, [])
             .with_context(|| format!("running DDL: {stmt}"))?;
     }
@@ -1408,6 +1415,39 @@ mod tests {
             "{most} lookaside slots in use at most, of {slots}"
         );
         assert!(most > 0, "the lookaside was never used");
+    }
+
+    /// A database in memory does without the indexes no query of a sync uses (a page each),
+    /// and has them once it moves to disk, where they are kept up to date.
+    #[test]
+    fn a_database_in_memory_leaves_out_indexes_it_has_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = C1zWriter::create(&dir.path().join("out.c1z")).unwrap();
+        let indexes = |w: &C1zWriter| -> Vec<String> {
+            let mut stmt = w
+                .conn
+                .prepare("select name from sqlite_schema where type = 'index'")
+                .unwrap();
+            stmt.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let left_out = schema::DEFERRED_IN_MEMORY;
+        assert!(!w.on_disk());
+        let before = indexes(&w);
+        assert!(
+            left_out.iter().all(|i| !before.iter().any(|n| n == i)),
+            "{before:?}"
+        );
+        w.put_resources(&[resource("user", "u1")]).unwrap();
+        w.move_to_disk().unwrap();
+        let after = indexes(&w);
+        assert!(
+            left_out.iter().all(|i| after.iter().any(|n| n == i)),
+            "{after:?}"
+        );
+        assert_eq!(w.resources_after(0, 10, None).unwrap().len(), 1);
     }
 
     /// The blob built from encoded parts is byte for byte prost's encoding of the message.
