@@ -93,6 +93,11 @@ pub fn is_deferred_in_memory(stmt: &str) -> bool {
     DEFERRED_IN_MEMORY.iter().any(|i| stmt.contains(i))
 }
 
+/// Whether `stmt` (of [`DDL`]) creates an index a new database starts without (either list).
+pub fn is_built_later(stmt: &str) -> bool {
+    is_deferred(stmt) || is_deferred_in_memory(stmt)
+}
+
 /// The DDL run on a new database (one statement per entry).
 pub const DDL: &[&str] = &[
     // v1_resource_types

@@ -324,7 +324,7 @@ impl C1zWriter {
     /// Builds the indexes a sync in progress does without ([`schema::DEFERRED_INDEXES`] and
     /// [`schema::DEFERRED_IN_MEMORY`]), if they are missing.
     fn build_deferred_indexes(&mut self) -> Result<()> {
-        self.build_indexes(|s| schema::is_deferred(s) || schema::is_deferred_in_memory(s))
+        self.build_indexes(schema::is_built_later)
     }
 
     /// Builds the indexes a database in memory does without ([`schema::DEFERRED_IN_MEMORY`]),
@@ -1082,9 +1082,9 @@ fn small_lookaside(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Gives an empty database the schema (but the indexes built later), copied
-/// from a database made once per process: running the DDL cost each sync three times as
-/// much (a demo-sized sync's largest database cost).
+/// Gives an empty database the schema (but the indexes built later), copied from a database
+/// made once per process: running the DDL cost each sync three times as much (a demo-sized
+/// sync's largest database cost).
 fn copy_schema_into(conn: &mut Connection) -> Result<()> {
     static TEMPLATE: Mutex<Option<Connection>> = Mutex::new(None);
     let mut template = TEMPLATE.lock().unwrap_or_else(|e| e.into_inner());
@@ -1101,8 +1101,7 @@ fn copy_schema_into(conn: &mut Connection) -> Result<()> {
 fn schema_template() -> Result<Connection> {
     let conn = Connection::open_in_memory()?;
     let tx = conn.unchecked_transaction()?;
-    let left_out = |s: &str| schema::is_deferred(s) || schema::is_deferred_in_memory(s);
-    for stmt in schema::DDL.iter().filter(|s| !left_out(s)) {
+    for stmt in schema::DDL.iter().filter(|s| !schema::is_built_later(s)) {
         tx.execute(stmt, [])
             .with_context(|| format!("running DDL: {stmt}"))?;
     }
