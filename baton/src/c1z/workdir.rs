@@ -22,7 +22,8 @@ pub struct WorkDir {
 impl WorkDir {
     /// Opens (or creates) the work directory of `target`, in `dir`, and locks it. Leftovers
     /// of older layouts (`.<name>.<random>.work` directories, `.<name>.<random>.tmp` files)
-    /// are removed first: they hold nothing that can be resumed.
+    /// are removed first, at the process's first open of `target`: they hold nothing that can
+    /// be resumed.
     pub fn open(dir: &Path, target: &Path) -> anyhow::Result<WorkDir> {
         let name = target.file_name().unwrap_or_default();
         if first_open(&dir.join(name)) {
